@@ -1,0 +1,84 @@
+//! Timers as data: a table of (deadline, key) pairs. State machines arm and cancel
+//! entries; the engine asks for the earliest deadline (`poll_timeout`) and pops what
+//! has expired when it is handed `Input::Timeout`. Nothing here reads a clock.
+
+use super::time::Time;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+
+/// A deadline table keyed by `K` (one entry per key: re-arming replaces).
+pub struct Timers<K: Ord + Hash + Clone> {
+    by_deadline: BTreeSet<(Time, K)>,
+    by_key: HashMap<K, Time>,
+}
+
+impl<K: Ord + Hash + Clone> Default for Timers<K> {
+    fn default() -> Self {
+        Timers { by_deadline: BTreeSet::new(), by_key: HashMap::new() }
+    }
+}
+
+impl<K: Ord + Hash + Clone> Timers<K> {
+    /// Arms (or re-arms) `key` to fire at `at`.
+    pub fn arm(&mut self, key: K, at: Time) {
+        if let Some(old) = self.by_key.insert(key.clone(), at) {
+            self.by_deadline.remove(&(old, key.clone()));
+        }
+        self.by_deadline.insert((at, key));
+    }
+
+    /// Cancels `key`; returns whether it was armed.
+    pub fn cancel(&mut self, key: &K) -> bool {
+        match self.by_key.remove(key) {
+            Some(at) => self.by_deadline.remove(&(at, key.clone())),
+            None => false,
+        }
+    }
+
+    pub fn deadline(&self, key: &K) -> Option<Time> {
+        self.by_key.get(key).copied()
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next(&self) -> Option<Time> {
+        self.by_deadline.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns one key whose deadline is at or before `now`.
+    pub fn pop_expired(&mut self, now: Time) -> Option<K> {
+        let (at, _) = self.by_deadline.first()?;
+        if *at > now {
+            return None;
+        }
+        let (_, key) = self.by_deadline.pop_first()?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn fires_in_order_and_rearm_replaces() {
+        let mut t: Timers<u32> = Timers::default();
+        t.arm(1, Time(30));
+        t.arm(2, Time(10));
+        t.arm(3, Time(20));
+        t.arm(1, Time(5)); // re-arm moves it
+        assert_eq!(t.next(), Some(Time(5)));
+        assert!(t.cancel(&3));
+        assert!(!t.cancel(&3));
+        assert_eq!(t.pop_expired(Time(9)), Some(1));
+        assert_eq!(t.pop_expired(Time(9)), None);
+        assert_eq!(t.pop_expired(Time(10)), Some(2));
+        assert!(t.is_empty());
+    }
+}

@@ -1,0 +1,195 @@
+//! The one loop: waits for an input or the engine's next deadline, feeds the engine,
+//! drains its outputs into sockets and files, and beats the watchdog heartbeat.
+
+use super::notify::Heartbeat;
+use crate::core::{ConnId, Engine, Input, Output, Time, Transport};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What the shell's tasks send to the loop.
+pub enum Event {
+    Input(Input),
+    /// A stream connection's writer queue, so outputs can reach it.
+    Stream { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
+    /// Fault injection for tests (CTIBOX_FAULT=stall-on-usr2): block the loop.
+    Stall,
+}
+
+/// Maps the shell's monotonic clock onto engine time.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock { origin: Instant::now() }
+    }
+    pub fn now(&self) -> Time {
+        Time(self.origin.elapsed().as_micros() as u64)
+    }
+    pub fn instant(&self, t: Time) -> Instant {
+        self.origin + Duration::from_micros(t.0)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Writes state blobs off the engine loop: latest blob per name wins, so a slow SD
+/// card delays saves but never queues without bound.
+type Pending = Mutex<HashMap<&'static str, Vec<u8>>>;
+
+#[derive(Clone)]
+pub struct PersistQueue {
+    inner: Arc<(Pending, Condvar)>,
+}
+
+impl PersistQueue {
+    pub fn new() -> PersistQueue {
+        PersistQueue { inner: Arc::new((Mutex::new(HashMap::new()), Condvar::new())) }
+    }
+    pub fn push(&self, name: &'static str, bytes: Vec<u8>) {
+        let (m, cv) = &*self.inner;
+        m.lock().unwrap_or_else(|e| e.into_inner()).insert(name, bytes);
+        cv.notify_one();
+    }
+    /// The writer thread's body: never returns unless a write fails.
+    pub fn run(&self, dir: PathBuf) -> Result<(), String> {
+        let (m, cv) = &*self.inner;
+        loop {
+            let batch: Vec<(&'static str, Vec<u8>)> = {
+                let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+                while g.is_empty() {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                g.drain().collect()
+            };
+            for (name, bytes) in batch {
+                let path = dir.join(name);
+                if let Err(e) = crate::persist::write_atomic(&path, &crate::persist::seal(&bytes)) {
+                    log::error!("persist: cannot save {}: {e}", path.display());
+                }
+            }
+        }
+    }
+}
+
+impl Default for PersistQueue {
+    fn default() -> Self {
+        PersistQueue::new()
+    }
+}
+
+pub struct Driver {
+    pub engine: Engine,
+    pub clock: Clock,
+    pub udp: Option<Rc<UdpSocket>>,
+    pub conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    pub heartbeat: Heartbeat,
+    pub persist: PersistQueue,
+}
+
+impl Driver {
+    /// Runs forever; returns only if every input source is gone.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Event>) -> Result<(), String> {
+        let tick = Duration::from_millis(crate::limits::ENGINE_TICK_MS);
+        loop {
+            self.heartbeat.beat();
+            let idle = Instant::now() + tick;
+            let deadline = self.engine.poll_timeout().map_or(idle, |t| self.clock.instant(t).min(idle));
+            tokio::select! {
+                ev = inbox.recv() => match ev {
+                    Some(Event::Input(input)) => {
+                        if let Input::ConnClosed { conn } = &input {
+                            self.conns.remove(conn);
+                        }
+                        let now = self.clock.now();
+                        self.engine.handle_input(now, input);
+                    }
+                    Some(Event::Stream { conn, writer }) => { self.conns.insert(conn, writer); }
+                    Some(Event::Stall) => {
+                        log::warn!("fault injection: stalling the engine loop");
+                        loop { std::thread::sleep(Duration::from_secs(3600)); }
+                    }
+                    None => return Err("all input sources closed".into()),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.engine.poll_timeout().is_some_and(|t| t <= self.clock.now()) {
+                        self.engine.handle_input(self.clock.now(), Input::Timeout);
+                    }
+                }
+            }
+            self.drain().await;
+        }
+    }
+
+    async fn drain(&mut self) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Transmit { transport: Transport::Udp, to, bytes, .. } => {
+                    if let Some(sock) = &self.udp {
+                        if let Err(e) = sock.try_send_to(&bytes, to) {
+                            if e.kind() == std::io::ErrorKind::WouldBlock {
+                                let _ = sock.send_to(&bytes, to).await;
+                            } else {
+                                log::debug!("sip: send to {to}: {e}");
+                            }
+                        }
+                    }
+                }
+                Output::Transmit { transport: Transport::Tcp, conn: Some(conn), bytes, .. } => self.send(conn, bytes),
+                Output::Transmit { transport: Transport::Tcp, conn: None, to, .. } => {
+                    log::debug!("sip: no tcp connection toward {to}; message dropped");
+                }
+                Output::CtiSend { conn, mut text } => {
+                    text.push('\n');
+                    self.send(conn, text.into_bytes());
+                }
+                Output::HttpResponse { conn, status, content_type, body } => {
+                    let mut bytes = format!(
+                        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        reason(status),
+                        body.len()
+                    )
+                    .into_bytes();
+                    bytes.extend_from_slice(&body);
+                    self.send(conn, bytes);
+                    self.conns.remove(&conn);
+                }
+                Output::Close { conn } => {
+                    self.conns.remove(&conn);
+                }
+                Output::Persist { name, bytes } => self.persist.push(name, bytes),
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        let Some(tx) = self.conns.get(&conn) else { return };
+        if tx.try_send(bytes).is_err() {
+            log::warn!("conn {}: peer not reading (send queue full); closing", conn.0);
+            self.conns.remove(&conn);
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}

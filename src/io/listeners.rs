@@ -1,0 +1,175 @@
+//! Binds every listening socket the configuration names and runs their accept and
+//! receive loops. SIP over UDP and TCP share one port; CTI and HTTP have their own.
+
+use super::driver::Event;
+use super::framing;
+use super::writer::{attach, next_conn_id, read_loop};
+use crate::core::{CtiTransport, HttpRequest, Input, Transport};
+use crate::limits;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::sync::mpsc;
+
+/// The addresses to listen on (after command-line overrides).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenPlan {
+    pub sip_udp: Option<SocketAddr>,
+    pub sip_tcp: Option<SocketAddr>,
+    pub cti: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Sockets bound and ready.
+pub struct Bound {
+    pub sip_udp: Option<Rc<UdpSocket>>,
+    pub sip_tcp: Option<TcpListener>,
+    pub cti: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Bound {
+    pub fn addrs(&self) -> ListenPlan {
+        ListenPlan {
+            sip_udp: self.sip_udp.as_ref().and_then(|s| s.local_addr().ok()),
+            sip_tcp: self.sip_tcp.as_ref().and_then(|s| s.local_addr().ok()),
+            cti: self.cti.local_addr().expect("bound socket has an address"),
+            http: self.http.local_addr().expect("bound socket has an address"),
+        }
+    }
+}
+
+fn tcp_listen(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+        .map_err(|e| format!("{what}: cannot create socket: {e}"))?;
+    sock.set_reuseaddr(true).map_err(|e| format!("{what}: {e}"))?;
+    sock.bind(addr).map_err(|e| format!("cannot listen for {what} on tcp {addr}: {e}"))?;
+    sock.listen(1024).map_err(|e| format!("cannot listen for {what} on tcp {addr}: {e}"))
+}
+
+/// Binds everything in `plan`. A SIP TCP port of 0 follows the UDP port, so both
+/// transports share one number as phones expect.
+pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
+    let sip_udp = match plan.sip_udp {
+        Some(a) => {
+            let std = std::net::UdpSocket::bind(a).map_err(|e| format!("cannot listen for SIP on udp {a}: {e}"))?;
+            std.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(Rc::new(UdpSocket::from_std(std).map_err(|e| e.to_string())?))
+        }
+        None => None,
+    };
+    let sip_tcp = match plan.sip_tcp {
+        Some(mut a) => {
+            if a.port() == 0 {
+                if let Some(u) = sip_udp.as_ref().and_then(|s| s.local_addr().ok()) {
+                    a.set_port(u.port());
+                }
+            }
+            Some(tcp_listen(a, "SIP")?)
+        }
+        None => None,
+    };
+    let cti = tcp_listen(plan.cti, "CTI")?;
+    let http = tcp_listen(plan.http, "HTTP")?;
+    Ok(Bound { sip_udp, sip_tcp, cti, http })
+}
+
+/// Receives SIP datagrams forever.
+pub async fn sip_udp_loop(sock: Rc<UdpSocket>, inbox: mpsc::Sender<Event>) -> Result<(), String> {
+    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; limits::SIP_MAX_MESSAGE + 1];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) => return Err(format!("SIP udp receive: {e}")),
+        };
+        let input = Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes: buf[..n].to_vec() };
+        inbox.send(Event::Input(input)).await.map_err(|_| "engine inbox closed".to_string())?;
+    }
+}
+
+/// Accepts SIP over TCP forever; each connection frames by Content-Length.
+pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Result<(), String> {
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let (stream, from) = listener.accept().await.map_err(|e| format!("SIP tcp accept: {e}"))?;
+        if open.get() >= limits::SIP_TCP_CONNECTIONS {
+            log::warn!("sip: refusing tcp connection from {from}: {} open", open.get());
+            continue;
+        }
+        let conn = next_conn_id();
+        let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
+        let inbox = inbox.clone();
+        let open = open.clone();
+        open.set(open.get() + 1);
+        tokio::task::spawn_local(async move {
+            let deliver = |msg: &[u8]| {
+                Some(Input::Sip { transport: Transport::Tcp, conn: Some(conn), from, local, bytes: msg.to_vec() })
+            };
+            read_loop(rd, conn, limits::SIP_TCP_BUFFER, framing::sip_frame, deliver, inbox).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+/// Accepts CTI applications over TCP forever: one JSON message per line.
+pub async fn cti_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Result<(), String> {
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let (stream, peer) = listener.accept().await.map_err(|e| format!("CTI accept: {e}"))?;
+        if open.get() >= limits::CTI_CONNECTIONS {
+            log::warn!("cti: refusing connection from {peer}: {} open", open.get());
+            continue;
+        }
+        let conn = next_conn_id();
+        let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
+        let opened = Input::CtiOpened { conn, peer, transport: CtiTransport::Tcp };
+        inbox.send(Event::Input(opened)).await.map_err(|_| "engine inbox closed".to_string())?;
+        let inbox = inbox.clone();
+        let open = open.clone();
+        open.set(open.get() + 1);
+        tokio::task::spawn_local(async move {
+            let deliver = |line: &[u8]| {
+                let text = String::from_utf8_lossy(line).trim_end_matches(['\r', '\n']).to_string();
+                (!text.trim().is_empty()).then_some(Input::CtiMessage { conn, text })
+            };
+            let frame = |b: &[u8]| framing::line_frame(b, limits::CTI_MAX_LINE);
+            read_loop(rd, conn, limits::CTI_MAX_LINE + 16 * 1024, frame, deliver, inbox).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+/// Accepts HTTP forever: one request per connection, answered by the engine.
+pub async fn http_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Result<(), String> {
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let (stream, peer) = listener.accept().await.map_err(|e| format!("HTTP accept: {e}"))?;
+        if open.get() >= limits::HTTP_CONNECTIONS {
+            log::warn!("http: refusing connection from {peer}: {} open", open.get());
+            continue;
+        }
+        let conn = next_conn_id();
+        let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
+        let inbox = inbox.clone();
+        let open = open.clone();
+        open.set(open.get() + 1);
+        tokio::task::spawn_local(async move {
+            let frame = |b: &[u8]| match framing::http_head(b) {
+                Ok(Some(h)) if b.len() >= h.head_len + h.content_length => framing::Frame::Message(h.head_len + h.content_length),
+                Ok(_) => framing::Frame::Incomplete,
+                Err(why) => framing::Frame::Broken(why),
+            };
+            let deliver = |b: &[u8]| {
+                let h = framing::http_head(b).ok()??;
+                let request = HttpRequest { method: h.method, path: h.path, body: b[h.head_len..].to_vec() };
+                Some(Input::Http { conn, request })
+            };
+            read_loop(rd, conn, limits::HTTP_MAX_REQUEST * 2, frame, deliver, inbox).await;
+            open.set(open.get() - 1);
+        });
+    }
+}

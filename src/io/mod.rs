@@ -1,0 +1,12 @@
+//! The shell: everything that touches the world (sockets, clock, signals, sd_notify,
+//! files, ALSA, GPIO). It feeds the engine and carries out its outputs; it holds no
+//! call or CTI state of its own.
+#![allow(clippy::disallowed_methods)] // the shell is where the clock is read
+
+pub mod driver;
+pub mod framing;
+pub mod listeners;
+pub mod notify;
+pub mod run;
+pub mod supervisor;
+pub mod writer;

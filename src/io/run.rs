@@ -1,0 +1,244 @@
+//! `ctibox run`: loads the configuration, binds the sockets, prints the banner, tells
+//! systemd READY=1, and runs the engine loop under the supervisor until a signal or
+//! a death. SIGHUP reloads the configuration file; a bad one is refused and the
+//! running configuration stays.
+
+use super::driver::{Clock, Driver, Event, PersistQueue};
+use super::listeners::{self, ListenPlan};
+use super::notify::{self, Heartbeat, Notifier};
+use super::supervisor;
+use crate::board::Board;
+use crate::config::{self, Config};
+use crate::core::rng::EngineRng;
+use crate::core::Engine;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// What `ctibox run` was asked on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub sip: Option<SocketAddr>,
+    pub cti: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+}
+
+impl RunOptions {
+    fn plan(&self, c: &Config) -> ListenPlan {
+        ListenPlan {
+            sip_udp: self.sip.or(c.sip.udp),
+            sip_tcp: self.sip.or(c.sip.tcp),
+            cti: self.cti.unwrap_or(c.cti.listen),
+            http: self.http.unwrap_or(c.http.listen),
+        }
+    }
+
+    fn load(&self) -> Result<Config, config::ConfigError> {
+        match &self.config {
+            Some(p) => config::load_file(p),
+            None => Ok(config::embedded_default()),
+        }
+    }
+}
+
+/// Where state lives: --data-dir, else the config's, else /var/lib/ctibox for root and
+/// $XDG_STATE_HOME/ctibox (or ~/.local/state/ctibox) for anyone else.
+pub fn data_dir(opts: &RunOptions, c: &Config) -> PathBuf {
+    if let Some(d) = opts.data_dir.clone().or_else(|| c.system.data_dir.clone()) {
+        return d;
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ctibox");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("ctibox");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/ctibox")
+}
+
+fn seed() -> [u8; 32] {
+    use std::io::Read;
+    let mut s = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut s).is_ok() {
+            return s;
+        }
+    }
+    // Last resort: time and pid. Never reached on Linux with /dev/urandom.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    s[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    s[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    s
+}
+
+fn show(a: Option<SocketAddr>) -> String {
+    a.map_or("off".to_string(), |a| a.to_string())
+}
+
+/// Runs the appliance; returns the process exit code.
+pub fn run(opts: RunOptions) -> i32 {
+    let started = Instant::now();
+    let cfg = match opts.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ctibox: configuration refused: {e}");
+            return 2;
+        }
+    };
+    let Some(board) = Board::by_name(&cfg.board.name) else {
+        eprintln!("ctibox: unknown board {:?}", cfg.board.name);
+        return 2;
+    };
+    let dir = data_dir(&opts, &cfg);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("ctibox: cannot create data directory {}: {e}", dir.display());
+        return 2;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ctibox: cannot start runtime: {e}");
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, serve(opts, cfg, board, dir, started))
+}
+
+async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, started: Instant) -> i32 {
+    let plan = opts.plan(&cfg);
+    let bound = match listeners::bind(&plan) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ctibox: {e}");
+            return 1;
+        }
+    };
+    let addrs = bound.addrs();
+    let (sup, mut deaths) = supervisor::new();
+    let (inbox_tx, inbox_rx) = mpsc::channel::<Event>(crate::limits::ENGINE_INBOX);
+
+    let clock = Clock::new();
+    let engine = Engine::new(Arc::new(cfg.clone()), EngineRng::from_seed(seed()), clock.now());
+    let heartbeat = Heartbeat::default();
+    let persist = PersistQueue::new();
+    let driver = Driver {
+        engine,
+        clock,
+        udp: bound.sip_udp.clone(),
+        conns: Default::default(),
+        heartbeat: heartbeat.clone(),
+        persist: persist.clone(),
+    };
+    {
+        let dir = dir.clone();
+        if let Err(e) = sup.spawn_thread("persist", move || persist.run(dir)) {
+            eprintln!("ctibox: cannot start persist thread: {e}");
+            return 1;
+        }
+    }
+    sup.spawn("engine", driver.run(inbox_rx));
+    if let Some(s) = bound.sip_udp {
+        sup.spawn("sip-udp", listeners::sip_udp_loop(s, inbox_tx.clone()));
+    }
+    if let Some(l) = bound.sip_tcp {
+        sup.spawn("sip-tcp", listeners::sip_tcp_loop(l, inbox_tx.clone()));
+    }
+    sup.spawn("cti", listeners::cti_loop(bound.cti, inbox_tx.clone()));
+    sup.spawn("http", listeners::http_loop(bound.http, inbox_tx.clone()));
+    if std::env::var("CTIBOX_FAULT").as_deref() == Ok("stall-on-usr2") {
+        let tx = inbox_tx.clone();
+        sup.spawn("fault", async move {
+            let mut usr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
+            usr2.recv().await;
+            tx.send(Event::Stall).await.map_err(|_| "inbox closed".to_string())
+        });
+    }
+    {
+        let tx = inbox_tx.clone();
+        let opts = opts.clone();
+        sup.spawn("reload", reload_loop(opts, plan.clone(), addrs.clone(), tx));
+    }
+
+    let notifier = Notifier::from_env();
+    println!(
+        "ctibox {} on board {}{}\n  config  {}\n  sip     udp {}  tcp {}\n  cti     tcp {}  (WebSocket ws://{}/cti)\n  http    http://{}/status\n  data    {}",
+        env!("CARGO_PKG_VERSION"),
+        board.name,
+        if board.simulated { " (simulated ALSA and GPIO)" } else { "" },
+        cfg.source,
+        show(addrs.sip_udp),
+        show(addrs.sip_tcp),
+        addrs.cti,
+        addrs.http,
+        addrs.http,
+        dir.display()
+    );
+    if let Some(n) = &notifier {
+        n.notify("READY=1\nSTATUS=serving");
+    }
+    println!("ready in {} ms", started.elapsed().as_millis());
+    log::info!("ready: {} on board {}", cfg.system.name, board.name);
+
+    if let (Some(n), Some(interval)) = (Notifier::from_env(), notify::watchdog_interval()) {
+        let tick = Duration::from_millis(crate::limits::ENGINE_TICK_MS);
+        let stall = (interval / 2).max(tick * 3);
+        let hb = heartbeat.clone();
+        if let Err(e) = sup.spawn_thread("watchdog", move || notify::watchdog_thread(n, hb, interval, stall)) {
+            eprintln!("ctibox: cannot start watchdog thread: {e}");
+            return 1;
+        }
+    }
+
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            eprintln!("ctibox: cannot install signal handlers");
+            return 1;
+        }
+    };
+    let code = tokio::select! {
+        _ = term.recv() => { log::info!("SIGTERM: stopping"); 0 }
+        _ = int.recv() => { log::info!("SIGINT: stopping"); 0 }
+        d = deaths.next() => { log::error!("{} died: {}; exiting", d.name, d.reason); 1 }
+    };
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
+    code
+}
+
+async fn reload_loop(opts: RunOptions, plan: ListenPlan, bound: ListenPlan, tx: mpsc::Sender<Event>) -> Result<(), String> {
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        hup.recv().await;
+        let Some(path) = opts.config.as_deref() else {
+            log::warn!("SIGHUP: running the embedded default; no configuration file to reload");
+            continue;
+        };
+        match reload_one(path, &opts, &plan, &bound) {
+            Ok(cfg) => {
+                let input = crate::core::Input::Reload(Arc::new(cfg));
+                tx.send(Event::Input(input)).await.map_err(|_| "inbox closed".to_string())?;
+            }
+            Err(e) => log::error!("SIGHUP: configuration refused, keeping the running one: {e}"),
+        }
+    }
+}
+
+fn reload_one(path: &Path, opts: &RunOptions, plan: &ListenPlan, bound: &ListenPlan) -> Result<Config, String> {
+    let cfg = config::load_file(path).map_err(|e| e.to_string())?;
+    if opts.plan(&cfg) != *plan {
+        log::warn!("SIGHUP: listener addresses changed; they take effect at the next restart (still on {bound:?})");
+    }
+    if Board::by_name(&cfg.board.name).is_none() {
+        return Err(format!("{}: unknown board {:?}", path.display(), cfg.board.name));
+    }
+    Ok(cfg)
+}

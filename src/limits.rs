@@ -1,0 +1,32 @@
+//! Every capacity and protocol constant in one place. Past a bound the answer is an
+//! explicit refusal (503, a CTI "capacity" error, a dropped and counted datagram),
+//! never unbounded growth.
+
+/// Largest SIP datagram or stream message accepted (bytes).
+pub const SIP_MAX_MESSAGE: usize = 65_535;
+/// Bytes buffered per SIP TCP connection while framing a message.
+pub const SIP_TCP_BUFFER: usize = 2 * SIP_MAX_MESSAGE;
+/// Simultaneous SIP TCP connections.
+pub const SIP_TCP_CONNECTIONS: usize = 1024;
+/// Simultaneous CTI connections (TCP + WebSocket).
+pub const CTI_CONNECTIONS: usize = 256;
+/// Longest CTI request line (bytes).
+pub const CTI_MAX_LINE: usize = 64 * 1024;
+/// Messages queued toward one CTI connection before it is closed as too slow.
+pub const CTI_SEND_QUEUE: usize = 4096;
+/// Simultaneous HTTP connections.
+pub const HTTP_CONNECTIONS: usize = 64;
+/// Largest HTTP request head + body (bytes).
+pub const HTTP_MAX_REQUEST: usize = 64 * 1024;
+/// Inputs queued from the network tasks to the engine loop.
+pub const ENGINE_INBOX: usize = 8192;
+/// Messages queued toward one stream connection (SIP TCP, HTTP) before it is dropped.
+pub const CONN_SEND_QUEUE: usize = 1024;
+/// Largest persisted state file (bytes); checked before decoding.
+pub const STATE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Largest configuration file (bytes).
+pub const CONFIG_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// How often the engine loop runs even when idle, so the watchdog sees it alive (ms).
+pub const ENGINE_TICK_MS: u64 = 250;
+/// Default systemd watchdog interval when WATCHDOG_USEC is not set (ms).
+pub const DEFAULT_WATCHDOG_MS: u64 = 10_000;

@@ -1,0 +1,89 @@
+//! The `ctibox` command: argument parsing and dispatch; the work lives in the library.
+#![allow(clippy::disallowed_methods)]
+
+use ctibox::io::run::{run, RunOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: ctibox <command> [options]
+
+commands:
+  run [--config FILE] [--data-dir DIR] [--sip ADDR] [--cti ADDR] [--http ADDR] [--log LEVEL]
+        run the appliance (with no --config: the embedded default on the simulated board)
+  check-config FILE
+        validate a configuration file; exit 1 naming file:line:column and the reason
+  print-default-config
+        print the embedded default configuration
+  version
+        print the version
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let level = std::env::var("CTIBOX_LOG").ok().and_then(|l| ctibox::logger::parse_level(&l));
+    ctibox::logger::init(level.unwrap_or(log::LevelFilter::Info));
+    match dispatch(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            eprintln!("ctibox: {msg}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<u8, String> {
+    let Some((cmd, rest)) = args.split_first() else { return Err("no command given".into()) };
+    match cmd.as_str() {
+        "run" => Ok(run(parse_run(rest)?) as u8),
+        "check-config" => {
+            let [file] = rest else { return Err("check-config takes one FILE".into()) };
+            match ctibox::config::load_file(&PathBuf::from(file)) {
+                Ok(c) => {
+                    println!("{}: ok ({})", file, c.source);
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(1)
+                }
+            }
+        }
+        "print-default-config" => {
+            print!("{}", ctibox::config::DEFAULT_TOML);
+            Ok(0)
+        }
+        "version" | "--version" | "-V" => {
+            println!("ctibox {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<RunOptions, String> {
+    let mut o = RunOptions::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let addr = |v: String| v.parse().map_err(|_| format!("{flag}: {v:?} is not an address like 127.0.0.1:5060"));
+        match flag.as_str() {
+            "--config" | "-c" => o.config = Some(PathBuf::from(value()?)),
+            "--data-dir" => o.data_dir = Some(PathBuf::from(value()?)),
+            "--sip" => o.sip = Some(addr(value()?)?),
+            "--cti" => o.cti = Some(addr(value()?)?),
+            "--http" => o.http = Some(addr(value()?)?),
+            "--log" => {
+                let v = value()?;
+                let l = ctibox::logger::parse_level(&v).ok_or_else(|| format!("--log: unknown level {v:?}"))?;
+                log::set_max_level(l);
+            }
+            other => return Err(format!("run: unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
