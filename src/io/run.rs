@@ -112,6 +112,14 @@ pub fn run(opts: RunOptions) -> i32 {
 }
 
 async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, started: Instant) -> i32 {
+    // Handlers first: a SIGTERM that arrives right after READY=1 must be a clean stop.
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            eprintln!("ctibox: cannot install signal handlers");
+            return 1;
+        }
+    };
     let plan = opts.plan(&cfg);
     let bound = match listeners::bind(&plan) {
         Ok(b) => b,
@@ -154,8 +162,8 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
     sup.spawn("http", listeners::http_loop(bound.http, inbox_tx.clone()));
     if std::env::var("CTIBOX_FAULT").as_deref() == Ok("stall-on-usr2") {
         let tx = inbox_tx.clone();
+        let Ok(mut usr2) = signal(SignalKind::user_defined2()) else { return 1 };
         sup.spawn("fault", async move {
-            let mut usr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
             usr2.recv().await;
             tx.send(Event::Stall).await.map_err(|_| "inbox closed".to_string())
         });
@@ -163,7 +171,11 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
     {
         let tx = inbox_tx.clone();
         let opts = opts.clone();
-        sup.spawn("reload", reload_loop(opts, plan.clone(), addrs.clone(), tx));
+        let Ok(hup) = signal(SignalKind::hangup()) else {
+            eprintln!("ctibox: cannot install the SIGHUP handler");
+            return 1;
+        };
+        sup.spawn("reload", reload_loop(hup, opts, plan.clone(), addrs.clone(), tx));
     }
 
     let notifier = Notifier::from_env();
@@ -196,13 +208,6 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
         }
     }
 
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            eprintln!("ctibox: cannot install signal handlers");
-            return 1;
-        }
-    };
     let code = tokio::select! {
         _ = term.recv() => { log::info!("SIGTERM: stopping"); 0 }
         _ = int.recv() => { log::info!("SIGINT: stopping"); 0 }
@@ -214,8 +219,13 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
     code
 }
 
-async fn reload_loop(opts: RunOptions, plan: ListenPlan, bound: ListenPlan, tx: mpsc::Sender<Event>) -> Result<(), String> {
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+async fn reload_loop(
+    mut hup: tokio::signal::unix::Signal,
+    opts: RunOptions,
+    plan: ListenPlan,
+    bound: ListenPlan,
+    tx: mpsc::Sender<Event>,
+) -> Result<(), String> {
     loop {
         hup.recv().await;
         let Some(path) = opts.config.as_deref() else {
