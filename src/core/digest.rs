@@ -1,0 +1,444 @@
+//! HTTP Digest authentication as SIP uses it (RFC 3261 §22, RFC 8760 for SHA-256,
+//! RFC 7616 for the qop/nc rules): challenges, credential parsing, verification, and
+//! nonces that expire and cannot be replayed. Pure: time and keys come from outside.
+
+use super::time::Time;
+use hmac::{Hmac, KeyInit, Mac};
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How long a nonce may be used before the client is told it is stale.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Nonces whose use (nonce count) is remembered; past this the oldest are retired.
+pub const NONCES_TRACKED: usize = 16_384;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+    fn parse(s: &str) -> Option<Algorithm> {
+        match s.to_ascii_uppercase().as_str() {
+            "MD5" => Some(Algorithm::Md5),
+            "SHA-256" => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+    fn hash(self, data: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
+            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Digest credentials from an Authorization / Proxy-Authorization header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub algorithm: Option<String>,
+    pub cnonce: Option<String>,
+    pub nc: Option<String>,
+    pub qop: Option<String>,
+    pub opaque: Option<String>,
+}
+
+/// Why credentials were not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// Not a Digest header, or a parameter is malformed.
+    Malformed(&'static str),
+    /// A required parameter is absent.
+    Missing(&'static str),
+    UnsupportedAlgorithm,
+    UnsupportedQop,
+    WrongRealm,
+    /// The nonce was not issued by this box (or was tampered with).
+    UnknownNonce,
+    /// The nonce was ours but is too old: re-challenge with stale=true.
+    Stale,
+    /// The nonce count did not increase, or a no-qop nonce was reused.
+    Replay,
+    /// The response hash is wrong: bad password.
+    BadResponse,
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::Malformed(what) => write!(f, "malformed credentials: {what}"),
+            AuthError::Missing(p) => write!(f, "credentials lack the {p} parameter"),
+            AuthError::UnsupportedAlgorithm => write!(f, "unsupported digest algorithm"),
+            AuthError::UnsupportedQop => write!(f, "unsupported qop"),
+            AuthError::WrongRealm => write!(f, "credentials are for another realm"),
+            AuthError::UnknownNonce => write!(f, "nonce not issued here"),
+            AuthError::Stale => write!(f, "nonce expired"),
+            AuthError::Replay => write!(f, "nonce reused (replay)"),
+            AuthError::BadResponse => write!(f, "wrong password"),
+        }
+    }
+}
+
+/// Parses `Digest k=v, k="v", ...` (the value of an Authorization header).
+pub fn parse_credentials(value: &str) -> Result<Credentials, AuthError> {
+    let v = value.trim_start();
+    let rest = match v.get(..6) {
+        Some(s) if s.eq_ignore_ascii_case("digest") => &v[6..],
+        _ => return Err(AuthError::Malformed("not a Digest scheme")),
+    };
+    let mut c = Credentials::default();
+    for (k, val) in parse_params(rest)? {
+        let slot = match k.to_ascii_lowercase().as_str() {
+            "username" => &mut c.username,
+            "realm" => &mut c.realm,
+            "nonce" => &mut c.nonce,
+            "uri" => &mut c.uri,
+            "response" => &mut c.response,
+            "algorithm" => {
+                c.algorithm = Some(val);
+                continue;
+            }
+            "cnonce" => {
+                c.cnonce = Some(val);
+                continue;
+            }
+            "nc" => {
+                c.nc = Some(val);
+                continue;
+            }
+            "qop" => {
+                c.qop = Some(val);
+                continue;
+            }
+            "opaque" => {
+                c.opaque = Some(val);
+                continue;
+            }
+            _ => continue,
+        };
+        *slot = val;
+    }
+    for (v, name) in [(&c.username, "username"), (&c.realm, "realm"), (&c.nonce, "nonce"), (&c.uri, "uri"), (&c.response, "response")] {
+        if v.is_empty() {
+            return Err(AuthError::Missing(name));
+        }
+    }
+    Ok(c)
+}
+
+/// Splits `a=b, c="d, e"` into pairs, honouring quoted strings and `\` escapes.
+fn parse_params(s: &str) -> Result<Vec<(String, String)>, AuthError> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') || key.is_empty() {
+            return Err(AuthError::Malformed("parameter without a value"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut val = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') => break,
+                    Some('\\') => val.push(chars.next().ok_or(AuthError::Malformed("unterminated escape"))?),
+                    Some(c) => val.push(c),
+                    None => return Err(AuthError::Malformed("unterminated quoted string")),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c.is_whitespace() {
+                    break;
+                }
+                val.push(c);
+                chars.next();
+            }
+        }
+        if out.len() >= 32 {
+            return Err(AuthError::Malformed("too many parameters"));
+        }
+        out.push((key, val));
+    }
+}
+
+/// H(A1) for a user: what a line's password is reduced to.
+pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    alg.hash(&format!("{username}:{realm}:{password}"))
+}
+
+/// The expected `response` for credentials (RFC 7616 §3.4.1, qop=auth or none).
+pub fn expected_response(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
+    let ha2 = alg.hash(&format!("{method}:{}", c.uri));
+    match (&c.qop, &c.nc, &c.cnonce) {
+        (Some(q), Some(nc), Some(cn)) => alg.hash(&format!("{ha1}:{}:{nc}:{cn}:{q}:{ha2}", c.nonce)),
+        _ => alg.hash(&format!("{ha1}:{}:{ha2}", c.nonce)),
+    }
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Issues and checks nonces: stateless to verify (an HMAC over issue time and the
+/// client's address), stateful only for replay (the highest nonce count seen).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NonceBook {
+    key: [u8; 32],
+    counter: u64,
+    /// nonce -> (issued at, highest nc used; u32::MAX once a no-qop nonce is used).
+    used: HashMap<String, (Time, u32)>,
+    /// Nonces issued before this are refused as stale (raised when `used` is full).
+    floor: Time,
+}
+
+impl NonceBook {
+    pub fn new(key: [u8; 32]) -> NonceBook {
+        NonceBook { key, counter: 0, used: HashMap::new(), floor: Time::ZERO }
+    }
+
+    fn mac(&self, body: &[u8], source: IpAddr) -> Vec<u8> {
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        m.update(body);
+        m.update(source.to_string().as_bytes());
+        m.finalize().into_bytes()[..12].to_vec()
+    }
+
+    /// A fresh nonce bound to `source`.
+    pub fn issue(&mut self, now: Time, source: IpAddr) -> String {
+        self.counter += 1;
+        let mut body = now.as_micros().to_be_bytes().to_vec();
+        body.extend_from_slice(&self.counter.to_be_bytes());
+        let mac = self.mac(&body, source);
+        format!("{}{}", hex(&body), hex(&mac))
+    }
+
+    /// WWW-Authenticate / Proxy-Authenticate values: SHA-256 first, then MD5 (RFC 8760 §2.4).
+    pub fn challenges(&mut self, now: Time, source: IpAddr, realm: &str, stale: bool) -> Vec<String> {
+        let nonce = self.issue(now, source);
+        let stale = if stale { ", stale=true" } else { "" };
+        [Algorithm::Sha256, Algorithm::Md5]
+            .iter()
+            .map(|a| format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}", a.name()))
+            .collect()
+    }
+
+    /// Checks `c` for `method` against a password; records the nonce use on success.
+    pub fn verify(&mut self, now: Time, source: IpAddr, realm: &str, method: &str, password: &str, c: &Credentials) -> Result<(), AuthError> {
+        if c.realm != realm {
+            return Err(AuthError::WrongRealm);
+        }
+        let alg = match &c.algorithm {
+            None => Algorithm::Md5,
+            Some(a) => Algorithm::parse(a).ok_or(AuthError::UnsupportedAlgorithm)?,
+        };
+        let nc = match c.qop.as_deref() {
+            None => None,
+            Some(q) if q.eq_ignore_ascii_case("auth") => {
+                let nc = c.nc.as_deref().ok_or(AuthError::Missing("nc"))?;
+                c.cnonce.as_deref().ok_or(AuthError::Missing("cnonce"))?;
+                Some(u32::from_str_radix(nc, 16).map_err(|_| AuthError::Malformed("nc is not 8 hex digits"))?)
+            }
+            Some(_) => return Err(AuthError::UnsupportedQop),
+        };
+        let raw = unhex(&c.nonce).filter(|r| r.len() == 28).ok_or(AuthError::UnknownNonce)?;
+        if !ct_eq(&hex(&self.mac(&raw[..16], source)), &hex(&raw[16..])) {
+            return Err(AuthError::UnknownNonce);
+        }
+        let issued = Time(u64::from_be_bytes(raw[..8].try_into().expect("8 bytes")));
+        if issued < self.floor || now.since(issued) > NONCE_LIFETIME {
+            return Err(AuthError::Stale);
+        }
+        let expected = expected_response(alg, &ha1(alg, &c.username, realm, password), method, c);
+        if !ct_eq(&expected, &c.response.to_ascii_lowercase()) {
+            return Err(AuthError::BadResponse);
+        }
+        let last = self.used.get(&c.nonce).map(|(_, n)| *n);
+        let next = match (nc, last) {
+            (None, None) => u32::MAX,
+            (Some(n), None) => n,
+            (Some(n), Some(l)) if l != u32::MAX && n > l => n,
+            _ => return Err(AuthError::Replay),
+        };
+        if last.is_none() && self.used.len() >= NONCES_TRACKED {
+            self.retire_oldest();
+        }
+        self.used.insert(c.nonce.clone(), (issued, next));
+        Ok(())
+    }
+
+    /// Forgets nonces that can no longer be used; call periodically.
+    pub fn sweep(&mut self, now: Time) {
+        self.used.retain(|_, (issued, _)| now.since(*issued) <= NONCE_LIFETIME);
+    }
+
+    /// Retires the older half of the tracked nonces by raising the floor.
+    fn retire_oldest(&mut self) {
+        let mut times: Vec<Time> = self.used.values().map(|(t, _)| *t).collect();
+        times.sort_unstable();
+        let cut = times[times.len() / 2];
+        self.floor = self.floor.max(Time(cut.0 + 1));
+        let floor = self.floor;
+        self.used.retain(|_, (t, _)| *t >= floor);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "127.0.0.1";
+
+    /// What a phone computes for a challenge.
+    fn answer(alg: Algorithm, nonce: &str, nc: u32, password: &str) -> Credentials {
+        let mut c = Credentials {
+            username: "1001".into(),
+            realm: "ctibox".into(),
+            nonce: nonce.into(),
+            uri: "sip:ctibox".into(),
+            algorithm: Some(alg.name().into()),
+            cnonce: Some("abc123".into()),
+            nc: Some(format!("{nc:08x}")),
+            qop: Some("auth".into()),
+            ..Default::default()
+        };
+        c.response = expected_response(alg, &ha1(alg, "1001", "ctibox", password), "REGISTER", &c);
+        c
+    }
+
+    fn nonce_of(ch: &str) -> String {
+        ch.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string()
+    }
+
+    #[test]
+    fn rfc2617_reference_vector() {
+        // RFC 2617 §3.5 example (MD5, qop=auth).
+        let c = Credentials {
+            username: "Mufasa".into(),
+            realm: "testrealm@host.com".into(),
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093".into(),
+            uri: "/dir/index.html".into(),
+            cnonce: Some("0a4f113b".into()),
+            nc: Some("00000001".into()),
+            qop: Some("auth".into()),
+            ..Default::default()
+        };
+        let h = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        assert_eq!(expected_response(Algorithm::Md5, &h, "GET", &c), "6629fae49393a05397450978507c4ef1");
+    }
+
+    #[test]
+    fn rfc7616_sha256_reference_vector() {
+        // RFC 7616 §3.9.1 example (SHA-256, qop=auth).
+        let c = Credentials {
+            username: "Mufasa".into(),
+            realm: "http-auth@example.org".into(),
+            nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+            uri: "/dir/index.html".into(),
+            cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into()),
+            nc: Some("00000001".into()),
+            qop: Some("auth".into()),
+            ..Default::default()
+        };
+        let h = ha1(Algorithm::Sha256, "Mufasa", "http-auth@example.org", "Circle of Life");
+        assert_eq!(
+            expected_response(Algorithm::Sha256, &h, "GET", &c),
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+    }
+
+    #[test]
+    fn accepts_both_algorithms_and_refuses_replay_and_bad_password() {
+        let mut book = NonceBook::new([7; 32]);
+        let src: IpAddr = SRC.parse().unwrap();
+        let ch = book.challenges(Time::ZERO, src, "ctibox", false);
+        assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
+        let n = nonce_of(&ch[0]);
+        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+            let n = book.issue(Time::ZERO, src);
+            let c = answer(alg, &n, 1, "s3cret-pass");
+            assert_eq!(book.verify(Time::from_millis(10), src, "ctibox", "REGISTER", "s3cret-pass", &c), Ok(()));
+            assert_eq!(book.verify(Time::from_millis(20), src, "ctibox", "REGISTER", "s3cret-pass", &c), Err(AuthError::Replay));
+            let c2 = answer(alg, &n, 2, "s3cret-pass");
+            assert_eq!(book.verify(Time::from_millis(30), src, "ctibox", "REGISTER", "s3cret-pass", &c2), Ok(()));
+        }
+        let wrong = answer(Algorithm::Sha256, &n, 1, "guess");
+        assert_eq!(book.verify(Time::ZERO, src, "ctibox", "REGISTER", "s3cret-pass", &wrong), Err(AuthError::BadResponse));
+    }
+
+    #[test]
+    fn nonces_expire_and_are_bound_to_the_source() {
+        let mut book = NonceBook::new([9; 32]);
+        let src: IpAddr = SRC.parse().unwrap();
+        let n = book.issue(Time::ZERO, src);
+        let c = answer(Algorithm::Md5, &n, 1, "s3cret-pass");
+        let late = Time::ZERO + NONCE_LIFETIME + Duration::from_secs(1);
+        assert_eq!(book.verify(late, src, "ctibox", "REGISTER", "s3cret-pass", &c), Err(AuthError::Stale));
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert_eq!(book.verify(Time::ZERO, other, "ctibox", "REGISTER", "s3cret-pass", &c), Err(AuthError::UnknownNonce));
+        let mut forged = c.clone();
+        forged.nonce = "00".repeat(28);
+        assert_eq!(book.verify(Time::ZERO, src, "ctibox", "REGISTER", "s3cret-pass", &forged), Err(AuthError::UnknownNonce));
+    }
+
+    #[test]
+    fn parses_headers_with_quotes_and_escapes() {
+        let c = parse_credentials(
+            "Digest username=\"bob\", realm=\"ctibox\", nonce=\"n\", uri=\"sip:x\", response=\"r\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"a\\\"b, c\"",
+        )
+        .unwrap();
+        assert_eq!((c.username.as_str(), c.cnonce.as_deref(), c.qop.as_deref()), ("bob", Some("a\"b, c"), Some("auth")));
+        assert_eq!(parse_credentials("Basic Zm9v"), Err(AuthError::Malformed("not a Digest scheme")));
+        assert_eq!(parse_credentials("Digest realm=\"x\""), Err(AuthError::Missing("username")));
+        assert!(parse_credentials("Digest username=\"unterminated").is_err());
+        for junk in ["", "Digest", "Digest ,,,", "Digest =", "Digest a", "Digest a=\"\\"] {
+            let _ = parse_credentials(junk); // never panics
+        }
+    }
+}
