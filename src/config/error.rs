@@ -229,11 +229,23 @@ pub(crate) fn from_toml(e: &toml::de::Error, text: &str, parsing: bool) -> Locat
         Reason::MissingKey { key, table: table_at(text, span.start) }
     } else if let Some(rest) = first.strip_prefix("invalid type: ") {
         match rest.split_once(", expected ") {
-            Some((found, expected)) => Reason::WrongType { found: found.to_string(), expected: expected.to_string() },
+            Some((found, expected)) => Reason::WrongType { found: found.to_string(), expected: plain_type(expected) },
             None => Reason::BadValue { detail: first },
         }
     } else {
         Reason::BadValue { detail: first }
     };
     Located::new(span, reason)
+}
+
+/// Rust type names in serde messages, in words an operator knows.
+fn plain_type(t: &str) -> String {
+    match t {
+        "i64" | "u8" | "u16" | "u32" | "u64" | "i32" => "an integer".into(),
+        "bool" => "a boolean (true or false)".into(),
+        "a sequence" => "an array".into(),
+        "struct" => "a table".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other => other.into(),
+    }
 }

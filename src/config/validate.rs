@@ -205,9 +205,9 @@ fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
             c.err(s.span(), Reason::MustBeEven { key: "media.rtp_port_min", value: min });
         }
     }
-    if min + 1 >= max {
+    if min >= max {
         let s = r.rtp_port_max.as_ref().or(r.rtp_port_min.as_ref()).map_or(0..0, |s| s.span());
-        c.err(s, Reason::Order { low_key: "media.rtp_port_min", low: min, high_key: "media.rtp_port_max", high: max - 1 });
+        c.err(s, Reason::Order { low_key: "media.rtp_port_min", low: min, high_key: "media.rtp_port_max", high: max });
     }
     let codecs = match &r.codecs {
         Some(v) if v.get_ref().is_empty() => {
