@@ -96,13 +96,13 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Board, Vec<ConfigError>> {
         };
         for (key, v) in forbid {
             if let Some(v) = v {
-                c.err(v.span(), Reason::NotForType { key, device_type: if kind == PortKind::Fxs { "fxs port" } else { "fxo port" } });
+                c.err(v.span(), Reason::NotForPort { key, kind: kind.name() });
             }
         }
         let mut got = Vec::new();
         for (key, v) in need {
             match v {
-                None => c.err(p.name.span(), Reason::RequiredForType { key, device_type: kind.name() }),
+                None => c.err(p.name.span(), Reason::RequiredForPort { key, kind: kind.name() }),
                 Some(g) => {
                     let g = g.get_ref();
                     let line = g.line.get_ref();

@@ -63,6 +63,8 @@ pub enum Reason {
     NoForwardCss { line: String, forward: &'static str },
     BadSecret { name: String, why: &'static str },
     WeakPassword { name: String, why: &'static str },
+    NotForPort { key: &'static str, kind: &'static str },
+    RequiredForPort { key: &'static str, kind: &'static str },
     GpioTaken { gpio: String, port: String },
     PcmTaken { pcm: String, port: String },
     UnknownBoard { name: String },
@@ -147,6 +149,8 @@ impl fmt::Display for Reason {
             ),
             BadSecret { name, why } => write!(f, "app_user {name:?}: secret {why}"),
             WeakPassword { name, why } => write!(f, "{name}: password refused: {why}"),
+            NotForPort { key, kind } => write!(f, "`{key}` does not apply to an {kind} port"),
+            RequiredForPort { key, kind } => write!(f, "an {kind} port needs `{key}`"),
             GpioTaken { gpio, port } => write!(f, "GPIO line {gpio:?} is already used by port {port:?}"),
             PcmTaken { pcm, port } => write!(f, "ALSA PCM {pcm:?} is already used by port {port:?}"),
             UnknownBoard { name } => write!(f, "unknown board {name:?} (built in: sim, rpi4, rpi5; or set `file`)"),
@@ -220,7 +224,7 @@ pub(crate) fn from_toml(e: &toml::de::Error, text: &str, parsing: bool) -> Locat
         let key = between_backticks(rest).unwrap_or(rest).to_string();
         let expected = rest
             .split_once("expected ")
-            .map(|(_, e)| e.trim_start_matches("one of ").replace('`', ""))
+            .map(|(_, e)| e.trim_start_matches("one of ").replace("` or `", "`, `").replace('`', ""))
             .unwrap_or_default();
         let expected = if expected.starts_with("no fields") { String::new() } else { expected };
         Reason::UnknownKey { key, table: table_at(text, span.start), expected }
