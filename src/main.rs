@@ -13,6 +13,10 @@ commands:
         run the appliance (with no --config: the embedded default on the simulated board)
   check-config FILE
         validate a configuration file; exit 1 naming file:line:column and the reason
+        of every error found
+  hash-secret
+        read a CTI application secret from stdin (one line) and print its Argon2id
+        PHC string for an [[app_user]] secret
   print-default-config
         print the embedded default configuration
   version
@@ -38,16 +42,24 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
         "run" => Ok(run(parse_run(rest)?) as u8),
         "check-config" => {
             let [file] = rest else { return Err("check-config takes one FILE".into()) };
-            match ctibox::config::load_file(&PathBuf::from(file)) {
+            match ctibox::config::check_file(&PathBuf::from(file)) {
                 Ok(c) => {
-                    println!("{}: ok ({})", file, c.source);
+                    println!("{}: ok (board {}, {} devices, {} lines)", file, c.board.name, c.devices.len(), c.lines.len());
                     Ok(0)
                 }
-                Err(e) => {
-                    eprintln!("{e}");
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
                     Ok(1)
                 }
             }
+        }
+        "hash-secret" => {
+            if !rest.is_empty() {
+                return Err("hash-secret takes no arguments; it reads the secret from stdin".into());
+            }
+            hash_secret()
         }
         "print-default-config" => {
             print!("{}", ctibox::config::DEFAULT_TOML);
@@ -62,6 +74,27 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn hash_secret() -> Result<u8, String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("hash-secret: cannot read stdin: {e}"))?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    if secret.len() < 12 {
+        eprintln!("ctibox: hash-secret: refusing a secret shorter than 12 characters");
+        return Ok(1);
+    }
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| format!("hash-secret: no randomness: {e}"))?;
+    match ctibox::config::hash_secret(secret, &salt) {
+        Ok(phc) => {
+            println!("{phc}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("ctibox: hash-secret: {e}");
+            Ok(1)
+        }
     }
 }
 

@@ -1,0 +1,298 @@
+//! Credentials: SIP passwords and CTI application secrets, the weak-password rules,
+//! Argon2 hashing for `ctibox hash-secret`, and "generate": fresh random secrets kept
+//! in `<data_dir>/secrets.toml` (mode 0600). Randomness is injected; no clock.
+//!
+//! Generated CTI app secrets are kept as plaintext in secrets.toml (the operator hands
+//! them to the application) and in memory as `AppSecret::Generated`, verified by a
+//! constant-time comparison; configured ones are Argon2id PHC strings verified by argon2.
+
+use super::model::{Config, DeviceKind};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The word that asks for a generated credential.
+pub const GENERATE: &str = "generate";
+/// File name of the generated credentials inside the data directory.
+pub const SECRETS_FILE: &str = "secrets.toml";
+const SIP_PASSWORD_LEN: usize = 20;
+const APP_SECRET_LEN: usize = 32;
+/// No '0', 'O', '1', 'l', 'I': read aloud and typed into phones. 32 symbols: 5 bits each.
+const ALPHABET: &[u8; 32] = b"abcdefghjkmnpqrstuvwxyz23456789A";
+
+/// A SIP digest password (phones and trunks). Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    Plain(String),
+    /// Not yet resolved: `resolve_generated` replaces it.
+    Generate,
+}
+
+impl Password {
+    pub fn plain(&self) -> Option<&str> {
+        match self {
+            Password::Plain(p) => Some(p),
+            Password::Generate => None,
+        }
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Password::Plain(_) => "Password(<redacted>)",
+            Password::Generate => "Password(generate)",
+        })
+    }
+}
+
+/// A CTI application's secret. Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AppSecret {
+    /// An Argon2id PHC string from the configuration.
+    Hash(String),
+    /// Not yet resolved: `resolve_generated` replaces it.
+    Generate,
+    /// Generated plaintext from secrets.toml.
+    Generated(String),
+}
+
+impl AppSecret {
+    /// Whether `presented` is the secret. Unresolved `Generate` never verifies.
+    pub fn verify(&self, presented: &str) -> bool {
+        match self {
+            AppSecret::Hash(phc) => match PasswordHash::new(phc) {
+                Ok(h) => Argon2::default().verify_password(presented.as_bytes(), &h).is_ok(),
+                Err(_) => false,
+            },
+            AppSecret::Generate => false,
+            AppSecret::Generated(s) => constant_time_eq(s.as_bytes(), presented.as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for AppSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppSecret::Hash(_) => "AppSecret(argon2id)",
+            AppSecret::Generate => "AppSecret(generate)",
+            AppSecret::Generated(_) => "AppSecret(<generated>)",
+        })
+    }
+}
+
+/// Equality whose time depends only on the lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Checks an app secret's form: "generate" or an Argon2id PHC string.
+pub fn parse_app_secret(s: &str) -> Result<AppSecret, &'static str> {
+    if s == GENERATE {
+        return Ok(AppSecret::Generate);
+    }
+    if !s.starts_with("$argon2id$") {
+        return Err("must be \"generate\" or an Argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$SALT$HASH; see `ctibox hash-secret`)");
+    }
+    match PasswordHash::new(s) {
+        Ok(h) if h.hash.is_some() && h.salt.is_some() => Ok(AppSecret::Hash(s.to_string())),
+        Ok(_) => Err("is an Argon2id PHC string without salt or hash"),
+        Err(_) => Err("is not a well-formed Argon2id PHC string"),
+    }
+}
+
+/// Hashes a secret for an `[[app_user]] secret` (Argon2id, default parameters).
+pub fn hash_secret(plain: &str, salt: &[u8; 16]) -> Result<String, argon2::password_hash::Error> {
+    Argon2::default().hash_password_with_salt(plain.as_bytes(), salt).map(|h| h.to_string())
+}
+
+const WELL_KNOWN: &[&str] = &[
+    "password", "password1", "passw0rd", "p@ssw0rd", "12345678", "123456789", "1234567890", "87654321",
+    "11111111", "00000000", "qwertyui", "qwertyuiop", "asdfghjk", "abcdefgh", "abcd1234", "changeme",
+    "letmein1", "iloveyou", "admin123", "administrator", "welcome1", "cisco123", "secret123", "sunshine",
+    "trustno1", "football", "baseball", "superman", "default1", "voip1234", "asterisk", "ctibox12",
+];
+
+/// Why a SIP password is refused, if it is; `names` are the username, device name and DNs.
+pub fn weakness(password: &str, names: &[&str]) -> Option<&'static str> {
+    let lower = password.to_ascii_lowercase();
+    if password.chars().count() < 8 {
+        return Some("shorter than 8 characters");
+    }
+    if WELL_KNOWN.contains(&lower.as_str()) {
+        return Some("a well-known password");
+    }
+    if names.iter().any(|n| !n.is_empty() && lower.contains(&n.to_ascii_lowercase())) {
+        return Some("contains the username, device name or number");
+    }
+    let b = lower.as_bytes();
+    if b.iter().all(|&c| c == b[0]) {
+        return Some("one character repeated");
+    }
+    let step = i16::from(b[1]) - i16::from(b[0]);
+    if step.abs() == 1 && b.windows(2).all(|w| i16::from(w[1]) - i16::from(w[0]) == step) {
+        return Some("a keyboard or digit sequence");
+    }
+    if password.chars().any(char::is_control) {
+        return Some("contains a control character");
+    }
+    None
+}
+
+fn random_text(len: usize, fill_random: &mut dyn FnMut(&mut [u8])) -> String {
+    let mut bytes = vec![0u8; len];
+    fill_random(&mut bytes);
+    bytes.iter().map(|b| char::from(ALPHABET[usize::from(b & 31)])).collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SecretsFile {
+    #[serde(default)]
+    sip_phone: BTreeMap<String, String>,
+    #[serde(default)]
+    app_user: BTreeMap<String, String>,
+}
+
+fn render(s: &SecretsFile) -> String {
+    let mut out = String::from(
+        "# ctibox generated credentials. Keep private (mode 0600).\n\
+         # Delete an entry to have a new secret generated at the next start.\n\n[sip_phone]\n",
+    );
+    for (k, v) in &s.sip_phone {
+        out.push_str(&format!("{k:?} = {v:?}\n"));
+    }
+    out.push_str("\n[app_user]\n");
+    for (k, v) in &s.app_user {
+        out.push_str(&format!("{k:?} = {v:?}\n"));
+    }
+    out
+}
+
+/// Replaces every "generate" credential with its secret from `<data_dir>/secrets.toml`,
+/// creating the file or adding missing entries with fresh random secrets. Returns lines
+/// for the operator.
+pub fn resolve_generated(
+    cfg: &mut Config,
+    data_dir: &Path,
+    fill_random: &mut dyn FnMut(&mut [u8]),
+) -> Result<Vec<String>, String> {
+    let wants_phone = |k: &DeviceKind| matches!(k, DeviceKind::SipPhone { password: Password::Generate, .. });
+    let any = cfg.devices.iter().any(|d| wants_phone(&d.kind)) || cfg.app_users.iter().any(|a| a.secret == AppSecret::Generate);
+    if !any {
+        return Ok(Vec::new());
+    }
+    let path: PathBuf = data_dir.join(SECRETS_FILE);
+    let mut lines = Vec::new();
+    let mut file = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            tighten_mode(&path, &mut lines)?;
+            toml::from_str::<SecretsFile>(&text).map_err(|e| format!("{}: {}", path.display(), e.message().trim_end()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SecretsFile::default(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut added = 0;
+    for d in &mut cfg.devices {
+        if let DeviceKind::SipPhone { password, .. } = &mut d.kind {
+            if *password == Password::Generate {
+                let s = file.sip_phone.entry(d.name.clone()).or_insert_with(|| {
+                    added += 1;
+                    random_text(SIP_PASSWORD_LEN, fill_random)
+                });
+                if s.len() < 16 {
+                    return Err(format!("{}: sip_phone {:?} is shorter than 16 characters; delete it to regenerate", path.display(), d.name));
+                }
+                *password = Password::Plain(s.clone());
+            }
+        }
+    }
+    for a in &mut cfg.app_users {
+        if a.secret == AppSecret::Generate {
+            let s = file.app_user.entry(a.name.clone()).or_insert_with(|| {
+                added += 1;
+                random_text(APP_SECRET_LEN, fill_random)
+            });
+            if s.len() < 16 {
+                return Err(format!("{}: app_user {:?} is shorter than 16 characters; delete it to regenerate", path.display(), a.name));
+            }
+            a.secret = AppSecret::Generated(s.clone());
+        }
+    }
+    if added > 0 {
+        write_private(&path, render(&file).as_bytes())?;
+        lines.push(format!("generated {added} new credential(s) in {}", path.display()));
+    }
+    lines.push(format!("generated credentials are in {}", path.display()));
+    Ok(lines)
+}
+
+fn tighten_mode(path: &Path, lines: &mut Vec<String>) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        lines.push(format!("{} was readable by others; now mode 0600", path.display()));
+    }
+    Ok(())
+}
+
+/// Atomic write with the file created 0600 (umask tightened around the write, so the
+/// temporary file is never readable by others either), then the mode made sure.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use nix::sys::stat::{umask, Mode};
+    use std::os::unix::fs::PermissionsExt;
+    let old = umask(Mode::from_bits_truncate(0o077));
+    let r = crate::persist::write_atomic(path, bytes);
+    umask(old);
+    r.map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords() {
+        assert_eq!(weakness("1234", &[]), Some("shorter than 8 characters"));
+        assert_eq!(weakness("Password", &[]), Some("a well-known password"));
+        assert_eq!(weakness("alice-secret-9", &["alice"]), Some("contains the username, device name or number"));
+        assert_eq!(weakness("zzzzzzzzzz", &[]), Some("one character repeated"));
+        assert_eq!(weakness("3456789a", &[]), None);
+        assert_eq!(weakness("23456789", &[]), Some("a keyboard or digit sequence"));
+        assert_eq!(weakness("k7#Vq2!pLm", &["alice", "1001"]), None);
+    }
+
+    #[test]
+    fn constant_time() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+
+    #[test]
+    fn app_secret_forms() {
+        assert_eq!(parse_app_secret("generate"), Ok(AppSecret::Generate));
+        assert!(parse_app_secret("hunter2").is_err());
+        assert!(parse_app_secret("$argon2id$v=19$garbage").is_err());
+        let h = hash_secret("s3cret-for-crm", &[7u8; 16]).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$"), "{h}");
+        let s = parse_app_secret(&h).unwrap();
+        assert!(s.verify("s3cret-for-crm"));
+        assert!(!s.verify("s3cret-for-crn"));
+        assert!(AppSecret::Generated("abc".into()).verify("abc"));
+        assert!(!AppSecret::Generate.verify(""));
+        assert_eq!(format!("{:?}", Password::Plain("x".into())), "Password(<redacted>)");
+    }
+}

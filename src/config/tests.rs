@@ -1,0 +1,238 @@
+//! Unit tests for the configuration: the embedded default, and one bad input per kind.
+
+use super::*;
+
+fn err(text: &str) -> String {
+    match parse_str(text, "t.toml") {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = embedded_default();
+    assert_eq!(c.board.name, "sim");
+    assert!(c.board.def.simulated);
+    assert_eq!(c.lines.len(), 8);
+    assert!(c.pool("default").is_some());
+    assert!(c.sip.udp.is_some() && c.sip.tcp.is_some());
+}
+
+const BASE: &str = r#"
+[[partition]]
+name = "internal"
+
+[[calling_search_space]]
+name = "all"
+partitions = ["internal"]
+
+[[line]]
+dn = "1001"
+partition = "internal"
+
+[[device]]
+name = "p1"
+type = "sip_phone"
+password = "k7Vq2pLm9x"
+lines = ["1001"]
+css = "all"
+"#;
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[test]
+fn base_is_valid() {
+    let c = parse_str(BASE, "t.toml").unwrap();
+    assert_eq!(c.devices[0].pool, "default");
+    assert!(matches!(&c.devices[0].kind, DeviceKind::SipPhone { username, .. } if username == "p1"));
+}
+
+const EXPECTED: &[&str] = &[
+    "t.toml:1:5: TOML syntax error: unclosed table, expected `]`",
+    "t.toml:2:1: unknown key `udpp` in [sip] (expected one of: udp, tcp, realm, domain, t1_ms, t2_ms, t4_ms, min_expires_s, max_expires_s, default_expires_s, throttle)",
+    "t.toml:2:15: wrong type: found string \"x\", expected an integer",
+    "t.toml:1:1: missing key `name` in [[device]]",
+    "t.toml:20:6: directory number 1001 is already in partition \"internal\" (first defined on line 10)",
+    "t.toml:21:13: line 1002 names partition \"nope\", which is not defined",
+    "t.toml:21:27: calling search space \"x\" names partition \"gone\", which is not defined",
+    "t.toml:24:7: device \"p2\" names calling search space \"nocss\", which is not defined",
+    "t.toml:23:10: device \"p2\" names line \"1009\", which is not defined",
+    "t.toml:24:8: device \"p2\" names device pool \"x\", which is not defined",
+    "t.toml:20:8: duplicate device \"p1\" (first defined on line 14)",
+    "t.toml:23:8: `port` does not apply to a device of type cti_port",
+    "t.toml:23:8: board \"sim\" has no port \"fxs9\" (it has: fxs1, fxs2, fxo1)",
+    "t.toml:23:8: board port \"fxo1\" is an fxo port; a device of type analog_fxs cannot use it",
+    "t.toml:22:12: device \"p2\": password refused: shorter than 8 characters",
+    "t.toml:22:12: device \"p2\": password refused: a well-known password",
+    "t.toml:23:12: device \"p2\": password refused: contains the username, device name or number",
+    "t.toml:22:12: duplicate SIP username \"p1\" (first defined on line 14)",
+    "t.toml:20:7: cti.listen 0.0.0.0:2748 clashes with sip.tcp on the same port",
+    "t.toml:20:10: http.listen 127.0.0.1:2748 clashes with cti.listen on the same port",
+    "t.toml:21:16: media.rtp_port_min (20000) must be less than media.rtp_port_max (10000)",
+    "t.toml:20:16: media.rtp_port_min = 20001 must be even (RTP uses even ports, RTCP the odd one above)",
+    "t.toml:20:7: RTP port range 16384-32767 contains sip.udp port 16500",
+    "t.toml:22:12: peer.priority = 300 is out of range 1..=255",
+    "t.toml:23:19: peer.service_address = \"192.0.2.10\" is not an address like 192.0.2.10/24",
+    "t.toml:21:10: app_user \"crm\": secret must be \"generate\" or an Argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$SALT$HASH; see `ctibox hash-secret`)",
+    "t.toml:22:18: app_user \"crm\" names device \"p9\", which is not defined",
+    "t.toml:22:20: line 1002@internal: forward busy target 5555 matches no line or route pattern in calling search space \"all\"",
+    "t.toml:22:34: line 1002 names calling search space \"none\", which is not defined",
+    "t.toml:20:11: route pattern \"9..!\": has more than one '.'",
+    "t.toml:22:10: route pattern \"9.!\" names trunk \"x\", which is not defined",
+    "t.toml:22:10: route pattern target device \"p1\" is a sip_phone; only analog_fxo devices can be targets",
+    "t.toml:17:10: directory number 1001 exists in several partitions (internal, pstn); write it as \"1001@PARTITION\"",
+    "t.toml:20:8: unknown board \"rpi9\" (built in: sim, rpi4, rpi5; or set `file`)",
+    "t.toml:20:11: country = \"xx\" is not one of: us, ca, uk, de, fr, it, es, nl, au",
+    "t.toml:20:6: line dn \"10a2\" is not a directory number (digits, '*', '#', optional leading '+', 1-32)",
+    "t.toml:22:16: display_name contains a control character or a double quote",
+];
+
+#[test]
+fn every_kind_of_mistake() {
+    let cases = [
+        "[sip\nudp = 1",
+        "[sip]\nudpp = \"0.0.0.0:5060\"",
+        "[cti]\nheartbeat_s = \"x\"",
+        "[[device]]\ntype = \"sip_phone\"",
+    ];
+    let mut got: Vec<String> = cases.iter().map(|c| err(c)).collect();
+    for c in [
+        "[[line]]\ndn = \"1001\"\npartition = \"internal\"\n",
+        "[[line]]\ndn = \"1002\"\npartition = \"nope\"\n",
+        "[[calling_search_space]]\nname = \"x\"\npartitions = [\"internal\", \"gone\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"k7Vq2pLm9x\"\nlines = [\"1001\"]\ncss = \"nocss\"\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"k7Vq2pLm9x\"\nlines = [\"1009\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"k7Vq2pLm9x\"\nlines = [\"1001\"]\npool = \"x\"\n",
+        "[[device]]\nname = \"p1\"\ntype = \"cti_port\"\nlines = [\"1001\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"cti_port\"\nlines = [\"1001\"]\nport = \"fxs1\"\n",
+        "[[device]]\nname = \"p2\"\ntype = \"analog_fxs\"\nlines = [\"1001\"]\nport = \"fxs9\"\n",
+        "[[device]]\nname = \"p2\"\ntype = \"analog_fxs\"\nlines = [\"1001\"]\nport = \"fxo1\"\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"1234\"\nlines = [\"1001\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"password\"\nlines = [\"1001\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\nusername = \"alice\"\npassword = \"alice2024x\"\nlines = [\"1001\"]\n",
+        "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\nusername = \"p1\"\npassword = \"k7Vq2pLm9x\"\nlines = [\"1001\"]\n",
+        "[sip]\ntcp = \"0.0.0.0:2748\"\n",
+        "[http]\nlisten = \"127.0.0.1:2748\"\n",
+        "[media]\nrtp_port_min = 20000\nrtp_port_max = 10000\n",
+        "[media]\nrtp_port_min = 20001\n",
+        "[sip]\nudp = \"0.0.0.0:16500\"\n",
+        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 300\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\n",
+        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 1\nservice_address = \"192.0.2.10\"\ninterface = \"eth0\"\n",
+        "[[app_user]]\nname = \"crm\"\nsecret = \"hunter22\"\n",
+        "[[app_user]]\nname = \"crm\"\nsecret = \"generate\"\ndevices = [\"p1\", \"p9\"]\n",
+        "[[line]]\ndn = \"1002\"\npartition = \"internal\"\nforward = { busy = \"5555\", css = \"all\" }\n",
+        "[[line]]\ndn = \"1002\"\npartition = \"internal\"\nforward = { busy = \"1001\", css = \"none\" }\n",
+        "[[route_pattern]]\npattern = \"9..!\"\npartition = \"internal\"\ntarget = \"trunk:x\"\n",
+        "[[route_pattern]]\npattern = \"9.!\"\npartition = \"internal\"\ntarget = \"trunk:x\"\n",
+        "[[route_pattern]]\npattern = \"9.!\"\npartition = \"internal\"\ntarget = \"device:p1\"\n",
+        "[[partition]]\nname = \"pstn\"\n[[line]]\ndn = \"1001\"\npartition = \"pstn\"\n[[device]]\nname = \"p2\"\ntype = \"cti_port\"\nlines = [\"1001\"]\n",
+        "[board]\nname = \"rpi9\"\n",
+        "[system]\ncountry = \"xx\"\n",
+        "[[line]]\ndn = \"10a2\"\npartition = \"internal\"\n",
+        "[[line]]\ndn = \"1002\"\npartition = \"internal\"\ndisplay_name = \"Evil\\r\\nVia: x\"\n",
+    ] {
+        got.push(err(&with(c)));
+    }
+    assert_eq!(got.len(), EXPECTED.len());
+    for (g, e) in got.iter().zip(EXPECTED) {
+        assert_eq!(g, e);
+    }
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ctibox-config-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn generated_secrets_are_created_once_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("secrets");
+    let mut n = 0u8;
+    let mut fill = |b: &mut [u8]| {
+        for x in b {
+            n = n.wrapping_add(7);
+            *x = n;
+        }
+    };
+    let mut cfg = embedded_default();
+    let lines = resolve_generated(&mut cfg, &dir, &mut fill).unwrap();
+    assert!(lines.iter().any(|l| l.starts_with("generated 5 new credential(s)")), "{lines:?}");
+    let path = dir.join("secrets.toml");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let DeviceKind::SipPhone { password, .. } = &cfg.device("phone-1001").unwrap().kind else { panic!() };
+    let first = password.plain().unwrap().to_string();
+    assert_eq!(first.len(), 20);
+    let app = cfg.app_user("ivr").unwrap();
+    let AppSecret::Generated(plain) = &app.secret else { panic!("{:?}", app.secret) };
+    assert!(app.secret.verify(plain) && !app.secret.verify("nope"));
+
+    let mut again = embedded_default();
+    let lines = resolve_generated(&mut again, &dir, &mut |_: &mut [u8]| panic!("no new secret needed")).unwrap();
+    assert_eq!(lines, vec![format!("generated credentials are in {}", path.display())]);
+    let DeviceKind::SipPhone { password, .. } = &again.device("phone-1001").unwrap().kind else { panic!() };
+    assert_eq!(password.plain(), Some(first.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn builtin_boards_parse() {
+    for (name, _) in crate::board::BUILTIN {
+        let b = crate::board::Board::by_name(name).unwrap();
+        assert_eq!(b.name, *name);
+        assert_eq!(b.simulated, *name == "sim");
+        assert_eq!(b.ports.len(), 3);
+    }
+    assert!(crate::board::Board::by_name("rpi9").is_none());
+}
+
+#[test]
+fn board_file_errors() {
+    use crate::board::Board;
+    let head = "name = \"x\"\ndriver = \"linux\"\ngpio_chip = \"gpiochip0\"\n";
+    let port = "[[port]]\nname = \"fxs1\"\nkind = \"fxs\"\nplayback = \"hw:1\"\ncapture = \"hw:1\"\n";
+    let cases = [
+        ("name = \"x\"\ndriver = \"linux\"\n", "b.toml:2:10: `driver = \"linux\"` needs `gpio_chip`"),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring = {{ line = \"GPIO27\" }}\nrelay = {{ line = \"GPIO22\" }}\n") as &str,
+            "b.toml:11:9: `relay` does not apply to an fxs port"),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\n"), "b.toml:5:8: an fxs port needs `ring`"),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring = {{ line = \"GPIO17\" }}\n"),
+            "b.toml:10:17: GPIO line \"GPIO17\" is already used by port \"fxs1\""),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\", active = true }}\n"), "b.toml:9:27: unknown key `active` in [[port]] (expected one of: line, active_low)"),
+        (&format!("{head}{port}hook = {{ line = \"A\" }}\nring = {{ line = \"B\" }}\n{port}hook = {{ line = \"C\" }}\nring = {{ line = \"D\" }}\n"),
+            "b.toml:12:8: duplicate port \"fxs1\" (first defined on line 5)"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(Board::parse_str(text, "b.toml").unwrap_err().to_string(), want, "{text}");
+    }
+}
+
+#[test]
+fn board_file_from_config() {
+    let dir = temp_dir("board");
+    let board = "name = \"custom\"\ndriver = \"sim\"\n[[port]]\nname = \"line1\"\nkind = \"fxs\"\nplayback = \"a\"\ncapture = \"a\"\nhook = { line = \"H\" }\nring = { line = \"R\" }\n";
+    std::fs::write(dir.join("myboard.toml"), board).unwrap();
+    let cfg = dir.join("c.toml");
+    let text = with("[board]\nfile = \"myboard.toml\"\n[[device]]\nname = \"a1\"\ntype = \"analog_fxs\"\nport = \"line1\"\nlines = [\"1001\"]\n");
+    std::fs::write(&cfg, &text).unwrap();
+    let c = load_file(&cfg).unwrap();
+    assert_eq!(c.board.name, "custom");
+    assert_eq!(c.board.def.port("line1").map(|p| p.kind), Some(crate::board::PortKind::Fxs));
+    std::fs::write(dir.join("myboard.toml"), board.replace("kind = \"fxs\"", "kind = \"fxz\"")).unwrap();
+    let e = load_file(&cfg).unwrap_err().to_string();
+    assert_eq!(e, format!("{}:5:8: kind = \"fxz\" is not one of: fxs, fxo", dir.join("myboard.toml").display()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_panic_on_odd_input() {
+    for t in ["", "\u{feff}", "[[device]]\n", "[peer]\n", "a = 1", "[sip]\nt1_ms = 99999999999999999999", "[[line]]\ndn=\"\"\npartition=\"\"", "\u{1F600} = 1"] {
+        let _ = parse_str(t, "t.toml");
+    }
+    assert!(parse_str("", "t.toml").is_ok(), "an empty file is the minimal valid configuration");
+}
