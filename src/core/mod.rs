@@ -2,6 +2,7 @@
 //! touch a clock, socket, file, thread or global; see the crate docs for the contract.
 
 pub mod rng;
+pub mod sip;
 pub mod time;
 pub mod timer;
 
