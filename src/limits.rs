@@ -30,3 +30,11 @@ pub const CONFIG_MAX_BYTES: usize = 4 * 1024 * 1024;
 pub const ENGINE_TICK_MS: u64 = 250;
 /// Default systemd watchdog interval when WATCHDOG_USEC is not set (ms).
 pub const DEFAULT_WATCHDOG_MS: u64 = 10_000;
+/// Header fields accepted in one SIP message (after unfolding); more is a 400.
+pub const SIP_MAX_HEADERS: usize = 128;
+/// Longest SIP start line or (unfolded) header line, in bytes; longer is a 400.
+pub const SIP_MAX_LINE: usize = 8 * 1024;
+/// Largest Content-Length value accepted (a body can never exceed the message cap).
+pub const SIP_MAX_CONTENT_LENGTH: usize = SIP_MAX_MESSAGE;
+/// SIP transactions (client + server) alive at once; past it new requests get 503.
+pub const SIP_MAX_TRANSACTIONS: usize = 4096;

@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod rng;
+pub mod sip;
 pub mod throttle;
 pub mod time;
 pub mod timer;

@@ -1,0 +1,423 @@
+//! Typed header values: Via (RFC 3261 §20.42, rport RFC 3581), name-addr/addr-spec
+//! (From, To, Contact, Route, Record-Route), CSeq, digest challenges and credentials,
+//! media types, Reason (RFC 3326). Each parses from one unfolded value and prints back.
+//! Owns no message; the accessors on `Message` pick the header lines.
+
+use super::name::Method;
+use super::text::{self, find_param, is_token, is_token_str, skip_ws, DisplayParams, Param};
+use super::uri::{split_hostport, Host, Uri};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One Via entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Via {
+    /// Transport, upper-cased: `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, ...
+    pub transport: String,
+    pub host: Host,
+    pub port: Option<u16>,
+    pub params: Vec<Param>,
+}
+
+/// RFC 3261 §8.1.1.7 magic cookie.
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+impl Via {
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+    /// `received=` (RFC 3261 §18.2.1).
+    pub fn received(&self) -> Option<&str> {
+        self.param("received").flatten()
+    }
+    /// `rport` (RFC 3581): `Some(None)` when present without a value (a request asking
+    /// for it), `Some(Some(p))` when filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.param("rport").map(|v| v.and_then(|p| p.parse().ok()))
+    }
+    /// Whether the branch is an RFC 3261 one (cookie plus something unique).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+    }
+    /// Sets or replaces a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        set_param(&mut self.params, name, value);
+    }
+
+    /// Parses one Via entry (`SIP / 2.0 / UDP host:port;params`, LWS allowed).
+    pub fn parse(s: &str) -> Option<Via> {
+        let b = s.as_bytes();
+        let mut parts = [""; 3];
+        let mut i = skip_ws(b, 0);
+        for (n, part) in parts.iter_mut().enumerate() {
+            if n > 0 {
+                if b.get(i) != Some(&b'/') {
+                    return None;
+                }
+                i = skip_ws(b, i + 1);
+            }
+            let t0 = i;
+            while i < b.len() && is_token(b[i]) {
+                i += 1;
+            }
+            *part = &s[t0..i];
+            i = skip_ws(b, i);
+        }
+        if !parts[0].eq_ignore_ascii_case("SIP") || parts[1] != "2.0" || parts[2].is_empty() {
+            return None;
+        }
+        let h0 = i;
+        while i < b.len() && b[i] != b';' && !text::is_ws(b[i]) {
+            i += 1;
+        }
+        let mut hostport = s[h0..i].to_string();
+        // sent-by allows LWS around the port colon.
+        let j = skip_ws(b, i);
+        if b.get(j) == Some(&b':') {
+            let k = skip_ws(b, j + 1);
+            let p0 = k;
+            let mut e = k;
+            while e < b.len() && b[e].is_ascii_digit() {
+                e += 1;
+            }
+            hostport.push(':');
+            hostport.push_str(&s[p0..e]);
+            i = e;
+        }
+        let (host, port) = split_hostport(&hostport)?;
+        let params = text::parse_params(&s[i..]).ok()?;
+        Some(Via { transport: parts[2].to_ascii_uppercase(), host, port, params })
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write!(f, "{}", DisplayParams(&self.params))
+    }
+}
+
+fn set_param(params: &mut Vec<Param>, name: &str, value: Option<&str>) {
+    match params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        Some(p) => p.value = value.map(str::to_string),
+        None => params.push(Param::new(name, value)),
+    }
+}
+
+/// `[display-name] <uri> *(;param)` or `addr-spec *(;param)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameAddr {
+    /// Display name, unquoted.
+    pub display: Option<String>,
+    pub uri: Uri,
+    /// Header parameters (tag, expires, q, lr on Route is a URI param).
+    pub params: Vec<Param>,
+}
+
+impl NameAddr {
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr { display: None, uri, params: Vec::new() }
+    }
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").flatten()
+    }
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        set_param(&mut self.params, name, value);
+    }
+    /// Contact `expires` parameter; out-of-range values saturate (RFC 3261 §10.3).
+    pub fn expires(&self) -> Option<u32> {
+        self.param("expires").flatten().and_then(delta_seconds)
+    }
+    /// Contact `q` parameter in thousandths (0..=1000).
+    pub fn q(&self) -> Option<u16> {
+        let v = self.param("q").flatten()?;
+        let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+        if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let i = text::parse_u64(int, 1)? as u16;
+        let f = format!("{frac:0<3}").parse::<u16>().ok()?;
+        (i * 1000 + f <= 1000).then_some(i * 1000 + f)
+    }
+
+    /// Parses one name-addr / addr-spec with its header parameters.
+    pub fn parse(s: &str) -> Option<NameAddr> {
+        let s = s.trim_matches(text::is_ws_char);
+        let b = s.as_bytes();
+        let (display, uri_start) = if b.first() == Some(&b'"') {
+            let q = text::quoted_len(s)?;
+            let i = skip_ws(b, q);
+            if b.get(i) != Some(&b'<') {
+                return None;
+            }
+            (Some(text::unquote(&s[..q])), i)
+        } else if let Some(lt) = s.find('<') {
+            let dn = s[..lt].trim_matches(text::is_ws_char);
+            if !dn.split(text::is_ws_char).filter(|w| !w.is_empty()).all(is_token_str) {
+                return None;
+            }
+            let dn = dn.split(text::is_ws_char).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+            (if dn.is_empty() { None } else { Some(dn) }, lt)
+        } else {
+            // addr-spec: the URI ends at the first ';', and may not carry '?' or ','.
+            let end = s.find(';').unwrap_or(s.len());
+            let u = s[..end].trim_end_matches(text::is_ws_char);
+            if u.contains('?') || u.contains(',') {
+                return None;
+            }
+            let uri = Uri::parse(u)?;
+            let params = text::parse_params(&s[end..]).ok()?;
+            return Some(NameAddr { display: None, uri, params });
+        };
+        let rest = &s[uri_start + 1..];
+        let gt = rest.find('>')?;
+        let uri = Uri::parse(&rest[..gt])?;
+        let params = text::parse_params(&rest[gt + 1..]).ok()?;
+        Some(NameAddr { display, uri, params })
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "{} ", text::quote(d))?;
+        }
+        write!(f, "<{}>{}", self.uri, DisplayParams(&self.params))
+    }
+}
+
+/// A Contact header value: `*` or a list of addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Contact {
+    Star,
+    Addrs(Vec<NameAddr>),
+}
+
+/// `CSeq: number method`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses a CSeq; the number must be below 2^31 (RFC 3261 §8.1.1.5).
+    pub fn parse(s: &str) -> Option<CSeq> {
+        let s = s.trim_matches(text::is_ws_char);
+        let sp = s.find(text::is_ws_char)?;
+        let seq = text::parse_u64(&s[..sp], (1 << 31) - 1)? as u32;
+        let method = Method::parse(s[sp..].trim_start_matches(text::is_ws_char))?;
+        Some(CSeq { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// delta-seconds; values past u32 saturate, non-numbers are `None`.
+pub fn delta_seconds(s: &str) -> Option<u32> {
+    let s = s.trim_matches(text::is_ws_char);
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text::parse_u64(s, u64::from(u32::MAX)).map_or(u32::MAX, |v| v as u32))
+}
+
+/// A challenge or credentials (`WWW-Authenticate`, `Authorization`, ...): a scheme and
+/// its comma-separated `name=value` parameters (RFC 3261 §25.1 digest grammar).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthParams {
+    pub scheme: String,
+    /// Values as received (quoted strings keep their quotes).
+    pub params: Vec<(String, String)>,
+}
+
+impl AuthParams {
+    /// A parameter by case-insensitive name, unquoted.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| {
+            if v.starts_with('"') {
+                text::unquote(v)
+            } else {
+                v.clone()
+            }
+        })
+    }
+    pub fn is_digest(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("Digest")
+    }
+
+    pub fn parse(s: &str) -> Option<AuthParams> {
+        let s = s.trim_matches(text::is_ws_char);
+        let sp = s.find(text::is_ws_char).unwrap_or(s.len());
+        let scheme = &s[..sp];
+        if !is_token_str(scheme) {
+            return None;
+        }
+        let mut params = Vec::new();
+        for part in text::split_commas(&s[sp..]).ok()? {
+            if part.is_empty() {
+                if params.is_empty() && s[sp..].trim_matches(text::is_ws_char).is_empty() {
+                    break;
+                }
+                return None;
+            }
+            let (n, v) = part.split_once('=')?;
+            let (n, v) = (n.trim_matches(text::is_ws_char), v.trim_matches(text::is_ws_char));
+            let quoted_ok = v.starts_with('"') && text::quoted_len(v) == Some(v.len());
+            if !is_token_str(n) || !(quoted_ok || v.bytes().all(|b| is_token(b) || b == b'/' || b == b':')) || v.is_empty() {
+                return None;
+            }
+            params.push((n.to_string(), v.to_string()));
+        }
+        Some(AuthParams { scheme: scheme.to_string(), params })
+    }
+}
+
+impl fmt::Display for AuthParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.scheme)?;
+        for (i, (n, v)) in self.params.iter().enumerate() {
+            write!(f, "{}{n}={v}", if i == 0 { " " } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
+/// `type/subtype;params` (Content-Type, Accept entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaType {
+    pub mtype: String,
+    pub subtype: String,
+    pub params: Vec<Param>,
+}
+
+impl MediaType {
+    pub fn parse(s: &str) -> Option<MediaType> {
+        let s = s.trim_matches(text::is_ws_char);
+        let end = s.find(';').unwrap_or(s.len());
+        let (t, st) = s[..end].split_once('/')?;
+        let (t, st) = (t.trim_matches(text::is_ws_char), st.trim_matches(text::is_ws_char));
+        if !is_token_str(t) || !is_token_str(st) {
+            return None;
+        }
+        let params = text::parse_params(&s[end..]).ok()?;
+        Some(MediaType { mtype: t.to_string(), subtype: st.to_string(), params })
+    }
+    /// Case-insensitive `type/subtype` comparison; `*` matches anything.
+    pub fn is(&self, mtype: &str, subtype: &str) -> bool {
+        (self.mtype == "*" || self.mtype.eq_ignore_ascii_case(mtype))
+            && (self.subtype == "*" || self.subtype.eq_ignore_ascii_case(subtype))
+    }
+}
+
+impl fmt::Display for MediaType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}{}", self.mtype, self.subtype, DisplayParams(&self.params))
+    }
+}
+
+/// `Reason: SIP ;cause=200 ;text="Call completed elsewhere"` (RFC 3326).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub protocol: String,
+    pub params: Vec<Param>,
+}
+
+impl Reason {
+    pub fn parse(s: &str) -> Option<Reason> {
+        let s = s.trim_matches(text::is_ws_char);
+        let end = s.find(|c: char| c == ';' || text::is_ws_char(c)).unwrap_or(s.len());
+        let protocol = &s[..end];
+        if !is_token_str(protocol) {
+            return None;
+        }
+        Some(Reason { protocol: protocol.to_string(), params: text::parse_params(&s[end..]).ok()? })
+    }
+    pub fn cause(&self) -> Option<u16> {
+        find_param(&self.params, "cause").flatten().and_then(|c| c.parse().ok())
+    }
+    pub fn text(&self) -> Option<String> {
+        find_param(&self.params, "text").flatten().map(text::unquote)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.protocol, DisplayParams(&self.params))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_with_lws_and_params() {
+        let v = Via::parse("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!((v.transport.as_str(), v.branch()), ("UDP", Some("390skdjuw")));
+        let v = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239").unwrap();
+        assert_eq!(v.host, Host::V4("192.168.255.111".parse().unwrap()));
+        assert_eq!(v.branch(), Some("z9hG4bK30239"));
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255").unwrap();
+        assert_eq!(v.port, Some(6050));
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), Some("2001:db8::9:255"));
+        assert_eq!(v.to_string(), "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255");
+        let v = Via::parse("SIP/2.0/tcp host : 5070 ;rport=1234").unwrap();
+        assert_eq!((v.port, v.rport()), (Some(5070), Some(Some(1234))));
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;,;,,").is_none());
+        assert!(Via::parse("SIP/3.0/UDP h").is_none());
+        assert!(!Via::parse("SIP/2.0/UDP h;branch=z9hG4bK").unwrap().has_rfc3261_branch());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#).unwrap();
+        assert_eq!(a.display.as_deref(), Some(r#"J Rosenberg \""#));
+        assert_eq!(a.tag(), Some("98asjd8"));
+        let a = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(a.display.as_deref(), Some("caller"));
+        let a = NameAddr::parse("sip:+19725552222@gw1.example.net;unknownparam").unwrap();
+        assert_eq!(a.param("unknownparam"), Some(None));
+        assert!(a.uri.as_sip().unwrap().params.is_empty());
+        let a = NameAddr::parse("<sip:+19725552222@gw1.example.net;unknownparam>").unwrap();
+        assert!(a.params.is_empty());
+        assert!(NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_none());
+        assert!(NameAddr::parse("< sip:t.watson@example.org >").is_none());
+        assert!(NameAddr::parse("\"Mr. J. User <sip:j.user@example.com>").is_none());
+        assert!(NameAddr::parse("\"Joe\" <sip:joe@example.org>;;;;").is_none());
+        let a = NameAddr::parse("<sip:a@b>;expires=280297596632815;q=0.33").unwrap();
+        assert_eq!((a.expires(), a.q()), (Some(u32::MAX), Some(330)));
+        assert_eq!(a.to_string(), "<sip:a@b>;expires=280297596632815;q=0.33");
+    }
+
+    #[test]
+    fn cseq_auth_media_reason() {
+        assert_eq!(CSeq::parse("0009 INVITE"), Some(CSeq { seq: 9, method: Method::Invite }));
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());
+        assert!(CSeq::parse("2147483648 INVITE").is_none());
+        let a = AuthParams::parse(r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359", qop="auth,auth-int", algorithm=MD5, stale=FALSE"#).unwrap();
+        assert!(a.is_digest());
+        assert_eq!(a.get("qop").as_deref(), Some("auth,auth-int"));
+        assert_eq!(a.get("ALGORITHM").as_deref(), Some("MD5"));
+        let a = AuthParams::parse("NoOneKnowsThisScheme opaque-data=here").unwrap();
+        assert_eq!(a.get("opaque-data").as_deref(), Some("here"));
+        let m = MediaType::parse("application/sdp ; charset=utf-8").unwrap();
+        assert!(m.is("Application", "SDP"));
+        let r = Reason::parse(r#"SIP ;cause=200 ;text="Call completed elsewhere""#).unwrap();
+        assert_eq!((r.cause(), r.text().as_deref()), (Some(200), Some("Call completed elsewhere")));
+    }
+}

@@ -1,0 +1,234 @@
+//! The owned, serde-serialisable SIP message: start line, the raw header list as
+//! received (unfolded), the body, and typed accessors that parse header values on
+//! demand. Owns no parsing of the byte stream (parse.rs) or printing (print.rs).
+
+use super::error::ParseError;
+use super::headers::{AuthParams, CSeq, Contact, MediaType, NameAddr, Reason, Via};
+use super::name::{HeaderName, Method};
+use super::text;
+use super::uri::Uri;
+use serde::{Deserialize, Serialize};
+
+/// One header line: its name and its unfolded, trimmed value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: HeaderName,
+    pub value: String,
+}
+
+/// The header list, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Headers(pub Vec<Header>);
+
+impl Headers {
+    /// First value of `name`.
+    pub fn get(&self, name: &HeaderName) -> Option<&str> {
+        self.0.iter().find(|h| &h.name == name).map(|h| h.value.as_str())
+    }
+    /// Every line of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |h| &h.name == name).map(|h| h.value.as_str())
+    }
+    pub fn count(&self, name: &HeaderName) -> usize {
+        self.0.iter().filter(|h| &h.name == name).count()
+    }
+    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.push(Header { name, value: value.into() });
+    }
+    /// Removes every line of `name`.
+    pub fn remove(&mut self, name: &HeaderName) {
+        self.0.retain(|h| &h.name != name);
+    }
+    /// Replaces every line of `name` with one line (appended if absent).
+    pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter().position(|h| h.name == name) {
+            Some(i) => {
+                self.0[i].value = value;
+                let mut n = 0;
+                self.0.retain(|h| {
+                    h.name != name || {
+                        n += 1;
+                        n == 1
+                    }
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+    /// The comma-separated elements of every line of `name` (list headers).
+    pub fn list<'a>(&'a self, name: &HeaderName) -> Result<Vec<&'a str>, ParseError> {
+        let mut out = Vec::new();
+        for v in self.0.iter().filter(|h| &h.name == name).map(|h| h.value.as_str()) {
+            let parts = text::split_commas(v).map_err(|_| ParseError::BadHeader(name.clone()))?;
+            out.extend(parts.into_iter().filter(|p| !p.is_empty()));
+        }
+        Ok(out)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+/// A response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+/// A SIP message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request(Request),
+    Response(Response),
+}
+
+impl Message {
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Message::Request(r) => &r.body,
+            Message::Response(r) => &r.body,
+        }
+    }
+}
+
+/// Typed accessors shared by requests and responses. Values were validated by the
+/// parser for the headers it checks (see parse.rs), so `Err` here means a message
+/// built or edited by hand, or a header the parser does not check.
+pub trait SipHeaders {
+    fn headers(&self) -> &Headers;
+
+    fn one(&self, name: HeaderName) -> Result<&str, ParseError> {
+        self.headers().get(&name).ok_or(ParseError::BadHeader(name))
+    }
+    /// Every Via entry, top first.
+    fn via(&self) -> Result<Vec<Via>, ParseError> {
+        let h = self.headers();
+        h.list(&HeaderName::Via)?
+            .into_iter()
+            .map(|v| Via::parse(v).ok_or(ParseError::BadHeader(HeaderName::Via)))
+            .collect()
+    }
+    fn top_via(&self) -> Result<Via, ParseError> {
+        let h = self.headers();
+        let first = h.list(&HeaderName::Via)?.into_iter().next().ok_or(ParseError::BadHeader(HeaderName::Via))?;
+        Via::parse(first).ok_or(ParseError::BadHeader(HeaderName::Via))
+    }
+    fn from(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.one(HeaderName::From)?).ok_or(ParseError::BadHeader(HeaderName::From))
+    }
+    fn to(&self) -> Result<NameAddr, ParseError> {
+        NameAddr::parse(self.one(HeaderName::To)?).ok_or(ParseError::BadHeader(HeaderName::To))
+    }
+    fn call_id(&self) -> Result<&str, ParseError> {
+        self.one(HeaderName::CallId)
+    }
+    fn cseq(&self) -> Result<CSeq, ParseError> {
+        CSeq::parse(self.one(HeaderName::CSeq)?).ok_or(ParseError::BadHeader(HeaderName::CSeq))
+    }
+    /// `None` when absent.
+    fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
+        match self.headers().get(&HeaderName::MaxForwards) {
+            None => Ok(None),
+            Some(v) => text::parse_u64(v, 255).map(|n| Some(n as u8)).ok_or(ParseError::BadHeader(HeaderName::MaxForwards)),
+        }
+    }
+    fn content_length(&self) -> Result<Option<usize>, ParseError> {
+        match self.headers().get(&HeaderName::ContentLength) {
+            None => Ok(None),
+            Some(v) => text::parse_u64(v, crate::limits::SIP_MAX_CONTENT_LENGTH as u64)
+                .map(|n| Some(n as usize))
+                .ok_or(ParseError::BadContentLength),
+        }
+    }
+    fn content_type(&self) -> Result<Option<MediaType>, ParseError> {
+        self.headers()
+            .get(&HeaderName::ContentType)
+            .map(|v| MediaType::parse(v).ok_or(ParseError::BadHeader(HeaderName::ContentType)))
+            .transpose()
+    }
+    /// Contact: `*` or the addresses of every Contact line.
+    fn contact(&self) -> Result<Option<Contact>, ParseError> {
+        let h = self.headers();
+        let items = h.list(&HeaderName::Contact)?;
+        if items.is_empty() {
+            return Ok(None);
+        }
+        if items.len() == 1 && items[0] == "*" {
+            return Ok(Some(Contact::Star));
+        }
+        items
+            .into_iter()
+            .map(|v| NameAddr::parse(v).ok_or(ParseError::BadHeader(HeaderName::Contact)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| Some(Contact::Addrs(v)))
+    }
+    /// Route or Record-Route entries, in order.
+    fn routes(&self, name: HeaderName) -> Result<Vec<NameAddr>, ParseError> {
+        let h = self.headers();
+        h.list(&name)?.into_iter().map(|v| NameAddr::parse(v).ok_or(ParseError::BadHeader(name.clone()))).collect()
+    }
+    /// Expires header (delta-seconds, saturating).
+    fn expires(&self) -> Result<Option<u32>, ParseError> {
+        self.headers()
+            .get(&HeaderName::Expires)
+            .map(|v| super::headers::delta_seconds(v).ok_or(ParseError::BadHeader(HeaderName::Expires)))
+            .transpose()
+    }
+    /// Option tags or methods of a list header (Allow, Supported, Require, ...).
+    fn tokens(&self, name: HeaderName) -> Result<Vec<String>, ParseError> {
+        let h = self.headers();
+        h.list(&name)?
+            .into_iter()
+            .map(|t| if text::is_token_str(t) { Ok(t.to_string()) } else { Err(ParseError::BadHeader(name.clone())) })
+            .collect()
+    }
+    /// Every challenge or credentials line of `name` (WWW-Authenticate, Authorization, ...).
+    fn auth(&self, name: HeaderName) -> Result<Vec<AuthParams>, ParseError> {
+        self.headers().get_all(&name).map(|v| AuthParams::parse(v).ok_or(ParseError::BadHeader(name.clone()))).collect()
+    }
+    fn reasons(&self) -> Result<Vec<Reason>, ParseError> {
+        let h = self.headers();
+        h.list(&HeaderName::Reason)?
+            .into_iter()
+            .map(|v| Reason::parse(v).ok_or(ParseError::BadHeader(HeaderName::Reason)))
+            .collect()
+    }
+}
+
+impl SipHeaders for Request {
+    fn headers(&self) -> &Headers {
+        &self.headers
+    }
+}
+impl SipHeaders for Response {
+    fn headers(&self) -> &Headers {
+        &self.headers
+    }
+}
+impl SipHeaders for Message {
+    fn headers(&self) -> &Headers {
+        Message::headers(self)
+    }
+}

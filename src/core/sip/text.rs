@@ -1,0 +1,240 @@
+//! Lexical helpers of RFC 3261 §25.1: character classes, LWS, quoted strings,
+//! comma splitting outside quotes and angle brackets, and `;name=value` parameter
+//! lists. Pure functions over `&str`; owns no message state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// `token` characters.
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// `word` characters (Call-ID).
+pub fn is_word(b: u8) -> bool {
+    is_token(b) || matches!(b, b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}')
+}
+
+pub fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+pub fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// Length of the quoted string at the start of `s` (which begins with `"`),
+/// closing quote included; `None` if unterminated.
+pub fn quoted_len(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    debug_assert_eq!(b.first(), Some(&b'"'));
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The content of a quoted string (quotes stripped, quoted-pairs resolved).
+pub fn unquote(q: &str) -> String {
+    let inner = q.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(q);
+    let mut out = String::with_capacity(inner.len());
+    let mut esc = false;
+    for c in inner.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Wraps `s` in quotes, escaping `"` and `\`.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// A lexical error inside a header value (unterminated quote or bracket, stray byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unbalanced;
+
+/// Splits a header value at commas that are outside quoted strings and `<...>`.
+/// Elements are trimmed. `Err` on an unterminated quote or angle bracket.
+pub fn split_commas(s: &str) -> Result<Vec<&str>, Unbalanced> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i, mut angle) = (0, 0, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += quoted_len(&s[i..]).ok_or(Unbalanced)?;
+                continue;
+            }
+            b'<' if !angle => angle = true,
+            b'>' if angle => angle = false,
+            b',' if !angle => {
+                out.push(s[start..i].trim_matches(is_ws_char));
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if angle {
+        return Err(Unbalanced);
+    }
+    out.push(s[start..].trim_matches(is_ws_char));
+    Ok(out)
+}
+
+pub fn is_ws_char(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// One `name[=value]` parameter. The value is kept as received (quotes included).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl Param {
+    pub fn new(name: &str, value: Option<&str>) -> Param {
+        Param { name: name.to_string(), value: value.map(str::to_string) }
+    }
+}
+
+/// Looks a parameter up by case-insensitive name: `Some(None)` if present without a value.
+pub fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&'a str>> {
+    params.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_deref())
+}
+
+/// Prints `;name=value` for each parameter.
+pub struct DisplayParams<'a>(pub &'a [Param]);
+
+impl fmt::Display for DisplayParams<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            match &p.value {
+                Some(v) => write!(f, ";{}={}", p.name, v)?,
+                None => write!(f, ";{}", p.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_gen_value(b: u8) -> bool {
+    is_token(b) || matches!(b, b':' | b'[' | b']')
+}
+
+/// Parses `*( SWS ";" SWS name [ SWS "=" SWS value ] )` covering all of `s`.
+/// Values are tokens, hosts (with `:`, `[`, `]`) or quoted strings.
+pub fn parse_params(s: &str) -> Result<Vec<Param>, Unbalanced> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, 0);
+    while i < b.len() {
+        if b[i] != b';' {
+            return Err(Unbalanced);
+        }
+        i = skip_ws(b, i + 1);
+        let n0 = i;
+        while i < b.len() && is_token(b[i]) {
+            i += 1;
+        }
+        if i == n0 {
+            return Err(Unbalanced);
+        }
+        let name = &s[n0..i];
+        i = skip_ws(b, i);
+        let mut value = None;
+        if i < b.len() && b[i] == b'=' {
+            i = skip_ws(b, i + 1);
+            let v0 = i;
+            if i < b.len() && b[i] == b'"' {
+                i += quoted_len(&s[i..]).ok_or(Unbalanced)?;
+            } else {
+                while i < b.len() && is_gen_value(b[i]) {
+                    i += 1;
+                }
+            }
+            if i == v0 {
+                return Err(Unbalanced);
+            }
+            value = Some(s[v0..i].to_string());
+            i = skip_ws(b, i);
+        }
+        out.push(Param { name: name.to_string(), value });
+    }
+    Ok(out)
+}
+
+pub fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Parses a decimal number of at most `max` value; leading zeros allowed.
+pub fn parse_u64(s: &str, max: u64) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for b in s.bytes() {
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        if v > max {
+            return None;
+        }
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn commas_respect_quotes_and_angles() {
+        assert_eq!(split_commas(r#""a,b" <sip:x;p=1,2>, c"#).unwrap(), vec![r#""a,b" <sip:x;p=1,2>"#, "c"]);
+        assert!(split_commas(r#""a,b"#).is_err());
+        assert!(split_commas("<sip:a").is_err());
+    }
+    #[test]
+    fn params_with_lws() {
+        let p = parse_params(" ;   tag    = 1918181833n").unwrap();
+        assert_eq!(p, vec![Param::new("tag", Some("1918181833n"))]);
+        let p = parse_params(";lr;received=[2001:db8::9:255];x=\"a;b\"").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[2].value.as_deref(), Some("\"a;b\""));
+        assert!(parse_params(";;").is_err());
+        assert!(parse_params(";a=").is_err());
+        assert!(parse_params("x").is_err());
+    }
+    #[test]
+    fn quoting_round_trips() {
+        assert_eq!(unquote(r#""J Rosenberg \\\"""#), r#"J Rosenberg \""#);
+        assert_eq!(quote(r#"J Rosenberg \""#), r#""J Rosenberg \\\"""#);
+        assert_eq!(parse_u64("0068", 255), Some(68));
+        assert_eq!(parse_u64("300", 255), None);
+        assert_eq!(parse_u64("36893488147419103232", u64::MAX), None);
+    }
+}
