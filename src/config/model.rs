@@ -177,7 +177,7 @@ pub struct CallingSearchSpace {
 }
 
 /// A directory number in a partition: what identifies a line.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct LineKey {
     pub dn: String,
     pub partition: String,

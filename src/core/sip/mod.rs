@@ -9,6 +9,7 @@ pub mod msg;
 pub mod name;
 pub mod parse;
 pub mod print;
+pub mod registrar;
 pub mod text;
 pub mod transaction;
 pub mod uri;

@@ -1,0 +1,11 @@
+//! Calls through the back-to-back user agent: each call is two SIP dialogs (legs),
+//! the caller's (A, where the box is the UAS) and the called party's (B, where the
+//! box is the UAC), with SDP passed through unchanged so media flows phone to phone.
+//! Owns routing (dial plan, forwarding) and dialog state; talks to the transaction
+//! layer only through `Action`s and the handles it is given. Pure.
+
+pub mod b2bua;
+pub mod dialplan;
+pub mod leg;
+
+pub use b2bua::{Action, B2bua, ClientTxn, ServerTxn};

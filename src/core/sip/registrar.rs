@@ -1,0 +1,328 @@
+//! The registrar (RFC 3261 §10.3) and the digest challenge of requests from phones:
+//! which contacts each sip_phone device is reachable at, for how long, and from which
+//! source and connection. Pure: answers are returned, not sent; bindings are plain
+//! data that persist across restarts and replicate to the peer.
+
+use super::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
+use crate::config::{Config, Device, DeviceKind};
+use crate::core::digest::{self, AuthError, NonceBook};
+use crate::core::throttle::{Throttle, Verdict};
+use crate::core::{ConnId, Time, Transport};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Contacts one device may hold at once; a further one replaces the one expiring soonest.
+pub const MAX_CONTACTS_PER_DEVICE: usize = 8;
+
+/// Where a device can be reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The Contact URI as the phone gave it.
+    pub uri: String,
+    pub expires_at: Time,
+    /// Where its REGISTER came from: requests go here (symmetric, NAT-friendly).
+    pub source: SocketAddr,
+    pub transport: Transport,
+    /// The TCP connection it registered over, while open.
+    pub conn: Option<ConnId>,
+    /// The box's address the phone registered to (where it expects requests from).
+    pub local: SocketAddr,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Preference in thousandths (Contact q).
+    pub q: u16,
+}
+
+/// Where a request came from, and the box's address it reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub source: SocketAddr,
+    pub transport: Transport,
+    pub conn: Option<ConnId>,
+    /// The box's own address the message arrived at (Via sent-by and Contact toward
+    /// this peer).
+    pub local: SocketAddr,
+}
+
+/// Which challenge a request gets: REGISTER is challenged by a registrar (401), other
+/// requests by the box acting as a proxy-like server (407).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Registrar,
+    Proxy,
+}
+
+impl ChallengeKind {
+    fn code(self) -> u16 {
+        match self {
+            ChallengeKind::Registrar => 401,
+            ChallengeKind::Proxy => 407,
+        }
+    }
+    fn challenge_header(self) -> HeaderName {
+        match self {
+            ChallengeKind::Registrar => HeaderName::WwwAuthenticate,
+            ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
+        }
+    }
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            ChallengeKind::Registrar => HeaderName::Authorization,
+            ChallengeKind::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+}
+
+/// The security state requests are checked against.
+pub struct Guard<'a> {
+    pub now: Time,
+    pub cfg: &'a Config,
+    pub nonces: &'a mut NonceBook,
+    pub throttle: &'a mut Throttle,
+}
+
+/// Why authentication did not let a request through, with the answer to send.
+pub enum Denied {
+    /// Answer with this response (a challenge or a refusal).
+    Answer(Response, &'static str),
+    /// The failure banned the source: drop silently from now on.
+    Banned(Response),
+}
+
+/// Finds the sip_phone device whose digest username is `user`.
+pub fn phone_by_username<'c>(cfg: &'c Config, user: &str) -> Option<&'c Device> {
+    cfg.devices.iter().find(|d| matches!(&d.kind, DeviceKind::SipPhone { username, .. } if username == user))
+}
+
+/// Authenticates `req` from a phone. Ok: the device it proved to be.
+pub fn authenticate<'c>(g: &mut Guard<'c>, req: &Request, origin: &Origin, kind: ChallengeKind, to_tag: &str) -> Result<&'c Device, Denied> {
+    let realm = g.cfg.sip.realm.as_str();
+    let challenge = |g: &mut Guard<'_>, stale: bool| {
+        let mut r = Response::to_request(req, kind.code(), Some(to_tag));
+        let at = r.headers.len() - 1;
+        for (i, v) in g.nonces.challenges(g.now, origin.source.ip(), realm, stale).into_iter().enumerate() {
+            r.headers.0.insert(at + i, super::Header { name: kind.challenge_header(), value: v });
+        }
+        r
+    };
+    let creds: Vec<digest::Credentials> = req
+        .headers
+        .get_all(&kind.credentials_header())
+        .filter_map(|v| digest::parse_credentials(v).ok())
+        .filter(|c| c.realm == realm)
+        .collect();
+    let Some(creds) = creds.into_iter().next() else {
+        return Err(Denied::Answer(challenge(g, false), "no credentials"));
+    };
+    let device = phone_by_username(g.cfg, &creds.username);
+    let password = device.and_then(|d| match &d.kind {
+        DeviceKind::SipPhone { password, .. } => password.plain(),
+        _ => None,
+    });
+    let result = match password {
+        Some(p) => g.nonces.verify(g.now, origin.source.ip(), realm, req.method.as_str(), p, &creds),
+        None => Err(AuthError::BadResponse),
+    };
+    match (result, device) {
+        (Ok(()), Some(d)) => {
+            g.throttle.success(origin.source.ip());
+            Ok(d)
+        }
+        (Err(AuthError::Stale), _) => Err(Denied::Answer(challenge(g, true), "stale nonce")),
+        (Err(e), _) => {
+            let why: &'static str = match e {
+                AuthError::BadResponse => "wrong username or password",
+                AuthError::Replay => "replayed credentials",
+                AuthError::UnknownNonce => "nonce not issued here",
+                _ => "malformed credentials",
+            };
+            let mut r = Response::to_request(req, 403, Some(to_tag));
+            r.reason = "Forbidden".into();
+            match g.throttle.failure(g.now, origin.source.ip()) {
+                Verdict::Banned(until) => {
+                    log::warn!(
+                        "sip: {} banned until {until}: too many authentication failures (last: {why} for {:?})",
+                        origin.source.ip(),
+                        creds.username
+                    );
+                    Err(Denied::Banned(r))
+                }
+                Verdict::Counted(_) => {
+                    log::info!("sip: authentication failed from {} for {:?}: {why}", origin.source, creds.username);
+                    Err(Denied::Answer(r, why))
+                }
+            }
+        }
+        (Ok(()), None) => Err(Denied::Answer(challenge(g, false), "no such user")),
+    }
+}
+
+/// Every device's current contacts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Registrar {
+    bindings: BTreeMap<String, Vec<Binding>>,
+}
+
+/// Result of handling a REGISTER.
+pub struct RegisterResult {
+    pub response: Response,
+    /// Whether bindings changed (persist and replicate).
+    pub changed: bool,
+}
+
+impl Registrar {
+    /// Current contacts of `device`, best (highest q, newest) first.
+    pub fn contacts(&self, device: &str) -> &[Binding] {
+        self.bindings.get(device).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn is_registered(&self, device: &str) -> bool {
+        !self.contacts(device).is_empty()
+    }
+
+    /// Number of bindings across all devices.
+    pub fn len(&self) -> usize {
+        self.bindings.values().map(Vec::len).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The earliest expiry, for the engine's timer.
+    pub fn next_expiry(&self) -> Option<Time> {
+        self.bindings.values().flatten().map(|b| b.expires_at).min()
+    }
+
+    /// Drops expired bindings; returns the devices that lost their last contact.
+    pub fn expire(&mut self, now: Time) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.bindings.retain(|dev, v| {
+            v.retain(|b| b.expires_at > now);
+            if v.is_empty() {
+                gone.push(dev.clone());
+            }
+            !v.is_empty()
+        });
+        gone
+    }
+
+    /// Forgets the TCP connection a binding used once it closes (the contact stays; a
+    /// phone on TCP reconnects and re-registers).
+    pub fn connection_closed(&mut self, conn: ConnId) {
+        for b in self.bindings.values_mut().flatten() {
+            if b.conn == Some(conn) {
+                b.conn = None;
+            }
+        }
+    }
+
+    /// Handles an authenticated REGISTER from `device` (RFC 3261 §10.3 steps 5-8).
+    pub fn register(&mut self, now: Time, cfg: &Config, device: &Device, req: &Request, origin: &Origin, to_tag: &str) -> RegisterResult {
+        let refuse = |code: u16, reason: &str| {
+            let mut r = Response::to_request(req, code, Some(to_tag));
+            r.reason = reason.to_string();
+            RegisterResult { response: r, changed: false }
+        };
+        // The address of record must be the device's own (To user = its username).
+        let DeviceKind::SipPhone { username, .. } = &device.kind else { return refuse(403, "Forbidden") };
+        let aor_user = req.to().ok().and_then(|t| match t.uri {
+            Uri::Sip(s) => s.user,
+            _ => None,
+        });
+        if aor_user.as_deref() != Some(username.as_str()) {
+            return refuse(403, "Forbidden (To is not your address of record)");
+        }
+        let (Ok(call_id), Ok(cseq)) = (req.call_id(), req.cseq()) else { return refuse(400, "Bad Request") };
+        let call_id = call_id.to_string();
+        let header_expires = req.expires().ok().flatten();
+        let (min, max, default) = (cfg.sip.min_expires_s, cfg.sip.max_expires_s, cfg.sip.default_expires_s);
+        let contacts = match req.contact() {
+            Ok(c) => c,
+            Err(_) => return refuse(400, "Bad Request (malformed Contact)"),
+        };
+        let mut changed = false;
+        match contacts {
+            None => {}
+            Some(Contact::Star) => {
+                if header_expires != Some(0) {
+                    return refuse(400, "Bad Request (Contact: * needs Expires: 0)");
+                }
+                let list = self.bindings.entry(device.name.clone()).or_default();
+                if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq.seq) {
+                    return refuse(500, "Server Internal Error (out-of-order REGISTER)");
+                }
+                changed = !list.is_empty();
+                list.clear();
+                log::info!("{}: unregistered all contacts", device.name);
+            }
+            Some(Contact::Addrs(addrs)) => {
+                for a in &addrs {
+                    let expires = a.expires().or(header_expires).unwrap_or(default);
+                    if expires != 0 && expires < min {
+                        let mut r = refuse(423, "Interval Too Brief");
+                        let at = r.response.headers.len() - 1;
+                        r.response.headers.0.insert(at, super::Header { name: HeaderName::MinExpires, value: min.to_string() });
+                        return r;
+                    }
+                }
+                let list = self.bindings.entry(device.name.clone()).or_default();
+                for a in addrs {
+                    let uri = a.uri.to_string();
+                    let expires = a.expires().or(header_expires).unwrap_or(default).min(max);
+                    let existing = list.iter().position(|b| b.uri == uri);
+                    if let Some(i) = existing {
+                        if list[i].call_id == call_id && list[i].cseq >= cseq.seq {
+                            return refuse(500, "Server Internal Error (out-of-order REGISTER)");
+                        }
+                    }
+                    if expires == 0 {
+                        if let Some(i) = existing {
+                            list.remove(i);
+                            changed = true;
+                            log::info!("{}: unregistered {uri}", device.name);
+                        }
+                        continue;
+                    }
+                    let b = Binding {
+                        uri: uri.clone(),
+                        expires_at: now + Duration::from_secs(u64::from(expires)),
+                        source: origin.source,
+                        transport: origin.transport,
+                        conn: origin.conn,
+                        local: origin.local,
+                        call_id: call_id.clone(),
+                        cseq: cseq.seq,
+                        q: a.q().unwrap_or(1000),
+                    };
+                    match existing {
+                        Some(i) => list[i] = b,
+                        None => {
+                            if list.len() >= MAX_CONTACTS_PER_DEVICE {
+                                let soonest = list.iter().enumerate().min_by_key(|(_, b)| b.expires_at).map(|(i, _)| i);
+                                if let Some(i) = soonest {
+                                    list.remove(i);
+                                }
+                            }
+                            log::info!("{}: registered {uri} from {} for {expires} s", device.name, origin.source);
+                            list.push(b);
+                        }
+                    }
+                    changed = true;
+                }
+                list.sort_by(|x, y| y.q.cmp(&x.q).then(y.expires_at.cmp(&x.expires_at)));
+            }
+        }
+        if self.bindings.get(&device.name).is_some_and(Vec::is_empty) {
+            self.bindings.remove(&device.name);
+        }
+        let mut r = Response::to_request(req, 200, Some(to_tag));
+        let at = r.headers.len() - 1;
+        for (i, b) in self.contacts(&device.name).iter().enumerate() {
+            let left = b.expires_at.since(now).as_secs();
+            r.headers.0.insert(at + i, super::Header { name: HeaderName::Contact, value: format!("<{}>;expires={left}", b.uri) });
+        }
+        RegisterResult { response: r, changed }
+    }
+}
