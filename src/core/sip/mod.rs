@@ -11,6 +11,7 @@ pub mod parse;
 pub mod print;
 pub mod registrar;
 pub mod text;
+pub mod txn;
 pub mod transaction;
 pub mod uri;
 
