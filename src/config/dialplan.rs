@@ -81,7 +81,7 @@ impl Pattern {
                 b'X' | b'x' => elems.push(Elem::Any),
                 b'!' if i + 1 == b.len() => elems.push(Elem::Rest),
                 b'!' => return Err("'!' must be the last character"),
-                b'.' if elems.iter().any(|e| *e == Elem::Dot) => return Err("has more than one '.'"),
+                b'.' if elems.contains(&Elem::Dot) => return Err("has more than one '.'"),
                 b'.' if elems.is_empty() => return Err("'.' needs digits before it"),
                 b'.' => elems.push(Elem::Dot),
                 b'[' => {
@@ -125,10 +125,7 @@ impl Pattern {
 
     /// Number of dialled characters before the `.` (0 without one).
     pub fn pre_dot_len(&self) -> usize {
-        match self.elems.iter().position(|e| *e == Elem::Dot) {
-            Some(p) => p,
-            None => 0,
-        }
+        self.elems.iter().position(|e| *e == Elem::Dot).unwrap_or(0)
     }
 
     /// The number sent on: pre-dot digits dropped if `strip_prefix`, then `prefix` added.

@@ -59,7 +59,7 @@ pub enum Reason {
     BoardPortKind { port: String, kind: &'static str, device_type: &'static str },
     PortTaken { port: String, device: String },
     WrongTarget { name: String, device_type: &'static str },
-    Unreachable { line: String, forward: &'static str, number: String, css: String },
+    Unreachable(Box<Unreachable>),
     NoForwardCss { line: String, forward: &'static str },
     BadSecret { name: String, why: &'static str },
     WeakPassword { name: String, why: &'static str },
@@ -139,9 +139,10 @@ impl fmt::Display for Reason {
                 f,
                 "route pattern target device {name:?} is a {device_type}; only analog_fxo devices can be targets"
             ),
-            Unreachable { line, forward, number, css } => write!(
+            Unreachable(u) => write!(
                 f,
-                "line {line}: forward {forward} target {number} matches no line or route pattern in calling search space {css:?}"
+                "line {}: forward {} target {} matches no line or route pattern in calling search space {:?}",
+                u.line, u.forward, u.number, u.css
             ),
             NoForwardCss { line, forward } => write!(
                 f,
@@ -156,6 +157,15 @@ impl fmt::Display for Reason {
             UnknownBoard { name } => write!(f, "unknown board {name:?} (built in: sim, rpi4, rpi5; or set `file`)"),
         }
     }
+}
+
+/// A forward target the forward's calling search space cannot reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    pub line: String,
+    pub forward: &'static str,
+    pub number: String,
+    pub css: String,
 }
 
 /// An error still in byte offsets; turned into line:column against its text.

@@ -16,7 +16,7 @@ mod validate;
 mod validate_devices;
 mod validate_plan;
 
-pub use error::{ConfigError, Reason};
+pub use error::{ConfigError, Reason, Unreachable};
 pub use model::*;
 pub use secrets::{hash_secret, resolve_generated};
 

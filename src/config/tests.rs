@@ -236,3 +236,8 @@ fn no_panic_on_odd_input() {
     }
     assert!(parse_str("", "t.toml").is_ok(), "an empty file is the minimal valid configuration");
 }
+
+#[test]
+fn errors_stay_small() {
+    assert!(std::mem::size_of::<ConfigError>() < 128, "{}", std::mem::size_of::<ConfigError>());
+}

@@ -2,7 +2,7 @@
 //! patterns, forward reachability and CTI app users. Called from `validate_plan`. No I/O.
 
 use super::dialplan::{is_dn, Pattern};
-use super::error::Reason;
+use super::error::{Reason, Unreachable};
 use super::model::*;
 use super::raw::*;
 use super::secrets::{parse_app_secret, weakness, GENERATE};
@@ -271,7 +271,7 @@ pub(super) fn forwards(
                 let Some(space) = css.iter().find(|x| x.name == *s) else { continue };
                 if !reachable(v.get_ref(), space, lines, patterns) {
                     let (line, number, css) = (key.to_string(), v.get_ref().clone(), s.to_string());
-                    c.err(v.span(), Reason::Unreachable { line, forward, number, css });
+                    c.err(v.span(), Reason::Unreachable(Box::new(Unreachable { line, forward, number, css })));
                     break;
                 }
             }

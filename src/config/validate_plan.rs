@@ -165,9 +165,13 @@ fn pools(c: &mut Ctx, raw: &RawConfig, system: &SystemConfig, media: &MediaConfi
 }
 
 fn host_port(s: &str) -> Option<(String, u16)> {
+    let bracketed = s.starts_with('[');
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         h.parse::<std::net::Ipv6Addr>().ok()?;
+        if !after.is_empty() && !after.starts_with(':') {
+            return None;
+        }
         (h, after.strip_prefix(':'))
     } else {
         match s.rsplit_once(':') {
@@ -180,8 +184,19 @@ fn host_port(s: &str) -> Option<(String, u16)> {
         None => 5060,
     };
     let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let ok = host.contains(':') || (!host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok));
+    let ok = bracketed || (!host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok));
     ok.then(|| (host.to_string(), port))
+}
+
+#[cfg(test)]
+#[test]
+fn trunk_addresses() {
+    assert_eq!(host_port("sip.itsp.example"), Some(("sip.itsp.example".into(), 5060)));
+    assert_eq!(host_port("192.0.2.1:5080"), Some(("192.0.2.1".into(), 5080)));
+    assert_eq!(host_port("[2001:db8::1]:5061"), Some(("2001:db8::1".into(), 5061)));
+    for bad in ["", "fe80::1", "a..b", "host:0", "host:99999", "[::1]x", "bad_host", "h:"] {
+        assert_eq!(host_port(bad), None, "{bad}");
+    }
 }
 
 fn trunks(c: &mut Ctx, raw: &RawConfig, css_names: &Names, idx: &DnIndex) -> Vec<Trunk> {
