@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod digest;
+pub mod endpoint;
 pub mod rng;
 pub mod sip;
 pub mod throttle;
@@ -78,11 +79,16 @@ pub enum Output {
     Persist { name: &'static str, bytes: Vec<u8> },
 }
 
+/// Inputs arriving before the engine runs: state restored from the data directory.
+#[derive(Default)]
+pub struct Restored {
+    pub registrations: Option<endpoint::SavedRegistrations>,
+}
+
 /// Counters an operator can read on /status.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     pub sip_received: u64,
-    pub sip_dropped: u64,
     pub cti_messages: u64,
     pub http_requests: u64,
     pub reloads: u64,
@@ -107,13 +113,25 @@ pub struct Engine {
     timers: Timers<TimerKey>,
     out: VecDeque<Output>,
     stats: Stats,
+    sip: endpoint::SipEndpoint,
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>, rng: EngineRng, now: Time) -> Self {
+    /// A new engine. `unix_at_zero_ms` is the wall clock at engine time zero (used only
+    /// to carry expiries across restarts).
+    pub fn new(config: Arc<Config>, mut rng: EngineRng, now: Time, unix_at_zero_ms: u64, restored: Restored) -> Self {
         let mut timers = Timers::default();
         timers.arm(TimerKey::Housekeeping, now + HOUSEKEEPING);
-        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default() }
+        let mut sip = endpoint::SipEndpoint::new(&config, &mut rng, unix_at_zero_ms);
+        if let Some(r) = restored.registrations {
+            sip.restore(r, now);
+        }
+        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip }
+    }
+
+    /// The SIP side, for inspection (tests, status).
+    pub fn sip(&self) -> &endpoint::SipEndpoint {
+        &self.sip
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -137,11 +155,14 @@ impl Engine {
         log::trace!("engine: input {input:?}");
         match input {
             Input::Timeout => self.handle_timeouts(),
-            Input::Sip { .. } => {
+            Input::Sip { transport, conn, from, local, bytes } => {
                 self.stats.sip_received += 1;
-                self.stats.sip_dropped += 1;
+                let origin = crate::core::sip::registrar::Origin { source: from, transport, conn, local };
+                let cfg = self.config.clone();
+                self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
             }
-            Input::CtiOpened { .. } | Input::ConnClosed { .. } => {}
+            Input::ConnClosed { conn } => self.sip.connection_closed(conn),
+            Input::CtiOpened { .. } => {}
             Input::CtiMessage { .. } => self.stats.cti_messages += 1,
             Input::Http { conn, request } => self.handle_http(conn, request),
             Input::Reload(config) => self.handle_reload(config),
@@ -157,23 +178,27 @@ impl Engine {
     /// When to feed `Input::Timeout` next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next()
+        [self.timers.next(), self.sip.next_timeout()].into_iter().flatten().min()
     }
 
     fn handle_timeouts(&mut self) {
         while let Some(key) = self.timers.pop_expired(self.now) {
             match key {
                 TimerKey::Housekeeping => {
+                    self.sip.sweep(self.now);
                     self.timers.arm(TimerKey::Housekeeping, self.now + HOUSEKEEPING);
                 }
             }
         }
+        let cfg = self.config.clone();
+        self.sip.handle_timeout(self.now, &cfg, &mut self.rng, &mut self.out);
     }
 
     fn handle_reload(&mut self, config: Arc<Config>) {
         self.generation += 1;
         self.stats.reloads += 1;
         log::info!("config: generation {} applied from {}", self.generation, config.source);
+        self.sip.reconfigure(&config);
         self.config = config;
     }
 
@@ -196,6 +221,10 @@ impl Engine {
             "config_generation": self.generation,
             "uptime_ms": self.now.since(self.started).as_millis() as u64,
             "stats": self.stats,
+            "sip": self.sip.stats,
+            "registrations": self.sip.registrar.len(),
+            "calls": self.sip.b2bua.calls(),
+            "calls_completed": self.sip.b2bua.completed,
         });
         serde_json::to_vec(&v).unwrap_or_default()
     }
@@ -206,7 +235,7 @@ mod tests {
     use super::*;
 
     fn engine() -> Engine {
-        Engine::new(Arc::new(crate::config::embedded_default()), EngineRng::seed_from_u64(1), Time::ZERO)
+        Engine::new(Arc::new(crate::config::embedded_default()), EngineRng::seed_from_u64(1), Time::ZERO, 0, Restored::default())
     }
 
     #[test]

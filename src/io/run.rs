@@ -84,22 +84,26 @@ fn show(a: Option<SocketAddr>) -> String {
 /// Runs the appliance; returns the process exit code.
 pub fn run(opts: RunOptions) -> i32 {
     let started = Instant::now();
-    let cfg = match opts.load() {
+    let mut cfg = match opts.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ctibox: configuration refused: {e}");
             return 2;
         }
     };
-    let Some(board) = Board::by_name(&cfg.board.name) else {
-        eprintln!("ctibox: unknown board {:?}", cfg.board.name);
-        return 2;
-    };
+    let board = cfg.board.def.clone();
     let dir = data_dir(&opts, &cfg);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("ctibox: cannot create data directory {}: {e}", dir.display());
         return 2;
     }
+    let secrets = match resolve_secrets(&mut cfg, &dir) {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!("ctibox: {e}");
+            return 2;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -108,10 +112,42 @@ pub fn run(opts: RunOptions) -> i32 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, serve(opts, cfg, board, dir, started))
+    local.block_on(&rt, serve(opts, cfg, board, dir, secrets, started))
 }
 
-async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, started: Instant) -> i32 {
+/// Fills in credentials marked "generate" from (or into) the data directory.
+fn resolve_secrets(cfg: &mut Config, dir: &Path) -> Result<Vec<String>, String> {
+    use std::io::Read;
+    let mut urandom = std::fs::File::open("/dev/urandom").map_err(|e| format!("cannot open /dev/urandom: {e}"))?;
+    let mut fill = |buf: &mut [u8]| {
+        if urandom.read_exact(buf).is_err() {
+            buf.copy_from_slice(&seed()[..buf.len().min(32)]);
+        }
+    };
+    config::resolve_generated(cfg, dir, &mut fill)
+}
+
+/// Registrations saved by an earlier run, if the file is there and whole.
+fn load_registrations(dir: &Path) -> Option<crate::core::endpoint::SavedRegistrations> {
+    let path = dir.join("registrations");
+    let bytes = std::fs::read(&path).ok()?;
+    let result = crate::persist::unseal(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|p| postcard::from_bytes::<crate::core::endpoint::SavedRegistrations>(p).map_err(|e| e.to_string()));
+    match result {
+        Ok(r) if r.version == 1 => Some(r),
+        Ok(r) => {
+            log::warn!("{}: unknown version {}; starting without saved registrations", path.display(), r.version);
+            None
+        }
+        Err(e) => {
+            log::warn!("{}: {e}; starting without saved registrations", path.display());
+            None
+        }
+    }
+}
+
+async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secrets: Vec<String>, started: Instant) -> i32 {
     // Handlers first: a SIGTERM that arrives right after READY=1 must be a clean stop.
     let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(t), Ok(i)) => (t, i),
@@ -133,7 +169,9 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
     let (inbox_tx, inbox_rx) = mpsc::channel::<Event>(crate::limits::ENGINE_INBOX);
 
     let clock = Clock::new();
-    let engine = Engine::new(Arc::new(cfg.clone()), EngineRng::from_seed(seed()), clock.now());
+    let unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let restored = crate::core::Restored { registrations: load_registrations(&dir) };
+    let engine = Engine::new(Arc::new(cfg.clone()), EngineRng::from_seed(seed()), clock.now(), unix_ms, restored);
     let heartbeat = Heartbeat::default();
     let persist = PersistQueue::new();
     let driver = Driver {
@@ -192,6 +230,9 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, starte
         addrs.http,
         dir.display()
     );
+    for line in &secrets {
+        println!("  {line}");
+    }
     if let Some(n) = &notifier {
         n.notify("READY=1\nSTATUS=serving");
     }
@@ -243,12 +284,11 @@ async fn reload_loop(
 }
 
 fn reload_one(path: &Path, opts: &RunOptions, plan: &ListenPlan, bound: &ListenPlan) -> Result<Config, String> {
-    let cfg = config::load_file(path).map_err(|e| e.to_string())?;
+    let mut cfg = config::load_file(path).map_err(|e| e.to_string())?;
     if opts.plan(&cfg) != *plan {
         log::warn!("SIGHUP: listener addresses changed; they take effect at the next restart (still on {bound:?})");
     }
-    if Board::by_name(&cfg.board.name).is_none() {
-        return Err(format!("{}: unknown board {:?}", path.display(), cfg.board.name));
-    }
+    let dir = data_dir(opts, &cfg);
+    resolve_secrets(&mut cfg, &dir)?;
     Ok(cfg)
 }

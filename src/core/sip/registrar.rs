@@ -208,6 +208,17 @@ impl Registrar {
         gone
     }
 
+    /// Moves expiries saved at engine time `saved_at` onto a new clock where it is now
+    /// `now` and `elapsed` of wall time has passed since the save. TCP connections
+    /// are gone after a restart.
+    pub fn rebase(&mut self, saved_at: Time, now: Time, elapsed: Duration) {
+        for b in self.bindings.values_mut().flatten() {
+            let left = b.expires_at.since(saved_at).saturating_sub(elapsed);
+            b.expires_at = now + left;
+            b.conn = None;
+        }
+    }
+
     /// Forgets the TCP connection a binding used once it closes (the contact stays; a
     /// phone on TCP reconnects and re-registers).
     pub fn connection_closed(&mut self, conn: ConnId) {

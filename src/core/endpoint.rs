@@ -1,0 +1,365 @@
+//! The box as a SIP element: every SIP message enters here. Parses (malformed ones
+//! get 400 or are dropped and counted), applies the message checks, drops banned
+//! scanners, runs transactions, authenticates, and hands REGISTER to the registrar and
+//! calls to the B2BUA. Owns the SIP half of the engine's state. Pure.
+
+use super::call::b2bua::Ctx;
+use super::call::{Action, B2bua, ServerTxn};
+use super::digest::NonceBook;
+use super::rng::EngineRng;
+use super::sip::registrar::{self, ChallengeKind, Denied, Guard, Origin, Registrar};
+use super::sip::txn::{ClientEvent, Incoming, SipTimers, TxnLayer};
+use super::sip::{self, answer_unparsable, check_request, HeaderName, Message, Method, Request, Response, SipHeaders, Unparsable};
+use super::throttle::{Throttle, ThrottlePolicy};
+use super::{Output, Time};
+use crate::config::Config;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+
+/// Counters an operator reads on /status.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SipStats {
+    pub received: u64,
+    /// Could not be parsed and could not be answered: dropped.
+    pub malformed_dropped: u64,
+    /// Could not be parsed, answered with 400 (or 505/513).
+    pub malformed_answered: u64,
+    /// Refused by the message checks (416, 420, 415, 483...).
+    pub rejected: u64,
+    /// From a banned source: dropped unanswered.
+    pub banned_dropped: u64,
+    pub auth_failures: u64,
+    pub registrations: u64,
+    pub calls_started: u64,
+}
+
+/// Persisted registrations: bindings plus the wall clock they were saved at, so
+/// expiries survive a restart (engine time restarts at zero).
+#[derive(Serialize, Deserialize)]
+pub struct SavedRegistrations {
+    pub version: u8,
+    pub saved_unix_ms: u64,
+    pub saved_at: Time,
+    pub registrar: Registrar,
+}
+
+pub struct SipEndpoint {
+    pub registrar: Registrar,
+    nonces: NonceBook,
+    throttle: Throttle,
+    txn: TxnLayer,
+    pub b2bua: B2bua,
+    pub stats: SipStats,
+    /// Registrations changed since the last save.
+    dirty: bool,
+    /// Wall clock (unix ms) at engine time zero, for persisted expiries.
+    unix_at_zero_ms: u64,
+}
+
+fn timers_of(cfg: &Config) -> SipTimers {
+    SipTimers {
+        t1: Duration::from_millis(u64::from(cfg.sip.t1_ms)),
+        t2: Duration::from_millis(u64::from(cfg.sip.t2_ms)),
+        t4: Duration::from_millis(u64::from(cfg.sip.t4_ms)),
+    }
+}
+
+fn policy_of(cfg: &Config) -> ThrottlePolicy {
+    ThrottlePolicy {
+        limit: cfg.sip.throttle.auth_failures,
+        window: Duration::from_secs(u64::from(cfg.sip.throttle.window_s)),
+        ban: Duration::from_secs(u64::from(cfg.sip.throttle.ban_s)),
+    }
+}
+
+/// Adds `received` and `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+fn stamp_via(req: &mut Request, origin: &Origin) {
+    let Some(first) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else { return };
+    let Ok(parts) = sip::text::split_commas(&first.value) else { return };
+    let Some(top) = parts.first().and_then(|p| sip::Via::parse(p)) else { return };
+    let mut top = top;
+    top.set_param("received", Some(&origin.source.ip().to_string()));
+    if top.rport().is_some() {
+        top.set_param("rport", Some(&origin.source.port().to_string()));
+    }
+    let rest: Vec<String> = parts[1..].iter().map(|s| s.to_string()).collect();
+    let mut v = top.to_string();
+    for r in rest {
+        v.push_str(", ");
+        v.push_str(&r);
+    }
+    first.value = v;
+}
+
+fn answer(req: &Request, code: u16, tag: &str) -> Response {
+    Response::to_request(req, code, Some(tag))
+}
+
+impl SipEndpoint {
+    pub fn new(cfg: &Config, rng: &mut EngineRng, unix_at_zero_ms: u64) -> SipEndpoint {
+        let mut key = [0u8; 32];
+        rng.fill(&mut key);
+        SipEndpoint {
+            registrar: Registrar::default(),
+            nonces: NonceBook::new(key),
+            throttle: Throttle::new(policy_of(cfg)),
+            txn: TxnLayer::new(timers_of(cfg), crate::limits::SIP_MAX_TRANSACTIONS),
+            b2bua: B2bua::default(),
+            stats: SipStats::default(),
+            dirty: false,
+            unix_at_zero_ms,
+        }
+    }
+
+    /// A new configuration: timers and throttle policy follow it.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.txn.set_timers(timers_of(cfg));
+        self.throttle.set_policy(policy_of(cfg));
+    }
+
+    /// Restores saved registrations, moving their expiries onto this engine's clock.
+    pub fn restore(&mut self, saved: SavedRegistrations, now: Time) {
+        let now_unix_ms = self.unix_at_zero_ms + now.as_millis();
+        let elapsed_ms = now_unix_ms.saturating_sub(saved.saved_unix_ms);
+        let mut r = saved.registrar;
+        r.rebase(saved.saved_at, now, Duration::from_millis(elapsed_ms));
+        r.expire(now);
+        log::info!("registrar: restored {} registrations", r.len());
+        self.registrar = r;
+    }
+
+    pub fn next_timeout(&self) -> Option<Time> {
+        [self.txn.next_timeout(), self.b2bua.next_timeout(), self.registrar.next_expiry()].into_iter().flatten().min()
+    }
+
+    pub fn connection_closed(&mut self, conn: super::ConnId) {
+        self.registrar.connection_closed(conn);
+    }
+
+    /// Housekeeping: expiries of registrations, nonces, throttle entries.
+    pub fn sweep(&mut self, now: Time) {
+        self.nonces.sweep(now);
+        self.throttle.sweep(now);
+    }
+
+    /// Bytes from the network.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_message(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, origin: Origin, bytes: &[u8], out: &mut VecDeque<Output>) {
+        self.stats.received += 1;
+        if self.throttle.is_banned(now, origin.source.ip()) {
+            self.stats.banned_dropped += 1;
+            return;
+        }
+        match sip::parse_message(bytes) {
+            Err(e) => match answer_unparsable(bytes, &e, &rng.token(12)) {
+                Unparsable::Answer(r) => {
+                    log::debug!("sip: {} from {}: answered {}", e, origin.source, r.status);
+                    self.stats.malformed_answered += 1;
+                    transmit(out, r.to_bytes(), origin);
+                }
+                Unparsable::Drop => {
+                    log::debug!("sip: {} from {}: dropped", e, origin.source);
+                    self.stats.malformed_dropped += 1;
+                }
+            },
+            Ok(Message::Request(mut req)) => {
+                stamp_via(&mut req, &origin);
+                if let Err(rej) = check_request(&req) {
+                    self.stats.rejected += 1;
+                    if req.method != Method::Ack {
+                        transmit(out, rej.response(&req, &rng.token(12)).to_bytes(), origin);
+                    }
+                    return;
+                }
+                let incoming = self.txn.on_request(now, req, origin);
+                self.dispatch(now, cfg, rng, incoming, origin);
+            }
+            Ok(Message::Response(resp)) => {
+                if let Some(stray) = self.txn.on_response(now, resp) {
+                    if (200..300).contains(&stray.status) && stray.cseq().is_ok_and(|c| c.method == Method::Invite) {
+                        self.b2bua.handle_stray_2xx(&stray);
+                    }
+                }
+            }
+        }
+        self.pump(now, cfg, rng, origin, out);
+    }
+
+    fn dispatch(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, incoming: Incoming, origin: Origin) {
+        match incoming {
+            Incoming::Absorbed => {}
+            Incoming::Overloaded(req) => {
+                if req.method != Method::Ack {
+                    let mut r = answer(&req, 503, &rng.token(12));
+                    r.reason = "Service Unavailable (too many transactions)".into();
+                    self.txn.respond(now, ServerTxn(0), &r, origin);
+                }
+            }
+            Incoming::Ack(req) => self.b2bua.handle_ack(&req),
+            Incoming::Cancel { cancel, request, invite } => {
+                let code = if invite.is_some() { 200 } else { 481 };
+                let r = answer(&request, code, &rng.token(12));
+                self.txn.respond(now, cancel, &r, origin);
+                if let Some(inv) = invite {
+                    let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: timers_of(cfg).t1, t2: timers_of(cfg).t2 };
+                    self.b2bua.handle_cancel(&mut cx, inv);
+                }
+            }
+            Incoming::New(stx, req) => self.handle_request(now, cfg, rng, stx, req, origin),
+        }
+    }
+
+    fn handle_request(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, stx: ServerTxn, req: Request, origin: Origin) {
+        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let tag = rng.token(12);
+        let respond = |txn: &mut TxnLayer, r: Response| txn.respond(now, stx, &r, origin);
+        match req.method {
+            Method::Register => {
+                let mut g = Guard { now, cfg, nonces: &mut self.nonces, throttle: &mut self.throttle };
+                match registrar::authenticate(&mut g, &req, &origin, ChallengeKind::Registrar, &tag) {
+                    Ok(device) => {
+                        let res = self.registrar.register(now, cfg, device, &req, &origin, &tag);
+                        if res.changed {
+                            self.dirty = true;
+                            self.stats.registrations += 1;
+                        }
+                        respond(&mut self.txn, res.response);
+                    }
+                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r, origin)),
+                }
+            }
+            Method::Invite if !in_dialog => {
+                let mut g = Guard { now, cfg, nonces: &mut self.nonces, throttle: &mut self.throttle };
+                match registrar::authenticate(&mut g, &req, &origin, ChallengeKind::Proxy, &tag) {
+                    Ok(device) => {
+                        let name = device.name.clone();
+                        self.stats.calls_started += 1;
+                        let t = timers_of(cfg);
+                        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                        self.b2bua.handle_invite(&mut cx, stx, req, origin, &name);
+                    }
+                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r, origin)),
+                }
+            }
+            Method::Options if !in_dialog => {
+                let mut r = answer(&req, 200, &tag);
+                let at = r.headers.len() - 1;
+                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                r.headers.0.insert(at + 1, sip::Header { name: HeaderName::Accept, value: "application/sdp".into() });
+                respond(&mut self.txn, r);
+            }
+            _ if in_dialog => {
+                let t = timers_of(cfg);
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                self.b2bua.handle_in_dialog(&mut cx, stx, req);
+            }
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                respond(&mut self.txn, answer(&req, 481, &tag));
+            }
+            Method::Other(_) => {
+                let mut r = answer(&req, 501, &tag);
+                let at = r.headers.len() - 1;
+                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                respond(&mut self.txn, r);
+            }
+            _ => {
+                let mut r = answer(&req, 405, &tag);
+                let at = r.headers.len() - 1;
+                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                respond(&mut self.txn, r);
+            }
+        }
+    }
+
+    fn denied(&mut self, d: Denied, send: &mut dyn FnMut(&mut TxnLayer, Response)) {
+        match d {
+            Denied::Answer(r, why) => {
+                if r.status == 403 {
+                    self.stats.auth_failures += 1;
+                }
+                log::debug!("sip: {} {}: {why}", r.status, r.reason);
+                send(&mut self.txn, r);
+            }
+            Denied::Banned(r) => {
+                self.stats.auth_failures += 1;
+                send(&mut self.txn, r);
+            }
+        }
+    }
+
+    /// Timers of transactions, calls and registrations.
+    pub fn handle_timeout(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
+        self.txn.on_timeout(now);
+        let t = timers_of(cfg);
+        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+        self.b2bua.handle_timeout(&mut cx);
+        if self.registrar.next_expiry().is_some_and(|e| e <= now) {
+            for d in self.registrar.expire(now) {
+                log::info!("{d}: registration expired");
+            }
+            self.dirty = true;
+        }
+        let origin = Origin { source: ([0, 0, 0, 0], 0).into(), transport: super::Transport::Udp, conn: None, local: ([0, 0, 0, 0], 0).into() };
+        self.pump(now, cfg, rng, origin, out);
+    }
+
+    /// Moves work between the transaction layer and the B2BUA until both are quiet,
+    /// then emits the transmissions.
+    fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, origin: Origin, out: &mut VecDeque<Output>) {
+        let t = timers_of(cfg);
+        for _ in 0..64 {
+            let mut progressed = false;
+            while let Some(ev) = self.txn.poll_event() {
+                progressed = true;
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                match ev {
+                    ClientEvent::Response(id, r) => self.b2bua.handle_response(&mut cx, id, r),
+                    ClientEvent::Timeout(id) => self.b2bua.handle_txn_timeout(&mut cx, id),
+                }
+            }
+            let actions: Vec<Action> = self.b2bua.drain().collect();
+            for a in actions {
+                progressed = true;
+                match a {
+                    Action::Respond(stx, r) => self.txn.respond(now, stx, &r, origin),
+                    Action::Request { txn, request, to } => {
+                        if self.txn.send(now, txn, request, to).is_err() {
+                            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                            self.b2bua.handle_txn_timeout(&mut cx, txn);
+                        }
+                    }
+                    Action::Stateless { message, to } => transmit(out, message, to),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        while let Some((bytes, to)) = self.txn.poll_transmit() {
+            transmit(out, bytes, to);
+        }
+        if std::mem::take(&mut self.dirty) {
+            let saved_unix_ms = self.unix_at_zero_ms + now.as_millis();
+            let saved = SavedRegistrationsRef { version: 1, saved_unix_ms, saved_at: now, registrar: &self.registrar };
+            if let Ok(bytes) = postcard::to_allocvec(&saved) {
+                out.push_back(Output::Persist { name: "registrations", bytes });
+            }
+        }
+    }
+}
+
+/// What is written: the same shape as `SavedRegistrations`, borrowed.
+#[derive(Serialize)]
+struct SavedRegistrationsRef<'a> {
+    version: u8,
+    saved_unix_ms: u64,
+    saved_at: Time,
+    registrar: &'a Registrar,
+}
+
+fn transmit(out: &mut VecDeque<Output>, bytes: Vec<u8>, to: Origin) {
+    out.push_back(Output::Transmit { transport: to.transport, conn: to.conn, to: to.source, bytes });
+}
