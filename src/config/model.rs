@@ -106,6 +106,9 @@ pub struct SipConfig {
     pub min_expires_s: u32,
     pub max_expires_s: u32,
     pub default_expires_s: u32,
+    /// Digest challenges offered, most preferred first (RFC 8760 §2.4): clients use the
+    /// first they support. Default SHA-256 then MD5.
+    pub digest_algorithms: Vec<crate::core::digest::Algorithm>,
     pub throttle: Throttle,
 }
 

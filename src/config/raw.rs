@@ -65,6 +65,7 @@ pub(super) struct RawSip {
     pub min_expires_s: OS<i64>,
     pub max_expires_s: OS<i64>,
     pub default_expires_s: OS<i64>,
+    pub digest_algorithms: OS<Vec<S<String>>>,
     #[serde(default)]
     pub throttle: RawThrottle,
 }

@@ -177,8 +177,32 @@ fn sip(c: &mut Ctx, r: &RawSip, system_name: &str) -> SipConfig {
         let s = r.default_expires_s.as_ref().map_or(0..0, |s| s.span());
         c.err(s, Reason::OutOfRange { key: "sip.default_expires_s", value: def, min, max });
     }
+    use crate::core::digest::Algorithm;
+    const ALGS: &[&str] = &["sha-256", "md5"];
+    let parse_alg = |v: &str| match v {
+        "sha-256" => Some(Algorithm::Sha256),
+        "md5" => Some(Algorithm::Md5),
+        _ => None,
+    };
+    let mut digest_algorithms = Vec::new();
+    match &r.digest_algorithms {
+        None => digest_algorithms = vec![Algorithm::Sha256, Algorithm::Md5],
+        Some(list) if list.get_ref().is_empty() => {
+            c.err(list.span(), Reason::NotOneOf { key: "sip.digest_algorithms", value: String::new(), allowed: ALGS });
+        }
+        Some(list) => {
+            for v in list.get_ref() {
+                if let Some(a) = c.choice(v, "sip.digest_algorithms", ALGS, parse_alg) {
+                    if !digest_algorithms.contains(&a) {
+                        digest_algorithms.push(a);
+                    }
+                }
+            }
+        }
+    }
     let t = &r.throttle;
     SipConfig {
+        digest_algorithms,
         udp: r.udp.as_ref().and_then(|a| c.addr(a, "sip.udp")),
         tcp: r.tcp.as_ref().and_then(|a| c.addr(a, "sip.tcp")),
         realm: r.realm.as_ref().map_or_else(|| system_name.to_string(), |v| c.text_ok(v, "sip.realm")),
@@ -260,8 +284,9 @@ fn peer(c: &mut Ctx, r: &RawPeer) -> Option<PeerConfig> {
     })
 }
 
+/// Port 0 asks the kernel for a free port, so it never clashes.
 fn overlaps(a: &SocketAddr, b: &SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Two TCP listeners on one port clash; SIP UDP may share its port with SIP TCP but not

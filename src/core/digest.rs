@@ -259,11 +259,12 @@ impl NonceBook {
         format!("{}{}", hex(&body), hex(&mac))
     }
 
-    /// WWW-Authenticate / Proxy-Authenticate values: SHA-256 first, then MD5 (RFC 8760 §2.4).
-    pub fn challenges(&mut self, now: Time, source: IpAddr, realm: &str, stale: bool) -> Vec<String> {
+    /// WWW-Authenticate / Proxy-Authenticate values, one per algorithm in order of
+    /// preference (RFC 8760 §2.4), sharing one nonce.
+    pub fn challenges(&mut self, now: Time, source: IpAddr, realm: &str, stale: bool, algorithms: &[Algorithm]) -> Vec<String> {
         let nonce = self.issue(now, source);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5]
+        algorithms
             .iter()
             .map(|a| format!("Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}", a.name()))
             .collect()
@@ -397,7 +398,7 @@ mod tests {
     fn accepts_both_algorithms_and_refuses_replay_and_bad_password() {
         let mut book = NonceBook::new([7; 32]);
         let src: IpAddr = SRC.parse().unwrap();
-        let ch = book.challenges(Time::ZERO, src, "ctibox", false);
+        let ch = book.challenges(Time::ZERO, src, "ctibox", false, &[Algorithm::Sha256, Algorithm::Md5]);
         assert!(ch[0].contains("algorithm=SHA-256") && ch[1].contains("algorithm=MD5"));
         let n = nonce_of(&ch[0]);
         for alg in [Algorithm::Sha256, Algorithm::Md5] {

@@ -102,7 +102,7 @@ pub fn authenticate<'c>(g: &mut Guard<'c>, req: &Request, origin: &Origin, kind:
     let challenge = |g: &mut Guard<'_>, stale: bool| {
         let mut r = Response::to_request(req, kind.code(), Some(to_tag));
         let at = r.headers.len() - 1;
-        for (i, v) in g.nonces.challenges(g.now, origin.source.ip(), realm, stale).into_iter().enumerate() {
+        for (i, v) in g.nonces.challenges(g.now, origin.source.ip(), realm, stale, &g.cfg.sip.digest_algorithms).into_iter().enumerate() {
             r.headers.0.insert(at + i, super::Header { name: kind.challenge_header(), value: v });
         }
         r
@@ -112,6 +112,15 @@ pub fn authenticate<'c>(g: &mut Guard<'c>, req: &Request, origin: &Origin, kind:
         .get_all(&kind.credentials_header())
         .filter_map(|v| digest::parse_credentials(v).ok())
         .filter(|c| c.realm == realm)
+        .filter(|c| {
+            // Only the algorithms this box offers (an absent algorithm means MD5).
+            let alg = match c.algorithm.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("MD5") => Some(digest::Algorithm::Md5),
+                Some("SHA-256") => Some(digest::Algorithm::Sha256),
+                _ => None,
+            };
+            alg.is_some_and(|a| g.cfg.sip.digest_algorithms.contains(&a))
+        })
         .collect();
     let Some(creds) = creds.into_iter().next() else {
         return Err(Denied::Answer(challenge(g, false), "no credentials"));

@@ -1,0 +1,262 @@
+//! SIP call control against real peers nobody here wrote: SIPp scenarios (tests/sipp/)
+//! register with digest authentication and call each other through the real binary
+//! on loopback. Each test starts its own box with a config of known passwords.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const CONFIG: &str = r#"
+[system]
+name = "sip-test"
+[sip]
+udp = "127.0.0.1:0"
+tcp = "127.0.0.1:0"
+realm = "ctibox"
+# SIPp answers the first challenge and knows only MD5.
+digest_algorithms = ["md5", "sha-256"]
+[sip.throttle]
+auth_failures = 3
+window_s = 60
+ban_s = 600
+[cti]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[board]
+name = "sim"
+
+[[partition]]
+name = "internal"
+[[calling_search_space]]
+name = "all"
+partitions = ["internal"]
+
+[[line]]
+dn = "1001"
+partition = "internal"
+display_name = "Caller"
+[[line]]
+dn = "1002"
+partition = "internal"
+[[line]]
+dn = "1003"
+partition = "internal"
+[[line]]
+dn = "1004"
+partition = "internal"
+forward = { busy = "1006" }
+[[line]]
+dn = "1005"
+partition = "internal"
+forward = { no_answer = "1006", no_answer_timeout_s = 1 }
+[[line]]
+dn = "1006"
+partition = "internal"
+[[line]]
+dn = "1007"
+partition = "internal"
+forward = { all = "1002" }
+[[line]]
+dn = "1008"
+partition = "internal"
+forward = { unregistered = "1002" }
+"#;
+
+/// A per-line password that does not contain the number (the config refuses that).
+fn password(dn: &str) -> String {
+    let letters: String = dn.bytes().map(|b| (b'k' + (b - b'0')) as char).collect();
+    format!("Zq7-test-secret-{letters}")
+}
+
+fn config() -> String {
+    let mut c = CONFIG.to_string();
+    for dn in 1001..=1008 {
+        c.push_str(&format!(
+            "\n[[device]]\nname = \"phone-{dn}\"\ntype = \"sip_phone\"\nusername = \"{dn}\"\npassword = \"{}\"\nlines = [\"{dn}\"]\ncss = \"all\"\n",
+            password(&dn.to_string())
+        ));
+    }
+    c
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct TestBox {
+    b: BoxProc,
+    dir: TempDir,
+}
+
+fn start() -> TestBox {
+    let dir = TempDir::new("sip");
+    let file = dir.path().join("ctibox.toml");
+    std::fs::write(&file, config()).unwrap();
+    let b = BoxProc::start(Start { config: Some(&file), ..Default::default() });
+    TestBox { b, dir }
+}
+
+/// One SIPp run: `scenario` as `service`, authenticating as `auth` when given.
+fn sipp(tb: &TestBox, scen: &str, service: &str, auth: Option<&str>, port: u16, extra: &[&str]) -> Child {
+    let err = tb.dir.path().join(format!("{scen}-{port}-errors.log"));
+    let mut cmd = Command::new("sipp");
+    cmd.arg(tb.b.sip.to_string())
+        .args(["-sf"])
+        .arg(scenario(scen))
+        .args(["-s", service, "-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-mp", &free_udp_port().to_string(), "-timeout", "30s", "-timeout_error", "-nostdin"])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(&err)
+        .args(extra);
+    if let Some(user) = auth {
+        cmd.args(["-au", user, "-ap", &password(user)]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.spawn().expect("sipp is installed (scripts/deps)")
+}
+
+/// Waits for a SIPp run and asserts it succeeded, showing its error log if not.
+fn expect_success(tb: &TestBox, mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    if !status.success() {
+        let mut logs = String::new();
+        for e in std::fs::read_dir(tb.dir.path()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().ends_with("errors.log") {
+                logs.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        panic!("{what}: sipp exited {status}\n{logs}");
+    }
+}
+
+/// Registers `dn` from `port` (the callee then listens there).
+fn register(tb: &TestBox, dn: &str, port: u16) {
+    let c = sipp(tb, "reg_only.xml", dn, Some(dn), port, &[]);
+    expect_success(tb, c, &format!("register {dn}"));
+}
+
+fn status(tb: &TestBox) -> serde_json::Value {
+    serde_json::from_str(&tb.b.http_get("/status").1).unwrap()
+}
+
+/// A caller (1001) dials `dialled`, with callees already registered and running.
+fn call(tb: &TestBox, caller_scen: &str, dialled: &str, callees: Vec<(Child, &str)>) {
+    let caller = sipp(tb, caller_scen, dialled, Some("1001"), free_udp_port(), &["-key", "caller", "1001"]);
+    expect_success(tb, caller, caller_scen);
+    for (c, what) in callees {
+        expect_success(tb, c, what);
+    }
+}
+
+fn callee(tb: &TestBox, scen: &str, dn: &str) -> Child {
+    let port = free_udp_port();
+    register(tb, dn, port);
+    sipp(tb, scen, dn, None, port, &[])
+}
+
+#[test]
+fn register_with_digest_auth_then_unregister() {
+    let tb = start();
+    let c = sipp(&tb, "register.xml", "1002", Some("1002"), free_udp_port(), &[]);
+    expect_success(&tb, c, "register and unregister");
+    let s = status(&tb);
+    assert_eq!(s["registrations"], 0, "unregister removed the binding: {s}");
+    assert!(s["sip"]["registrations"].as_u64().unwrap() >= 2);
+}
+
+#[test]
+fn wrong_password_is_refused_and_a_scanner_is_throttled() {
+    let tb = start();
+    let port = free_udp_port();
+    // Wrong password: 403, three times; the third failure bans the source.
+    for _ in 0..3 {
+        let mut cmd = sipp(&tb, "register_badpass.xml", "1002", None, port, &["-au", "1002", "-ap", "not-the-password"]);
+        let st = cmd.wait().unwrap();
+        assert!(st.success(), "wrong password gets 403");
+    }
+    let s = status(&tb);
+    assert_eq!(s["sip"]["auth_failures"], 3, "{s}");
+    assert_eq!(s["registrations"], 0);
+    // Now banned: even the right password gets no answer (the scenario times out).
+    let mut c = sipp(&tb, "register.xml", "1002", Some("1002"), port, &["-timeout", "3s"]);
+    assert!(!c.wait().unwrap().success(), "a banned source is not answered");
+    assert!(status(&tb)["sip"]["banned_dropped"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn call_answered_and_caller_hangs_up() {
+    let tb = start();
+    let c = callee(&tb, "callee_answer.xml", "1002");
+    call(&tb, "caller_call.xml", "1002", vec![(c, "callee 1002")]);
+    let s = status(&tb);
+    assert_eq!((s["calls"].as_u64(), s["calls_completed"].as_u64()), (Some(0), Some(1)), "{s}");
+}
+
+#[test]
+fn call_answered_and_called_party_hangs_up() {
+    let tb = start();
+    let c = callee(&tb, "callee_answer_bye.xml", "1002");
+    call(&tb, "caller_call_wait_bye.xml", "1002", vec![(c, "callee 1002")]);
+}
+
+#[test]
+fn cancel_while_ringing() {
+    let tb = start();
+    let c = callee(&tb, "callee_ring_cancel.xml", "1002");
+    call(&tb, "caller_cancel.xml", "1002", vec![(c, "callee 1002")]);
+    assert_eq!(status(&tb)["calls"], 0);
+}
+
+#[test]
+fn busy_is_passed_back() {
+    let tb = start();
+    let c = callee(&tb, "callee_busy.xml", "1003");
+    call(&tb, "caller_busy.xml", "1003", vec![(c, "callee 1003")]);
+}
+
+#[test]
+fn busy_forwards_to_the_busy_target() {
+    let tb = start();
+    let busy = callee(&tb, "callee_busy.xml", "1004");
+    let target = callee(&tb, "callee_answer.xml", "1006");
+    call(&tb, "caller_call.xml", "1004", vec![(busy, "busy 1004"), (target, "forward target 1006")]);
+}
+
+#[test]
+fn no_answer_forwards_after_the_line_timeout() {
+    let tb = start();
+    let ringing = callee(&tb, "callee_ring_cancel.xml", "1005");
+    let target = callee(&tb, "callee_answer.xml", "1006");
+    call(&tb, "caller_call.xml", "1005", vec![(ringing, "unanswered 1005"), (target, "forward target 1006")]);
+}
+
+#[test]
+fn forward_all_and_forward_unregistered() {
+    let tb = start();
+    let c = callee(&tb, "callee_answer.xml", "1002");
+    call(&tb, "caller_call.xml", "1007", vec![(c, "1002 via forward all from 1007")]);
+    // 1008 never registers; its calls go to 1002 (registered again from a new port:
+    // the newest contact is rung first).
+    let c = callee(&tb, "callee_answer.xml", "1002");
+    call(&tb, "caller_call.xml", "1008", vec![(c, "1002 via forward unregistered from 1008")]);
+}
+
+#[test]
+fn hold_and_unhold_by_reinvite() {
+    let tb = start();
+    let c = callee(&tb, "callee_hold.xml", "1002");
+    call(&tb, "caller_hold.xml", "1002", vec![(c, "callee 1002")]);
+}
+
+#[test]
+fn a_number_nobody_can_reach_gets_404() {
+    let tb = start();
+    call(&tb, "caller_unreachable.xml", "5555", vec![]);
+}
