@@ -1,6 +1,7 @@
 //! The pure engine: owns all call, registration, CTI and failover state. It must not
 //! touch a clock, socket, file, thread or global; see the crate docs for the contract.
 
+pub mod media;
 pub mod rng;
 pub mod time;
 pub mod timer;
