@@ -167,6 +167,8 @@ impl DtmfSender {
 }
 
 /// Detector thresholds. The defaults meet Q.24: accept +-1.5 %, reject +-3.5 %.
+/// The frequency window is 2 %, not the 2.5 % midpoint: speech harmonics (3 f0 and
+/// 4 f0 of a 307 Hz voice land at 920 and 1228 Hz, "*") came within 2.2-2.5 %.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DtmfConfig {
     /// Each tone must be at least this loud.
@@ -191,9 +193,9 @@ impl Default for DtmfConfig {
             min_level_dbm0: -30.0,
             normal_twist_db: 4.0,
             reverse_twist_db: 8.0,
-            max_freq_error: 0.025,
+            max_freq_error: 0.02,
             relative_peak_db: 8.0,
-            min_energy_ratio: 0.8,
+            min_energy_ratio: 0.85,
             max_harmonic_db: 12.0,
         }
     }

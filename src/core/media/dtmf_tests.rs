@@ -317,3 +317,4 @@ fn odd_chunk_sizes_give_same_result() {
     let events: Vec<_> = std::iter::from_fn(|| det.poll_event()).collect();
     assert!(matches!(events[0], DtmfEvent::Start { digit, .. } if digit == d), "{events:?}");
 }
+
