@@ -69,7 +69,9 @@ fn sox_encode(dir: &TempDir, pcm: &[i16], law: Law) -> Vec<u8> {
 /// A test signal from SoX: a full-scale 100-3900 Hz sweep, then quiet noise.
 fn sox_signal(dir: &TempDir) -> Vec<i16> {
     let mut s = Vec::new();
-    for (i, synth) in [["3", "sine", "100-3900", "gain", "-0.1"], ["2", "whitenoise", "gain", "-45", ""]].iter().enumerate() {
+    for (i, synth) in
+        [["3", "sine", "100-3900", "gain", "-0.1"], ["2", "whitenoise", "gain", "-45", ""]].iter().enumerate()
+    {
         let f = dir.path(&format!("sig{i}.raw"));
         let mut args = vec!["-D", "-n", "-L"];
         args.extend(RAW16);
@@ -93,7 +95,18 @@ fn g711_encoder_matches_sox_bytes() {
     // samples where the two agree (low bits chosen so rounding cannot carry), the
     // bytes must be identical.
     // (-4..=-1 become 0: SoX codes -2 as +0, 0xFF, G.191 as -0, 0x7F.)
-    let ulaw_in: Vec<i16> = signal.iter().map(|&x| if x >= 0 { x & !3 } else if x >= -4 { 0 } else { (x & !3) | 2 }).collect();
+    let ulaw_in: Vec<i16> = signal
+        .iter()
+        .map(|&x| {
+            if x >= 0 {
+                x & !3
+            } else if x >= -4 {
+                0
+            } else {
+                (x & !3) | 2
+            }
+        })
+        .collect();
     let alaw_in: Vec<i16> = signal.iter().map(|&x| x & !7).collect();
     for (law, input) in [(Law::Ulaw, &ulaw_in), (Law::Alaw, &alaw_in)] {
         let sox = sox_encode(&dir, input, law);
@@ -111,7 +124,11 @@ fn g711_encoder_matches_sox_bytes() {
             let rounded = match law {
                 Law::Ulaw => {
                     let m = ((i32::from(x) + 2) >> 2).min(8191);
-                    if m >= 0 { m << 2 } else { (m << 2) - 2 }
+                    if m >= 0 {
+                        m << 2
+                    } else {
+                        (m << 2) - 2
+                    }
                 }
                 Law::Alaw => ((i32::from(x) + 4) >> 3).min(4095) << 3,
             };
@@ -133,7 +150,8 @@ fn g711_decode_tables_match_sox() {
         return;
     }
     let dir = TempDir::new("g711dec");
-    for (law, enc, table) in [(Law::Ulaw, "mu-law", &g711::ULAW_TO_LINEAR), (Law::Alaw, "a-law", &g711::ALAW_TO_LINEAR)] {
+    for (law, enc, table) in [(Law::Ulaw, "mu-law", &g711::ULAW_TO_LINEAR), (Law::Alaw, "a-law", &g711::ALAW_TO_LINEAR)]
+    {
         let src = dir.path("codes.g711");
         std::fs::write(&src, (0..=255u8).collect::<Vec<u8>>()).unwrap();
         let dst = dir.path("codes.raw");
@@ -167,7 +185,18 @@ fn sox_digit(dir: &TempDir, d: Digit, secs: &str, law: Option<Law>) -> Vec<i16> 
     let mut args = vec!["-D", "-n", "-L"];
     match law {
         None => args.extend(RAW16),
-        Some(l) => args.extend(["-t", "raw", "-r", "8000", "-e", if l == Law::Ulaw { "mu-law" } else { "a-law" }, "-b", "8", "-c", "1"]),
+        Some(l) => args.extend([
+            "-t",
+            "raw",
+            "-r",
+            "8000",
+            "-e",
+            if l == Law::Ulaw { "mu-law" } else { "a-law" },
+            "-b",
+            "8",
+            "-c",
+            "1",
+        ]),
     }
     args.extend([p(&f), "synth", secs, "sine", &lo, "sine", &hi, "channels", "1", "gain", "-10"]);
     run("sox", &args);

@@ -399,12 +399,12 @@ impl DtmfDetector {
         let halves = [e(&x[..HALF]), e(&x[HALF..])];
         let mut b = Block { energy: halves[0] + halves[1], halves, ..Block::default() };
         let mut power = [0f32; 8];
-        for k in 0..8 {
+        for (k, p) in power.iter_mut().enumerate() {
             b.h1[k] = self.dft(k, &x, 0..HALF, false);
             b.h2[k] = self.dft(k, &x, HALF..BLOCK, false);
             b.hann[k] = self.dft(k, &x, 0..BLOCK, true);
             let full = C32 { re: b.h1[k].re + b.h2[k].re, im: b.h1[k].im + b.h2[k].im };
-            power[k] = full.re * full.re + full.im * full.im;
+            *p = full.re * full.re + full.im * full.im;
         }
         let best = |p: &[f32]| (0..4).fold(0, |a, i| if p[i] > p[a] { i } else { a });
         b.row = best(&power[..4]);
@@ -435,7 +435,8 @@ impl DtmfDetector {
         // Coarse: second half-block against the first (lag 51: +-78 Hz unambiguous).
         let coarse = wrap(cur.h2[k].mul_conj(cur.h1[k]).arg()) * rate / (2.0 * PI * HALF as f32);
         // Fine: block against previous block (lag 102: +-39 Hz), unwrapped by the coarse.
-        let fine = wrap(cur.hann[k].mul_conj(prev.hann[k]).arg() - w0 * BLOCK as f32) * rate / (2.0 * PI * BLOCK as f32);
+        let fine =
+            wrap(cur.hann[k].mul_conj(prev.hann[k]).arg() - w0 * BLOCK as f32) * rate / (2.0 * PI * BLOCK as f32);
         let period = rate / BLOCK as f32;
         fine + ((coarse - fine) / period).round() * period
     }

@@ -117,7 +117,8 @@ fn measured_frequency_is_accurate() {
 #[test]
 fn twist_limits() {
     let d = Digit::from_char('5').unwrap();
-    let at = |low: f32, high: f32| detect(&burst(d, &DtmfTone { low_dbm0: low, high_dbm0: high, ..tone(1.0, 1.0) }, 100));
+    let at =
+        |low: f32, high: f32| detect(&burst(d, &DtmfTone { low_dbm0: low, high_dbm0: high, ..tone(1.0, 1.0) }, 100));
     // Normal twist: high group above low, up to 4 dB.
     assert_eq!(at(-14.0, -10.5), vec![d]);
     assert_eq!(at(-14.0, -9.5), vec![]);
@@ -317,4 +318,3 @@ fn odd_chunk_sizes_give_same_result() {
     let events: Vec<_> = std::iter::from_fn(|| det.poll_event()).collect();
     assert!(matches!(events[0], DtmfEvent::Start { digit, .. } if digit == d), "{events:?}");
 }
-

@@ -62,9 +62,7 @@ mod tests {
     use super::*;
 
     fn sine(freq: f64, amp: f64, n: usize) -> Vec<i16> {
-        (0..n)
-            .map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / 8000.0).sin()).round() as i16)
-            .collect()
+        (0..n).map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / 8000.0).sin()).round() as i16).collect()
     }
 
     #[test]

@@ -32,16 +32,9 @@ struct Run {
 /// Sends `n` packets (packet i: timestamp `ts0 + 160 i`, sent at 20 ms * i * `rate`),
 /// each delayed by `delay(i)` us or lost when `None`, and pops a frame every 20 ms
 /// at phase 7 ms, for `n + 50` ticks.
-fn simulate(
-    jb: &mut JitterBuffer,
-    n: u64,
-    ts0: u32,
-    rate: f64,
-    mut delay: impl FnMut(u64) -> Option<u64>,
-) -> Run {
-    let mut arrivals: Vec<(u64, u64)> = (0..n)
-        .filter_map(|i| delay(i).map(|d| ((i as f64 * PTIME_US as f64 * rate) as u64 + d, i)))
-        .collect();
+fn simulate(jb: &mut JitterBuffer, n: u64, ts0: u32, rate: f64, mut delay: impl FnMut(u64) -> Option<u64>) -> Run {
+    let mut arrivals: Vec<(u64, u64)> =
+        (0..n).filter_map(|i| delay(i).map(|d| ((i as f64 * PTIME_US as f64 * rate) as u64 + d, i))).collect();
     arrivals.sort();
     let mut run = Run::default();
     let mut next = 0;
@@ -97,7 +90,10 @@ fn clean_stream_plays_everything_at_minimum_delay() {
     let first = run.kinds.iter().position(|&k| k == Frame::Audio).unwrap();
     assert!(run.kinds[..first].iter().all(|&k| k == Frame::Idle));
     assert_eq!(count(&run, Frame::Audio), 500);
-    assert_eq!(&run.kinds[first + 500..first + 504], &[Frame::Concealed, Frame::Concealed, Frame::Concealed, Frame::Silence]);
+    assert_eq!(
+        &run.kinds[first + 500..first + 504],
+        &[Frame::Concealed, Frame::Concealed, Frame::Concealed, Frame::Silence]
+    );
     assert_eq!(jb.target_ms(), 20);
     assert!(run.delays.iter().all(|&d| (20..=50).contains(&d)), "{:?}", &run.delays[..10]);
 }
@@ -151,7 +147,15 @@ fn loss_is_concealed_then_silent() {
     let k = run.frames.iter().position(|f| f[0] == val(199 * 160)).unwrap();
     assert_eq!(
         &run.kinds[k + 1..k + 8],
-        &[Frame::Concealed, Frame::Concealed, Frame::Concealed, Frame::Silence, Frame::Silence, Frame::Silence, Frame::Audio]
+        &[
+            Frame::Concealed,
+            Frame::Concealed,
+            Frame::Concealed,
+            Frame::Silence,
+            Frame::Silence,
+            Frame::Silence,
+            Frame::Audio
+        ]
     );
     assert_eq!(run.frames[k + 3][100], (f32::from(run.frames[k][100]) * 0.125) as i16);
     assert!(run.frames[k + 4].iter().all(|&x| x == 0));
@@ -163,7 +167,13 @@ fn spike_grows_the_delay_then_it_shrinks_back_within_bounds() {
     let mut jb = JitterBuffer::new(JitterConfig::default());
     // 2 s of 150 ms extra delay in the middle of 12 s; and one 1 s outlier.
     let run = simulate(&mut jb, 600, 0, 1.0, |i| {
-        Some(if (200..300).contains(&i) { 180_000 } else if i == 400 { 1_000_000 } else { 30_000 })
+        Some(if (200..300).contains(&i) {
+            180_000
+        } else if i == 400 {
+            1_000_000
+        } else {
+            30_000
+        })
     });
     assert_in_order(&run);
     let s = *jb.stats();

@@ -53,18 +53,35 @@ pub struct SdesChunk {
 /// One RTCP packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RtcpPacket {
-    Sr { ssrc: u32, info: SenderInfo, reports: Vec<ReportBlock> },
-    Rr { ssrc: u32, reports: Vec<ReportBlock> },
+    Sr {
+        ssrc: u32,
+        info: SenderInfo,
+        reports: Vec<ReportBlock>,
+    },
+    Rr {
+        ssrc: u32,
+        reports: Vec<ReportBlock>,
+    },
     Sdes(Vec<SdesChunk>),
-    Bye { sources: Vec<u32>, reason: Option<Vec<u8>> },
+    Bye {
+        sources: Vec<u32>,
+        reason: Option<Vec<u8>>,
+    },
     /// Any other type (APP, XR, feedback...), kept as its count field and body.
-    Other { packet_type: u8, count: u8, body: Vec<u8> },
+    Other {
+        packet_type: u8,
+        count: u8,
+        body: Vec<u8>,
+    },
 }
 
 /// Why an RTCP packet was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtcpError {
-    TooShort { needed: usize, got: usize },
+    TooShort {
+        needed: usize,
+        got: usize,
+    },
     BadVersion(u8),
     /// The first packet of a compound is not an SR or RR.
     NotReportFirst(u8),
@@ -172,7 +189,7 @@ impl RtcpPacket {
                     }
                     // END item, then pad the chunk to a 32-bit boundary.
                     out.push(0);
-                    while (out.len() - s) % 4 != 0 {
+                    while !(out.len() - s).is_multiple_of(4) {
                         out.push(0);
                     }
                 }
@@ -188,7 +205,7 @@ impl RtcpPacket {
                 if let Some(r) = reason {
                     out.push(r.len() as u8);
                     out.extend_from_slice(r);
-                    while (out.len() - s) % 4 != 0 {
+                    while !(out.len() - s).is_multiple_of(4) {
                         out.push(0);
                     }
                 }

@@ -15,7 +15,10 @@ pub const MAX_CSRC: usize = 15;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RtpError {
     /// Shorter than the header it announces.
-    TooShort { needed: usize, got: usize },
+    TooShort {
+        needed: usize,
+        got: usize,
+    },
     BadVersion(u8),
     /// Padding count of zero or longer than the packet.
     BadPadding(u8),
@@ -366,7 +369,14 @@ mod tests {
 
     #[test]
     fn golden_simple_packet() {
-        let h = RtpHeader { marker: true, payload_type: 8, sequence: 0x1234, timestamp: 4000, ssrc: 0xDEAD_BEEF, ..Default::default() };
+        let h = RtpHeader {
+            marker: true,
+            payload_type: 8,
+            sequence: 0x1234,
+            timestamp: 4000,
+            ssrc: 0xDEAD_BEEF,
+            ..Default::default()
+        };
         assert_eq!(h.to_packet(&[0xD5, 0xD5, 0x55, 0x2A]), GOLDEN_SIMPLE);
         let p = parse(&GOLDEN_SIMPLE).unwrap();
         assert_eq!(p.header, h);
@@ -396,7 +406,10 @@ mod tests {
         assert_eq!(p.extension, Some(ext));
         assert_eq!(p.payload, &[1, 2, 3]);
         assert_eq!(p.padding, 3);
-        assert_eq!(h.write(Some(RtpExtension { profile: 1, data: &[1, 2] }), &[], 0, &mut out), Err(RtpError::BadExtension(2)));
+        assert_eq!(
+            h.write(Some(RtpExtension { profile: 1, data: &[1, 2] }), &[], 0, &mut out),
+            Err(RtpError::BadExtension(2))
+        );
     }
 
     #[test]

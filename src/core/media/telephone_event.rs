@@ -63,7 +63,7 @@ impl TelephoneEvent {
         if payload.len() < 4 {
             return Err(EventError::TooShort(payload.len()));
         }
-        if payload.len() % 4 != 0 {
+        if !payload.len().is_multiple_of(4) {
             return Err(EventError::BadLength(payload.len()));
         }
         Ok(TelephoneEvent {
@@ -206,8 +206,14 @@ impl EventReceiver {
             self.finish(false);
         }
         self.emit(ReceivedEvent::Start { event: ev.event, timestamp });
-        self.current =
-            Some(Current { event: ev.event, first_ts: timestamp, ts: timestamp, done: 0, seg: ev.duration, last_seen: now });
+        self.current = Some(Current {
+            event: ev.event,
+            first_ts: timestamp,
+            ts: timestamp,
+            done: 0,
+            seg: ev.duration,
+            last_seen: now,
+        });
         if ev.end {
             self.finish(false);
         }
@@ -308,8 +314,10 @@ mod tests {
         // A straggler of the second event after the third started is ignored.
         rx.handle_packet(Time::from_millis(2100), false, 9000, &run2[1].1);
         let ev = drain(&mut rx);
-        let starts: Vec<u8> =
-            ev.iter().filter_map(|e| if let ReceivedEvent::Start { event, .. } = e { Some(*event) } else { None }).collect();
+        let starts: Vec<u8> = ev
+            .iter()
+            .filter_map(|e| if let ReceivedEvent::Start { event, .. } = e { Some(*event) } else { None })
+            .collect();
         assert_eq!(starts, vec![3, 4, 5]);
         assert_eq!(ev[1], ReceivedEvent::End { event: 3, timestamp: 100, duration: 2000, timed_out: false });
         assert_eq!(ev[3], ReceivedEvent::End { event: 4, timestamp: 9000, duration: 1600, timed_out: false });
@@ -318,7 +326,10 @@ mod tests {
         rx.handle_timeout(Time::from_millis(2100));
         assert!(drain(&mut rx).is_empty());
         rx.handle_timeout(Time::from_millis(2500));
-        assert_eq!(drain(&mut rx), vec![ReceivedEvent::End { event: 5, timestamp: 20_000, duration: 400, timed_out: true }]);
+        assert_eq!(
+            drain(&mut rx),
+            vec![ReceivedEvent::End { event: 5, timestamp: 20_000, duration: 400, timed_out: true }]
+        );
         rx.handle_timeout(Time::from_millis(9000));
         assert!(drain(&mut rx).is_empty());
         assert_eq!(rx.poll_timeout(), None);

@@ -214,7 +214,7 @@ impl ToneGen {
     }
 
     fn on(&self) -> bool {
-        self.def.n_cadence == 0 || self.step % 2 == 0
+        self.def.n_cadence == 0 || self.step.is_multiple_of(2)
     }
 
     /// True once a non-repeating cadence has played out.
@@ -295,7 +295,7 @@ mod tests {
         let mut i = 0;
         while i < s.len() {
             let zeros = s[i..].iter().take_while(|&&x| x == 0).count();
-            let on = zeros < 16 || (i + zeros == s.len() && zeros < 16);
+            let on = zeros < 16;
             let len = if on { zeros.max(1) } else { zeros };
             match out.last_mut() {
                 Some((o, n)) if *o == on => *n += len,
