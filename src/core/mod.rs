@@ -4,6 +4,7 @@
 pub mod call;
 pub mod digest;
 pub mod endpoint;
+pub mod media;
 pub mod rng;
 pub mod sip;
 pub mod throttle;
