@@ -102,6 +102,15 @@ pub enum ClientEvent {
     Timeout(ClientTxn),
 }
 
+/// Why a request could not start a client transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// `limits::SIP_MAX_TRANSACTIONS` are alive.
+    Capacity,
+    /// The request has no Via branch to key the transaction on.
+    NoBranch,
+}
+
 #[derive(Default)]
 pub struct TxnLayer {
     timers_cfg: SipTimers,
@@ -271,11 +280,11 @@ impl TxnLayer {
     }
 
     /// The TU sends a request (not ACK) in a new client transaction `id`.
-    pub fn send(&mut self, now: Time, id: ClientTxn, req: Request, to: Origin) -> Result<(), Request> {
+    pub fn send(&mut self, now: Time, id: ClientTxn, req: Request, to: Origin) -> Result<(), SendError> {
         if self.len() >= self.limit {
-            return Err(req);
+            return Err(SendError::Capacity);
         }
-        let Some(branch) = req.top_via().ok().and_then(|v| v.branch().map(str::to_string)) else { return Err(req) };
+        let Some(branch) = req.top_via().ok().and_then(|v| v.branch().map(str::to_string)) else { return Err(SendError::NoBranch) };
         let invite = req.method == Method::Invite;
         let bytes = req.to_bytes();
         self.out.push((bytes.clone(), to));
