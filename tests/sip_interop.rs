@@ -95,10 +95,15 @@ struct TestBox {
 }
 
 fn start() -> TestBox {
+    start_with(&[])
+}
+
+fn start_with(args: &[&str]) -> TestBox {
     let dir = TempDir::new("sip");
     let file = dir.path().join("ctibox.toml");
     std::fs::write(&file, config()).unwrap();
-    let b = BoxProc::start(Start { config: Some(&file), ..Default::default() });
+    let extra_args = args.iter().map(|s| s.to_string()).collect();
+    let b = BoxProc::start(Start { config: Some(&file), extra_args, ..Default::default() });
     TestBox { b, dir }
 }
 
@@ -106,7 +111,8 @@ fn start() -> TestBox {
 fn sipp(tb: &TestBox, scen: &str, service: &str, auth: Option<&str>, port: u16, extra: &[&str]) -> Child {
     let err = tb.dir.path().join(format!("{scen}-{port}-errors.log"));
     let mut cmd = Command::new("sipp");
-    cmd.arg(tb.b.sip.to_string())
+    // Always aim at loopback, even when the box listens on the wildcard address.
+    cmd.arg(format!("127.0.0.1:{}", tb.b.sip.port()))
         .args(["-sf"])
         .arg(scenario(scen))
         .args(["-s", service, "-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
@@ -259,4 +265,14 @@ fn hold_and_unhold_by_reinvite() {
 fn a_number_nobody_can_reach_gets_404() {
     let tb = start();
     call(&tb, "caller_unreachable.xml", "5555", vec![]);
+}
+
+#[test]
+fn on_the_wildcard_address_the_box_gives_each_phone_the_address_it_reached() {
+    // Listening on 0.0.0.0, the INVITE toward the called phone must carry 127.0.0.1
+    // (the address that phone registered to) in Via and Contact, or its BYE goes nowhere.
+    let tb = start_with(&["--sip", "0.0.0.0:0"]);
+    let c = callee(&tb, "callee_answer_bye.xml", "1002");
+    call(&tb, "caller_call_wait_bye.xml", "1002", vec![(c, "callee 1002 hangs up")]);
+    assert_eq!(status(&tb)["calls_completed"], 1);
 }

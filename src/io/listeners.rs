@@ -74,17 +74,64 @@ pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
     Ok(Bound { sip_udp, sip_tcp, cti, http })
 }
 
-/// Receives SIP datagrams forever.
+/// Receives SIP datagrams forever. On a wildcard address (0.0.0.0 or ::) each
+/// datagram's own destination address is read with IP_PKTINFO, so the engine knows
+/// which of the box's addresses a phone reached (its Via and Contact toward it).
 pub async fn sip_udp_loop(sock: Rc<UdpSocket>, inbox: mpsc::Sender<Event>) -> Result<(), String> {
-    let local = sock.local_addr().map_err(|e| e.to_string())?;
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    let bound = sock.local_addr().map_err(|e| e.to_string())?;
+    let wildcard = bound.ip().is_unspecified();
+    if wildcard {
+        let r = if bound.is_ipv4() {
+            setsockopt(&*sock, sockopt::Ipv4PacketInfo, &true)
+        } else {
+            setsockopt(&*sock, sockopt::Ipv6RecvPacketInfo, &true)
+        };
+        r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
+    }
     let mut buf = vec![0u8; limits::SIP_MAX_MESSAGE + 1];
     loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
+        let got = sock
+            .async_io(tokio::io::Interest::READABLE, || {
+                let fd = sock.as_raw_fd();
+                let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                    .map_err(std::io::Error::from)?;
+                let mut local = bound;
+                for c in msg.cmsgs().into_iter().flatten() {
+                    match c {
+                        ControlMessageOwned::Ipv4PacketInfo(pi) => {
+                            let ip = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+                            local = SocketAddr::new(ip.into(), bound.port());
+                        }
+                        ControlMessageOwned::Ipv6PacketInfo(pi) => {
+                            let ip = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
+                            local = SocketAddr::new(ip.into(), bound.port());
+                        }
+                        _ => {}
+                    }
+                }
+                let from = msg.address.and_then(|a: SockaddrStorage| {
+                    a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
+                });
+                Ok((msg.bytes, from, local))
+            })
+            .await;
+        let (n, from, local) = match got {
+            Ok((n, Some(from), local)) => (n, from, local),
+            Ok((_, None, _)) => continue,
             // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
             Err(e) => return Err(format!("SIP udp receive: {e}")),
         };
+        if n > limits::SIP_MAX_MESSAGE {
+            log::debug!("sip: datagram from {from} over {} bytes dropped", limits::SIP_MAX_MESSAGE);
+            continue;
+        }
         let input = Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes: buf[..n].to_vec() };
         inbox.send(Event::Input(input)).await.map_err(|_| "engine inbox closed".to_string())?;
     }
@@ -101,6 +148,8 @@ pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> 
             continue;
         }
         let conn = next_conn_id();
+        // The connection's own local address, not the (maybe wildcard) listener's.
+        let local = stream.local_addr().unwrap_or(local);
         let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
         let inbox = inbox.clone();
         let open = open.clone();
