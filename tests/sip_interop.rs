@@ -276,3 +276,18 @@ fn on_the_wildcard_address_the_box_gives_each_phone_the_address_it_reached() {
     call(&tb, "caller_call_wait_bye.xml", "1002", vec![(c, "callee 1002 hangs up")]);
     assert_eq!(status(&tb)["calls_completed"], 1);
 }
+
+#[test]
+fn calls_over_tcp_reconnect_to_a_phone_whose_connection_closed() {
+    // The called phone registers over TCP and hangs up that connection; the box opens
+    // a new one to the Contact address to deliver the INVITE (RFC 3261 §18.1.1).
+    let tb = start();
+    let port = free_udp_port();
+    let reg = sipp(&tb, "reg_only.xml", "1002", Some("1002"), port, &["-t", "t1"]);
+    expect_success(&tb, reg, "register 1002 over tcp");
+    let callee = sipp(&tb, "callee_answer.xml", "1002", None, port, &["-t", "t1"]);
+    let caller = sipp(&tb, "caller_call.xml", "1002", Some("1001"), free_udp_port(), &["-t", "t1", "-key", "caller", "1001"]);
+    expect_success(&tb, caller, "caller over tcp");
+    expect_success(&tb, callee, "callee over tcp");
+    assert_eq!(status(&tb)["calls_completed"], 1);
+}

@@ -97,6 +97,10 @@ pub struct Driver {
     pub conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
     pub heartbeat: Heartbeat,
     pub persist: PersistQueue,
+    /// Outbound SIP connections this box opened, by remote address.
+    pub dialed: HashMap<std::net::SocketAddr, ConnId>,
+    /// For tasks the loop starts itself (outbound connections).
+    pub inbox: mpsc::Sender<Event>,
 }
 
 impl Driver {
@@ -112,6 +116,7 @@ impl Driver {
                     Some(Event::Input(input)) => {
                         if let Input::ConnClosed { conn } = &input {
                             self.conns.remove(conn);
+                            self.dialed.retain(|_, c| c != conn);
                         }
                         let now = self.clock.now();
                         self.engine.handle_input(now, input);
@@ -148,8 +153,22 @@ impl Driver {
                     }
                 }
                 Output::Transmit { transport: Transport::Tcp, conn: Some(conn), bytes, .. } => self.send(conn, bytes),
-                Output::Transmit { transport: Transport::Tcp, conn: None, to, .. } => {
-                    log::debug!("sip: no tcp connection toward {to}; message dropped");
+                Output::Transmit { transport: Transport::Tcp, conn: None, to, bytes } => {
+                    let existing = self.dialed.get(&to).copied().filter(|c| self.conns.contains_key(c));
+                    match existing {
+                        Some(conn) => self.send(conn, bytes),
+                        None if self.dialed.len() >= crate::limits::SIP_TCP_CONNECTIONS => {
+                            log::warn!("sip: {} outbound connections open; message to {to} dropped", self.dialed.len());
+                        }
+                        None => {
+                            let conn = super::writer::next_conn_id();
+                            let (tx, rx) = mpsc::channel(crate::limits::CONN_SEND_QUEUE);
+                            let _ = tx.try_send(bytes);
+                            self.conns.insert(conn, tx);
+                            self.dialed.insert(to, conn);
+                            super::writer::dial_sip(to, conn, rx, self.inbox.clone());
+                        }
+                    }
                 }
                 Output::CtiSend { conn, mut text } => {
                     text.push('\n');

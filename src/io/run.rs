@@ -181,6 +181,8 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         conns: Default::default(),
         heartbeat: heartbeat.clone(),
         persist: persist.clone(),
+        dialed: Default::default(),
+        inbox: inbox_tx.clone(),
     };
     {
         let dir = dir.clone();

@@ -80,3 +80,33 @@ where
     }
     let _ = inbox.send(Event::Input(Input::ConnClosed { conn })).await;
 }
+
+/// Opens an outbound SIP connection to `to` (RFC 3261 §18.1.1) for messages already
+/// queued on `rx`; reads it like an accepted one. A failed connect reports the
+/// connection closed, so the engine's transactions time out as for a lost datagram.
+pub fn dial_sip(to: std::net::SocketAddr, conn: ConnId, rx: mpsc::Receiver<Vec<u8>>, inbox: mpsc::Sender<Event>) {
+    tokio::task::spawn_local(async move {
+        let connect = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to)).await;
+        let stream = match connect {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                log::info!("sip: cannot connect to {to}: {e}");
+                let _ = inbox.send(Event::Input(Input::ConnClosed { conn })).await;
+                return;
+            }
+            Err(_) => {
+                log::info!("sip: connecting to {to} timed out");
+                let _ = inbox.send(Event::Input(Input::ConnClosed { conn })).await;
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else { return };
+        let (rd, wr) = stream.into_split();
+        tokio::task::spawn_local(write_loop(wr, rx));
+        let deliver = |msg: &[u8]| {
+            Some(Input::Sip { transport: crate::core::Transport::Tcp, conn: Some(conn), from: to, local, bytes: msg.to_vec() })
+        };
+        read_loop(rd, conn, crate::limits::SIP_TCP_BUFFER, super::framing::sip_frame, deliver, inbox).await;
+    });
+}

@@ -354,7 +354,7 @@ impl B2bua {
             Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, binding.local),
             None => format!("<sip:{}@{}>", key.dn, binding.local),
         };
-        let peer = Origin { source: binding.source, transport: binding.transport, conn: binding.conn, local: binding.local };
+        let peer = Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         if let Some(c) = self.calls.get_mut(&id) {
             c.ringing_line = Some(key.clone());
         }

@@ -35,6 +35,25 @@ pub struct Binding {
     pub q: u16,
 }
 
+impl Binding {
+    /// Where requests to this contact go: back to where it registered from (symmetric,
+    /// through NAT) over UDP or an open TCP connection; to the Contact's own address
+    /// when a TCP connection must be opened anew.
+    pub fn send_to(&self) -> SocketAddr {
+        if self.transport == Transport::Tcp && self.conn.is_none() {
+            if let Some(Uri::Sip(u)) = Uri::parse(&self.uri) {
+                if let super::Host::V4(ip) = u.host {
+                    return SocketAddr::new(ip.into(), u.port.unwrap_or(5060));
+                }
+                if let super::Host::V6(ip) = u.host {
+                    return SocketAddr::new(ip.into(), u.port.unwrap_or(5060));
+                }
+            }
+        }
+        self.source
+    }
+}
+
 /// Where a request came from, and the box's address it reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
