@@ -291,3 +291,73 @@ fn calls_over_tcp_reconnect_to_a_phone_whose_connection_closed() {
     expect_success(&tb, callee, "callee over tcp");
     assert_eq!(status(&tb)["calls_completed"], 1);
 }
+
+#[test]
+fn registrations_survive_a_restart() {
+    let dir = TempDir::new("restart");
+    let file = dir.path().join("ctibox.toml");
+    std::fs::write(&file, config()).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let first = BoxProc::start(Start { config: Some(&file), data_dir: Some(&data), ..Default::default() });
+    let tb = TestBox { b: first, dir: TempDir::new("restart-logs") };
+    let port = free_udp_port();
+    register(&tb, "1002", port);
+    // The save is written off the engine loop; stop cleanly, then start again.
+    let mut tb = tb;
+    tb.b.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(tb.b.wait_exit(), Some(0));
+    let saved = std::fs::read(data.join("registrations")).expect("registrations saved");
+    assert!(ctibox::persist::unseal(&saved).is_ok());
+    let second = BoxProc::start(Start { config: Some(&file), data_dir: Some(&data), ..Default::default() });
+    let restored = second.seen.iter().any(|l| l.text().contains("restored 1 registrations"));
+    let tb = TestBox { b: second, dir: tb.dir };
+    assert!(restored || status(&tb)["registrations"] == 1, "{:?}", tb.b.seen);
+    assert_eq!(status(&tb)["registrations"], 1);
+    // 1002 is called at its saved contact without registering again.
+    let callee = sipp(&tb, "callee_answer.xml", "1002", None, port, &[]);
+    call(&tb, "caller_call.xml", "1002", vec![(callee, "callee 1002 after restart")]);
+}
+
+/// Sends one datagram and returns the first answer, if any comes within `wait`.
+fn exchange(tb: &TestBox, msg: &str, wait: std::time::Duration) -> Option<String> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
+    let to = format!("127.0.0.1:{}", tb.b.sip.port());
+    s.send_to(msg.replace("PORT", &s.local_addr().unwrap().port().to_string()).as_bytes(), &to).unwrap();
+    let mut buf = [0u8; 4096];
+    s.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+const OPTIONS: &str = "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:PORT;branch=z9hG4bK-opt1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=a1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: opt-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+#[test]
+fn options_unknown_methods_and_malformed_messages_get_answers_not_crashes() {
+    let tb = start();
+    let guard = std::time::Duration::from_secs(5);
+    let ok = exchange(&tb, OPTIONS, guard).expect("OPTIONS answered");
+    assert!(ok.starts_with("SIP/2.0 200 OK\r\n") && ok.contains("Allow: INVITE"), "{ok}");
+    // A method nobody knows: 501.
+    let frob = OPTIONS.replace("OPTIONS sip", "FROBNICATE sip").replace("1 OPTIONS", "1 FROBNICATE").replace("opt1", "frob1");
+    let r = exchange(&tb, &frob, guard).expect("unknown method answered");
+    assert!(r.starts_with("SIP/2.0 501 "), "{r}");
+    // A broken Content-Length: 400 with a reason phrase naming it.
+    let bad = OPTIONS.replace("Content-Length: 0", "Content-Length: -9").replace("opt1", "bad1");
+    let r = exchange(&tb, &bad, guard).expect("malformed request answered");
+    assert!(r.starts_with("SIP/2.0 400 ") && r.lines().next().unwrap().len() > "SIP/2.0 400 ".len(), "{r}");
+    // Garbage is dropped and counted; the box keeps serving.
+    assert_eq!(exchange(&tb, "\u{1}\u{2}garbage\r\n\r\n", std::time::Duration::from_millis(300)), None);
+    let s = status(&tb);
+    assert!(s["sip"]["malformed_dropped"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["sip"]["malformed_answered"].as_u64().unwrap() >= 1, "{s}");
+    assert!(exchange(&tb, &OPTIONS.replace("opt1", "opt2"), guard).is_some(), "still serving");
+    // The RFC 4475 torture messages, all of them, do not take it down.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/rfc4475");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "dat") {
+            sock.send_to(&std::fs::read(e.path()).unwrap(), format!("127.0.0.1:{}", tb.b.sip.port())).unwrap();
+        }
+    }
+    assert!(exchange(&tb, &OPTIONS.replace("opt1", "opt3"), guard).is_some(), "still serving after the torture corpus");
+}

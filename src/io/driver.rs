@@ -63,6 +63,18 @@ impl PersistQueue {
         m.lock().unwrap_or_else(|e| e.into_inner()).insert(name, bytes);
         cv.notify_one();
     }
+    /// Writes whatever is still pending, on the caller's thread (at a clean stop).
+    pub fn flush(&self, dir: &std::path::Path) {
+        let (m, _) = &*self.inner;
+        let batch: Vec<(&'static str, Vec<u8>)> = m.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (name, bytes) in batch {
+            let path = dir.join(name);
+            if let Err(e) = crate::persist::write_atomic(&path, &crate::persist::seal(&bytes)) {
+                log::error!("persist: cannot save {}: {e}", path.display());
+            }
+        }
+    }
+
     /// The writer thread's body: never returns unless a write fails.
     pub fn run(&self, dir: PathBuf) -> Result<(), String> {
         let (m, cv) = &*self.inner;

@@ -174,6 +174,7 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
     let engine = Engine::new(Arc::new(cfg.clone()), EngineRng::from_seed(seed()), clock.now(), unix_ms, restored);
     let heartbeat = Heartbeat::default();
     let persist = PersistQueue::new();
+    let persist_flush = persist.clone();
     let driver = Driver {
         engine,
         clock,
@@ -259,6 +260,8 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
     }
+    // Anything the engine asked to save and the writer has not reached yet.
+    persist_flush.flush(&dir);
     code
 }
 

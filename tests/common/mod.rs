@@ -89,6 +89,8 @@ fn field(banner: &[Line], key: &str, nth: usize) -> SocketAddr {
 #[derive(Default)]
 pub struct Start<'a> {
     pub config: Option<&'a Path>,
+    /// Reuse this data directory (a restart) instead of a fresh one.
+    pub data_dir: Option<&'a Path>,
     pub env: Vec<(&'a str, String)>,
     pub extra_args: Vec<String>,
 }
@@ -97,7 +99,7 @@ impl BoxProc {
     pub fn start(opts: Start) -> BoxProc {
         let data = TempDir::new("data");
         let mut cmd = Command::new(bin());
-        cmd.arg("run").arg("--data-dir").arg(data.path());
+        cmd.arg("run").arg("--data-dir").arg(opts.data_dir.unwrap_or(data.path()));
         cmd.args(["--sip", "127.0.0.1:0", "--cti", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
         if let Some(c) = opts.config {
             cmd.arg("--config").arg(c);
