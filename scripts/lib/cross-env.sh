@@ -11,6 +11,7 @@
 #   gcc-aarch64-linux-gnu      the linker (its search path already includes the
 #                              multiarch dirs /lib/aarch64-linux-gnu, /usr/lib/aarch64-linux-gnu)
 #   libasound2-dev:arm64       libasound.so + asound.pc for the `alsa` crate
+#   libc6:arm64                the arm64 loader + libc that qemu runs binaries with
 #   qemu-user-static           runs the arm64 binaries on x86_64
 
 CROSS_TARGET=aarch64-unknown-linux-gnu
@@ -35,8 +36,14 @@ export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR=/usr/lib/$CROSS_TRIPLE/pkgconfig:/usr/share/pkgconfig
 unset PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 
-# Running arm64 binaries: qemu user mode, dynamic loader and libc from the cross libc.
-export QEMU_LD_PREFIX=/usr/$CROSS_TRIPLE
+# Running arm64 binaries under qemu user mode: take the dynamic loader AND libc from
+# the multiarch libc6:arm64 (/lib/ld-linux-aarch64.so.1, /lib/aarch64-linux-gnu),
+# which libasound2:arm64 needs anyway. NOT QEMU_LD_PREFIX=/usr/aarch64-linux-gnu:
+# that loads ld.so from libc6-arm64-cross (2.36-8cross1) but the loader then follows
+# the host's /etc/ld.so.cache to libc.so.6 from libc6:arm64 (2.36-9+deb12uN); the
+# mismatched pair spins forever in pthread_create (glibc's stack-cache list), so
+# every multi-threaded program (libtest, tokio) hangs while `ctibox version` works.
+export QEMU_LD_PREFIX=/
 
 cross_check_tools() {
   local t
@@ -45,4 +52,6 @@ cross_check_tools() {
   done
   [ -d "/usr/lib/rustlib/$CROSS_TARGET/lib" ] ||
     { echo "cross: no arm64 std in /usr/lib/rustlib/$CROSS_TARGET; run scripts/deps --cross" >&2; return 1; }
+  [ -e /lib/ld-linux-aarch64.so.1 ] ||
+    { echo "cross: no /lib/ld-linux-aarch64.so.1 (libc6:arm64); run scripts/deps --cross" >&2; return 1; }
 }
