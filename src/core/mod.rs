@@ -2,6 +2,7 @@
 //! touch a clock, socket, file, thread or global; see the crate docs for the contract.
 
 pub mod call;
+pub mod cti;
 pub mod digest;
 pub mod endpoint;
 pub mod media;
@@ -163,8 +164,8 @@ impl Engine {
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
             }
             Input::ConnClosed { conn } => self.sip.connection_closed(conn),
-            Input::CtiOpened { .. } => {}
-            Input::CtiMessage { .. } => self.stats.cti_messages += 1,
+            Input::CtiOpened { conn, .. } => self.handle_cti_opened(conn),
+            Input::CtiMessage { conn, text } => self.handle_cti_message(conn, &text),
             Input::Http { conn, request } => self.handle_http(conn, request),
             Input::Reload(config) => self.handle_reload(config),
         }
@@ -202,6 +203,38 @@ impl Engine {
         self.sip.reconfigure(&config);
         self.config = config;
     }
+
+    // ---- CTI wire: hello, parsing, replies (src/core/cti/wire.rs) ----
+
+    /// A CTI application connected: greet it.
+    fn handle_cti_opened(&mut self, conn: ConnId) {
+        self.out.push_back(Output::CtiSend { conn, text: cti::wire::hello() });
+    }
+
+    /// One CTI message: a readable request goes to `handle_cti`; anything else is
+    /// answered here with the error naming the problem.
+    fn handle_cti_message(&mut self, conn: ConnId, text: &str) {
+        self.stats.cti_messages += 1;
+        match cti::parse_request(text) {
+            Ok((id, request)) => self.handle_cti(conn, id, request),
+            Err(e) => {
+                log::debug!("cti: conn {}: {e}", conn.0);
+                self.cti_reply(conn, cti::Reply::from(e));
+            }
+        }
+    }
+
+    fn cti_reply(&mut self, conn: ConnId, reply: cti::Reply) {
+        self.out.push_back(Output::CtiSend { conn, text: reply.to_json() });
+    }
+
+    /// The CTI session layer's entry point (stub until the session work lands).
+    fn handle_cti(&mut self, conn: ConnId, id: cti::RequestId, request: cti::Request) {
+        log::trace!("cti: conn {}: {} not implemented", conn.0, request.name());
+        self.cti_reply(conn, cti::Reply::error(Some(id), cti::ErrorCode::Internal, "not implemented"));
+    }
+
+    // ---- end CTI wire ----
 
     fn handle_http(&mut self, conn: ConnId, request: HttpRequest) {
         self.stats.http_requests += 1;
