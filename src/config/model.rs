@@ -132,7 +132,7 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Codec {
     Pcmu,
     Pcma,

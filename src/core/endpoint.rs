@@ -57,6 +57,10 @@ pub struct SipEndpoint {
     dirty: bool,
     /// Wall clock (unix ms) at engine time zero, for persisted expiries.
     unix_at_zero_ms: u64,
+    /// Devices a live CTI application has open (kept by the CTI sessions).
+    pub cti_open: std::collections::BTreeSet<String>,
+    /// What the B2BUA has to tell CTI applications, for the engine to deliver.
+    pub cti_notes: Vec<super::call::cti::CtiNote>,
 }
 
 fn timers_of(cfg: &Config) -> SipTimers {
@@ -111,6 +115,8 @@ impl SipEndpoint {
             stats: SipStats::default(),
             dirty: false,
             unix_at_zero_ms,
+            cti_open: Default::default(),
+            cti_notes: Vec::new(),
         }
     }
 
@@ -204,7 +210,7 @@ impl SipEndpoint {
                 let r = answer(&request, code, &rng.token(12));
                 self.txn.respond(now, cancel, &r, origin);
                 if let Some(inv) = invite {
-                    let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: timers_of(cfg).t1, t2: timers_of(cfg).t2 };
+                    let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: timers_of(cfg).t1, t2: timers_of(cfg).t2, cti_open: &self.cti_open };
                     self.b2bua.handle_cancel(&mut cx, inv);
                 }
             }
@@ -238,7 +244,7 @@ impl SipEndpoint {
                         let name = device.name.clone();
                         self.stats.calls_started += 1;
                         let t = timers_of(cfg);
-                        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
                         self.b2bua.handle_invite(&mut cx, stx, req, origin, &name);
                     }
                     Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r, origin)),
@@ -253,7 +259,7 @@ impl SipEndpoint {
             }
             _ if in_dialog => {
                 let t = timers_of(cfg);
-                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
                 self.b2bua.handle_in_dialog(&mut cx, stx, req);
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack => {
@@ -294,7 +300,7 @@ impl SipEndpoint {
     pub fn handle_timeout(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
         self.txn.on_timeout(now);
         let t = timers_of(cfg);
-        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
         self.b2bua.handle_timeout(&mut cx);
         if self.registrar.next_expiry().is_some_and(|e| e <= now) {
             for d in self.registrar.expire(now) {
@@ -306,6 +312,18 @@ impl SipEndpoint {
         self.pump(now, cfg, rng, origin, out);
     }
 
+    /// Runs a CTI command against the B2BUA, then moves what it produced along.
+    pub fn cti_command<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {
+        let t = timers_of(cfg);
+        let r = {
+            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng: &mut *rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+            f(&mut self.b2bua, &mut cx)
+        };
+        let origin = Origin { source: ([0, 0, 0, 0], 0).into(), transport: super::Transport::Udp, conn: None, local: ([0, 0, 0, 0], 0).into() };
+        self.pump(now, cfg, rng, origin, out);
+        r
+    }
+
     /// Moves work between the transaction layer and the B2BUA until both are quiet,
     /// then emits the transmissions.
     fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, origin: Origin, out: &mut VecDeque<Output>) {
@@ -314,7 +332,7 @@ impl SipEndpoint {
             let mut progressed = false;
             while let Some(ev) = self.txn.poll_event() {
                 progressed = true;
-                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
                 match ev {
                     ClientEvent::Response(id, r) => self.b2bua.handle_response(&mut cx, id, r),
                     ClientEvent::Timeout(id) => self.b2bua.handle_txn_timeout(&mut cx, id),
@@ -327,11 +345,12 @@ impl SipEndpoint {
                     Action::Respond(stx, r) => self.txn.respond(now, stx, &r, origin),
                     Action::Request { txn, request, to } => {
                         if self.txn.send(now, txn, request, to).is_err() {
-                            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2 };
+                            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
                             self.b2bua.handle_txn_timeout(&mut cx, txn);
                         }
                     }
                     Action::Stateless { message, to } => transmit(out, message, to),
+                    Action::Cti(note) => self.cti_notes.push(note),
                 }
             }
             if !progressed {

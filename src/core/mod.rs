@@ -7,6 +7,7 @@ pub mod digest;
 pub mod endpoint;
 pub mod media;
 pub mod rng;
+pub mod sdp;
 pub mod sip;
 pub mod throttle;
 pub mod time;
@@ -116,6 +117,7 @@ pub struct Engine {
     out: VecDeque<Output>,
     stats: Stats,
     sip: endpoint::SipEndpoint,
+    cti: cti::server::CtiSessions,
 }
 
 impl Engine {
@@ -128,7 +130,7 @@ impl Engine {
         if let Some(r) = restored.registrations {
             sip.restore(r, now);
         }
-        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip }
+        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip, cti: Default::default() }
     }
 
     /// The SIP side, for inspection (tests, status).
@@ -162,8 +164,12 @@ impl Engine {
                 let origin = crate::core::sip::registrar::Origin { source: from, transport, conn, local };
                 let cfg = self.config.clone();
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
+                self.cti_deliver();
             }
-            Input::ConnClosed { conn } => self.sip.connection_closed(conn),
+            Input::ConnClosed { conn } => {
+                self.sip.connection_closed(conn);
+                self.cti_close_session(conn, true);
+            }
             Input::CtiOpened { conn, .. } => self.handle_cti_opened(conn),
             Input::CtiMessage { conn, text } => self.handle_cti_message(conn, &text),
             Input::Http { conn, request } => self.handle_http(conn, request),
@@ -180,7 +186,7 @@ impl Engine {
     /// When to feed `Input::Timeout` next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.timers.next(), self.sip.next_timeout()].into_iter().flatten().min()
+        [self.timers.next(), self.sip.next_timeout(), self.cti.next_timeout()].into_iter().flatten().min()
     }
 
     fn handle_timeouts(&mut self) {
@@ -194,6 +200,8 @@ impl Engine {
         }
         let cfg = self.config.clone();
         self.sip.handle_timeout(self.now, &cfg, &mut self.rng, &mut self.out);
+        self.cti_timeouts();
+        self.cti_deliver();
     }
 
     fn handle_reload(&mut self, config: Arc<Config>) {
@@ -208,7 +216,7 @@ impl Engine {
 
     /// A CTI application connected: greet it.
     fn handle_cti_opened(&mut self, conn: ConnId) {
-        self.out.push_back(Output::CtiSend { conn, text: cti::wire::hello() });
+        self.cti_opened(conn);
     }
 
     /// One CTI message: a readable request goes to `handle_cti`; anything else is
@@ -218,6 +226,7 @@ impl Engine {
         match cti::parse_request(text) {
             Ok((id, request)) => self.handle_cti(conn, id, request),
             Err(e) => {
+                self.cti_alive(conn);
                 log::debug!("cti: conn {}: {e}", conn.0);
                 self.cti_reply(conn, cti::Reply::from(e));
             }
@@ -226,12 +235,6 @@ impl Engine {
 
     fn cti_reply(&mut self, conn: ConnId, reply: cti::Reply) {
         self.out.push_back(Output::CtiSend { conn, text: reply.to_json() });
-    }
-
-    /// The CTI session layer's entry point (stub until the session work lands).
-    fn handle_cti(&mut self, conn: ConnId, id: cti::RequestId, request: cti::Request) {
-        log::trace!("cti: conn {}: {} not implemented", conn.0, request.name());
-        self.cti_reply(conn, cti::Reply::error(Some(id), cti::ErrorCode::Internal, "not implemented"));
     }
 
     // ---- end CTI wire ----
@@ -259,6 +262,7 @@ impl Engine {
             "registrations": self.sip.registrar.len(),
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,
+            "cti_apps": self.cti.apps(),
         });
         serde_json::to_vec(&v).unwrap_or_default()
     }

@@ -52,11 +52,13 @@ type Pending = Mutex<HashMap<&'static str, Vec<u8>>>;
 #[derive(Clone)]
 pub struct PersistQueue {
     inner: Arc<(Pending, Condvar)>,
+    /// Held while a batch is being written, so `flush` waits for it.
+    writing: Arc<Mutex<()>>,
 }
 
 impl PersistQueue {
     pub fn new() -> PersistQueue {
-        PersistQueue { inner: Arc::new((Mutex::new(HashMap::new()), Condvar::new())) }
+        PersistQueue { inner: Arc::new((Mutex::new(HashMap::new()), Condvar::new())), writing: Arc::new(Mutex::new(())) }
     }
     pub fn push(&self, name: &'static str, bytes: Vec<u8>) {
         let (m, cv) = &*self.inner;
@@ -65,6 +67,7 @@ impl PersistQueue {
     }
     /// Writes whatever is still pending, on the caller's thread (at a clean stop).
     pub fn flush(&self, dir: &std::path::Path) {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         let (m, _) = &*self.inner;
         let batch: Vec<(&'static str, Vec<u8>)> = m.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
         for (name, bytes) in batch {
@@ -79,13 +82,16 @@ impl PersistQueue {
     pub fn run(&self, dir: PathBuf) -> Result<(), String> {
         let (m, cv) = &*self.inner;
         loop {
-            let batch: Vec<(&'static str, Vec<u8>)> = {
+            {
                 let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
                 while g.is_empty() {
                     g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
-                g.drain().collect()
-            };
+            }
+            // Take the batch only while holding the write lock, so a flush either sees
+            // it still queued or waits until it is on disk.
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let batch: Vec<(&'static str, Vec<u8>)> = m.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
             for (name, bytes) in batch {
                 let path = dir.join(name);
                 if let Err(e) = crate::persist::write_atomic(&path, &crate::persist::seal(&bytes)) {

@@ -37,77 +37,90 @@ pub enum Action {
     Request { txn: ClientTxn, request: Request, to: Origin },
     /// Send outside any transaction: ACK for 2xx, 2xx retransmissions (RFC 3261 §13).
     Stateless { message: Vec<u8>, to: Origin },
+    /// Tell the CTI application that has a device open.
+    Cti(super::cti::CtiNote),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Purpose {
+pub(super) enum Purpose {
     /// The INVITE that creates the B leg.
     Invite,
     /// A request relayed from the other leg; its answer goes back to this server txn.
     Relay(ServerTxn),
     /// BYE or CANCEL the box sent on its own; the answer needs nothing.
     Own,
+    /// A hold or unhold re-INVITE asked for by a CTI application.
+    CtiReinvite { hold: bool },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum CallTimer {
+pub(super) enum CallTimer {
     /// Retransmit the 2xx toward the caller until its ACK (RFC 3261 §13.3.1.4).
     Retransmit2xx,
     /// The called line's no-answer timeout: forward to its CFNA target.
     NoAnswer,
+    /// A CTI application's time to act on an offered call: then CFNA.
+    CtiAnswer,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Pending2xx {
-    message: Vec<u8>,
-    interval: Duration,
-    give_up: Time,
+pub(super) struct Pending2xx {
+    pub(super) message: Vec<u8>,
+    pub(super) interval: Duration,
+    pub(super) give_up: Time,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Call {
-    id: u64,
-    a: Leg,
+pub(super) struct Call {
+    pub(super) id: u64,
+    pub(super) a: Leg,
     /// The caller's INVITE, until it has a final answer.
-    a_invite: Option<(ServerTxn, Request)>,
-    b: Option<Leg>,
+    pub(super) a_invite: Option<(ServerTxn, Request)>,
+    pub(super) b: Option<Leg>,
     /// The called leg's INVITE and its client transaction, until a final answer.
-    b_invite: Option<(ClientTxn, Request)>,
-    b_got_provisional: bool,
-    cancel_when_provisional: bool,
+    pub(super) b_invite: Option<(ClientTxn, Request)>,
+    pub(super) b_got_provisional: bool,
+    pub(super) cancel_when_provisional: bool,
     /// The ACK sent for the B leg's 2xx (re-sent if the 2xx is retransmitted).
-    b_ack: Option<Vec<u8>>,
-    a_2xx: Option<Pending2xx>,
-    caller_device: String,
-    caller_dn: String,
-    caller_display: Option<String>,
-    dialled: String,
+    pub(super) b_ack: Option<Vec<u8>>,
+    pub(super) a_2xx: Option<Pending2xx>,
+    pub(super) caller_device: String,
+    pub(super) caller_dn: String,
+    pub(super) caller_display: Option<String>,
+    pub(super) dialled: String,
     /// The line being rung now, and the lines already tried (loop protection).
-    ringing_line: Option<LineKey>,
-    visited: Vec<LineKey>,
-    hops: u8,
-    max_forwards: u8,
-    answered: bool,
+    pub(super) ringing_line: Option<LineKey>,
+    pub(super) visited: Vec<LineKey>,
+    pub(super) hops: u8,
+    pub(super) max_forwards: u8,
+    pub(super) answered: bool,
     /// A re-INVITE or other request relayed and not answered yet.
-    relaying: Option<ClientTxn>,
+    pub(super) relaying: Option<ClientTxn>,
+    /// The CTI device the call ends at, when it is not a phone.
+    pub(super) cti: Option<super::cti::CtiEnd>,
+    /// Phone devices an application watches that take part in this call.
+    pub(super) watchers: Vec<String>,
+    /// The latest session descriptions of each side (for hold on a watched phone).
+    pub(super) a_sdp: Vec<u8>,
+    pub(super) b_sdp: Vec<u8>,
 }
 
 /// All calls.
 #[derive(Default, Serialize, Deserialize)]
 pub struct B2bua {
-    calls: BTreeMap<u64, Call>,
-    next_id: u64,
+    pub(super) calls: BTreeMap<u64, Call>,
+    pub(super) next_id: u64,
     /// (Call-ID, our tag) -> call and side.
-    dialogs: HashMap<(String, String), (u64, Side)>,
-    client: HashMap<ClientTxn, (u64, Side, Purpose)>,
+    pub(super) dialogs: HashMap<(String, String), (u64, Side)>,
+    pub(super) client: HashMap<ClientTxn, (u64, Side, Purpose)>,
     /// Caller INVITE server transactions -> call (for CANCEL).
-    invites: HashMap<ServerTxn, u64>,
+    pub(super) invites: HashMap<ServerTxn, u64>,
     /// Requests relayed to the other leg, by the server transaction awaiting the answer.
-    pending_requests: HashMap<ServerTxn, Request>,
+    pub(super) pending_requests: HashMap<ServerTxn, Request>,
     #[serde(skip)]
-    timers: Timers<(u64, CallTimer)>,
+    pub(super) timers: Timers<(u64, CallTimer)>,
     #[serde(skip)]
-    out: Vec<Action>,
+    pub(super) out: Vec<Action>,
     /// Completed calls (for /status).
     pub completed: u64,
 }
@@ -120,6 +133,8 @@ pub struct Ctx<'a> {
     pub rng: &'a mut EngineRng,
     pub t1: Duration,
     pub t2: Duration,
+    /// Devices a live CTI application has open.
+    pub cti_open: &'a std::collections::BTreeSet<String>,
 }
 
 fn respond(req: &Request, code: u16, reason: Option<&str>, tag: &str) -> Response {
@@ -240,7 +255,19 @@ impl B2bua {
             max_forwards: max_forwards - 1,
             answered: false,
             relaying: None,
+            cti: None,
+            watchers: Vec::new(),
+            a_sdp: Vec::new(),
+            b_sdp: Vec::new(),
         };
+        let mut call = call;
+        if let Some((_, r)) = &call.a_invite {
+            call.a_sdp = r.body.clone();
+        }
+        let caller_watched = cx.cti_open.contains(device);
+        if caller_watched {
+            call.watchers.push(device.to_string());
+        }
         self.calls.insert(id, call);
         match dialplan::resolve(cx.cfg, css.as_deref(), &dialled) {
             Ok(dest) => self.place(cx, id, dest),
@@ -249,7 +276,7 @@ impl B2bua {
     }
 
     /// Answers the caller with a final failure and ends the call.
-    fn fail(&mut self, id: u64, code: u16, reason: &str) {
+    pub(super) fn fail(&mut self, id: u64, code: u16, reason: &str) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         if let Some((stx, req)) = call.a_invite.take() {
             log::info!("call {id}: {code} {reason}");
@@ -259,7 +286,19 @@ impl B2bua {
         self.remove(id);
     }
 
-    fn remove(&mut self, id: u64) {
+    pub(super) fn remove(&mut self, id: u64) {
+        if let Some(call) = self.calls.get(&id) {
+            let mut ends: Vec<(String, bool)> = call.watchers.iter().map(|w| (w.clone(), false)).collect();
+            if let Some(e) = &call.cti {
+                ends.push((e.device.clone(), e.agreed.is_some()));
+            }
+            for (d, media) in ends {
+                if media {
+                    self.note(&d, id, crate::core::cti::wire::EventKind::MediaStopped);
+                }
+                self.note(&d, id, crate::core::cti::wire::EventKind::CallEnded { reason: crate::core::cti::wire::EndReason::Hangup });
+            }
+        }
         if let Some(call) = self.calls.remove(&id) {
             self.dialogs.remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
             if let Some(b) = &call.b {
@@ -268,6 +307,7 @@ impl B2bua {
             self.invites.retain(|_, c| *c != id);
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
             self.timers.cancel(&(id, CallTimer::NoAnswer));
+            self.timers.cancel(&(id, CallTimer::CtiAnswer));
             // Client transactions still running keep their entries until they end,
             // so late answers are recognised and ignored.
             if call.answered {
@@ -277,7 +317,7 @@ impl B2bua {
     }
 
     /// Routes a call to a destination, following forward-all and unregistered.
-    fn place(&mut self, cx: &mut Ctx<'_>, id: u64, dest: Destination) {
+    pub(super) fn place(&mut self, cx: &mut Ctx<'_>, id: u64, dest: Destination) {
         match dest {
             Destination::Line(key) => self.ring_line(cx, id, key),
             Destination::Route { target: RouteTarget::Trunk(name), number, .. } => {
@@ -304,7 +344,7 @@ impl B2bua {
         }
     }
 
-    fn forward(&mut self, cx: &mut Ctx<'_>, id: u64, from_line: &LineKey, number: &str, why: &str) {
+    pub(super) fn forward(&mut self, cx: &mut Ctx<'_>, id: u64, from_line: &LineKey, number: &str, why: &str) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.hops += 1;
         if call.hops > MAX_FORWARD_HOPS {
@@ -327,9 +367,19 @@ impl B2bua {
         if let Some(all) = &line.forward.all {
             return self.forward(cx, id, &key, all, "all");
         }
+        // A CTI device on the line takes the call.
+        let cti_dev = dialplan::devices_of(cx.cfg, &key)
+            .find(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. }))
+            .map(|d| d.name.clone());
+        if let Some(dev) = cti_dev {
+            if self.ring_cti(cx, id, &key, &dev) {
+                return;
+            }
+        }
         // The first registered SIP phone the line is on; its best contact.
         let mut other_kind = None;
         let mut target = None;
+        let mut phone = None;
         for d in dialplan::devices_of(cx.cfg, &key) {
             if !matches!(d.kind, DeviceKind::SipPhone { .. }) {
                 other_kind.get_or_insert(d.kind.type_name());
@@ -337,6 +387,7 @@ impl B2bua {
             }
             if let Some(b) = cx.registrar.contacts(&d.name).first() {
                 target = Some(b.clone());
+                phone = Some(d.name.clone());
                 break;
             }
         }
@@ -357,6 +408,16 @@ impl B2bua {
         let peer = Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         if let Some(c) = self.calls.get_mut(&id) {
             c.ringing_line = Some(key.clone());
+        }
+        if let Some(p) = phone.filter(|p| cx.cti_open.contains(p)) {
+            let (from, from_name) = self.calls.get(&id).map(|c| (c.caller_dn.clone(), c.caller_display.clone())).unwrap_or_default();
+            if let Some(c) = self.calls.get_mut(&id) {
+                if !c.watchers.contains(&p) {
+                    c.watchers.push(p.clone());
+                }
+            }
+            let redirected_from = self.calls.get(&id).and_then(|c| c.visited.first().filter(|f| **f != key).map(|f| f.dn.clone()));
+            self.note(&p, id, crate::core::cti::wire::EventKind::CallOffered { from, from_name, to: key.dn.clone(), redirected_from });
         }
         self.invite_b(cx, id, binding.uri.clone(), to, peer, Some(&line));
     }
@@ -452,6 +513,11 @@ impl B2bua {
                 }
             }
             Purpose::Invite => self.b_invite_response(cx, id, txn, resp),
+            Purpose::CtiReinvite { hold } => {
+                if resp.status >= 200 {
+                    self.cti_reinvite_answered(cx, id, side, hold, &resp);
+                }
+            }
             Purpose::Relay(stx) => self.relay_response(cx, id, side, txn, stx, resp),
         }
     }
@@ -485,6 +551,11 @@ impl B2bua {
                 self.hang_up(cx, id, None);
             }
             Purpose::Own => {}
+            Purpose::CtiReinvite { .. } => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.relaying = None;
+                }
+            }
         }
     }
 
@@ -509,11 +580,19 @@ impl B2bua {
             }
         }
         if resp.status < 200 {
+            let first_ring = !call.b_got_provisional;
             call.b_got_provisional = true;
             if call.cancel_when_provisional {
                 self.cancel_b(cx, id);
                 return;
             }
+            if first_ring && resp.status == 180 {
+                let watchers = call.watchers.clone();
+                for w in watchers {
+                    self.note(&w, id, crate::core::cti::wire::EventKind::CallRinging);
+                }
+            }
+            let Some(call) = self.calls.get_mut(&id) else { return };
             if let Some((stx, a_req)) = &call.a_invite {
                 let mut r = respond(a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
                 leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
@@ -551,13 +630,18 @@ impl B2bua {
                 r.set_body(&ct, resp.body.clone());
             }
             call.answered = true;
+            call.b_sdp = resp.body.clone();
             log::info!("call {id}: answered");
+            let watchers = call.watchers.clone();
             if call.a.peer.transport == crate::core::Transport::Udp {
                 call.a_2xx = Some(Pending2xx { message: r.to_bytes(), interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
                 self.timers.arm((id, CallTimer::Retransmit2xx), cx.now + cx.t1);
             }
             self.invites.remove(&stx);
             self.out.push(Action::Respond(stx, r));
+            for w in watchers {
+                self.note(&w, id, crate::core::cti::wire::EventKind::CallConnected);
+            }
             return;
         }
         // A failure from the called phone: forward on busy, else pass it on.
@@ -688,6 +772,23 @@ impl B2bua {
                 r.headers.0.insert(r.headers.len() - 1, crate::core::sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
                 self.out.push(Action::Respond(stx, r));
             }
+            _ if call.cti.as_ref().is_some_and(|e| e.agreed.is_some()) => {
+                // The application terminates media: the box answers for it.
+                let end = call.cti.as_mut().expect("checked");
+                let mut r = respond(&req, 200, None, &tag);
+                if req.method == Method::Invite {
+                    let (_, _, codec, m, dtmf) = end.agreed.expect("checked");
+                    let dir = match crate::core::sdp::parse_audio(&req.body).map(|a| a.direction) {
+                        Some(crate::core::sdp::Direction::SendOnly) => crate::core::sdp::Direction::RecvOnly,
+                        Some(crate::core::sdp::Direction::Inactive) => crate::core::sdp::Direction::Inactive,
+                        _ => crate::core::sdp::Direction::SendRecv,
+                    };
+                    end.sdp_version += 1;
+                    leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+                    r.set_body("application/sdp", crate::core::sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version));
+                }
+                self.out.push(Action::Respond(stx, r));
+            }
             _ => {
                 if call.relaying.is_some() {
                     self.out.push(Action::Respond(stx, respond(&req, 491, None, &tag)));
@@ -748,7 +849,7 @@ impl B2bua {
     }
 
     /// Ends a call: BYE to every confirmed leg except `from` (which hung up itself).
-    fn hang_up(&mut self, cx: &mut Ctx<'_>, id: u64, from: Option<Side>) {
+    pub(super) fn hang_up(&mut self, cx: &mut Ctx<'_>, id: u64, from: Option<Side>) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut byes = Vec::new();
         if from != Some(Side::A) && (call.a.confirmed || call.answered) {
@@ -791,6 +892,7 @@ impl B2bua {
                     let next = cx.now + p.interval;
                     self.timers.arm((id, CallTimer::Retransmit2xx), next);
                 }
+                CallTimer::CtiAnswer => self.cti_answer_timeout(cx, id),
                 CallTimer::NoAnswer => {
                     let Some(call) = self.calls.get(&id) else { continue };
                     let Some(line) = call.ringing_line.clone() else { continue };

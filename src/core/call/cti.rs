@@ -1,0 +1,402 @@
+//! Calls that end at a CTI device (route point or port) instead of a phone: offered to
+//! the application that has the device open, answered with the application's media
+//! address in the SDP toward the caller, redirected through the device's calling
+//! search space, held and resumed by re-INVITE, dropped; unanswered within the
+//! device's timeout, or with no application, they follow Call Forward No Answer, and
+//! when the application fails, Call Forward On Failure. Also the events of phone
+//! lines an application watches. Part of the B2BUA; talks to CTI sessions through
+//! `Action::Cti`.
+
+use super::b2bua::{Action, B2bua, CallTimer, Ctx, Purpose};
+use super::dialplan;
+use super::leg::{self, Side};
+use crate::config::{DeviceKind, LineKey};
+use crate::core::cti::wire::{self, CallInfo, CallState, EndReason, ErrorCode, EventKind, Media, MediaInfo};
+use crate::core::sdp::{self, Direction};
+use crate::core::sip::{HeaderName, Method, Response, SipHeaders};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A CTI request refused: the error code and the sentence.
+pub type CtiError = (ErrorCode, String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtiState {
+    Offered,
+    Connected,
+    Held,
+}
+
+/// Media the application terminates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppMedia {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub codec: Option<crate::config::Codec>,
+}
+
+impl From<Media> for AppMedia {
+    fn from(m: Media) -> AppMedia {
+        AppMedia { ip: m.ip, port: m.port, codec: m.codec }
+    }
+}
+
+/// The CTI end of a call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CtiEnd {
+    pub device: String,
+    pub line: LineKey,
+    pub state: CtiState,
+    /// Set by `set_media` (dynamic, per call) before answer.
+    pub media: Option<AppMedia>,
+    /// What was agreed at answer: far end and application ends.
+    pub agreed: Option<(IpAddr, u16, crate::config::Codec, AppMedia, Option<u8>)>,
+    pub sdp_version: u64,
+    pub redirected_from: Option<String>,
+}
+
+/// Why the B2BUA tells a CTI session something.
+#[derive(Debug)]
+pub struct CtiNote {
+    pub device: String,
+    pub call: String,
+    pub kind: EventKind,
+}
+
+pub fn call_name(id: u64) -> String {
+    format!("c{id}")
+}
+
+pub fn call_id_of(name: &str) -> Option<u64> {
+    name.strip_prefix('c')?.parse().ok()
+}
+
+impl B2bua {
+    pub(super) fn note(&mut self, device: &str, id: u64, kind: EventKind) {
+        self.out.push(Action::Cti(CtiNote { device: device.to_string(), call: call_name(id), kind }));
+    }
+
+    /// Tells every application watching this call (its CTI device, watched phones).
+    pub(super) fn notify_all(&mut self, id: u64, kind: impl Fn() -> EventKind) {
+        let Some(call) = self.calls.get(&id) else { return };
+        let mut devices: Vec<String> = call.watchers.clone();
+        if let Some(c) = &call.cti {
+            devices.push(c.device.clone());
+        }
+        for d in devices {
+            self.note(&d, id, kind());
+        }
+    }
+
+    /// A call reached a line on a CTI device: offer it, or forward it if no
+    /// application has the device open or it is full.
+    pub(super) fn ring_cti(&mut self, cx: &mut Ctx<'_>, id: u64, key: &LineKey, device: &str) -> bool {
+        let Some(dev) = cx.cfg.device(device) else { return false };
+        let Some(line) = cx.cfg.line(key).cloned() else { return false };
+        if !cx.cti_open.contains(device) {
+            if let Some(n) = &line.forward.no_answer {
+                self.forward(cx, id, key, n, "no application has the device open");
+            } else {
+                self.fail(id, 480, &format!("Temporarily Unavailable (no application has {device} open)"));
+            }
+            return true;
+        }
+        let (limit, timeout) = match &dev.kind {
+            DeviceKind::CtiRoutePoint { max_calls, answer_timeout_s } => (*max_calls as usize, *answer_timeout_s),
+            DeviceKind::CtiPort { .. } => (1, line.forward.no_answer_timeout_s),
+            _ => return false,
+        };
+        let busy = self.calls.values().filter(|c| c.cti.as_ref().is_some_and(|e| e.device == device)).count() >= limit;
+        if busy {
+            if let Some(n) = &line.forward.busy {
+                self.forward(cx, id, key, n, "busy");
+            } else {
+                self.fail(id, 486, &format!("Busy Here ({device} has no free call slot)"));
+            }
+            return true;
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return true };
+        let redirected_from = call.visited.first().filter(|f| *f != key).map(|f| f.dn.clone());
+        call.cti = Some(CtiEnd {
+            device: device.to_string(),
+            line: key.clone(),
+            state: CtiState::Offered,
+            media: None,
+            agreed: None,
+            sdp_version: 1,
+            redirected_from: redirected_from.clone(),
+        });
+        call.ringing_line = Some(key.clone());
+        let from = call.caller_dn.clone();
+        let from_name = call.caller_display.clone();
+        if let Some((stx, a_req)) = &call.a_invite {
+            let mut r = Response::to_request(a_req, 180, Some(&call.a.local_tag));
+            leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+            self.out.push(Action::Respond(*stx, r));
+        }
+        self.timers.arm((id, CallTimer::CtiAnswer), cx.now + Duration::from_secs(u64::from(timeout.max(1))));
+        log::info!("call {id}: offered to {device}");
+        let to = key.dn.clone();
+        self.note(device, id, EventKind::CallOffered { from, from_name, to, redirected_from });
+        true
+    }
+
+    /// Finds a call at `device` for a CTI request.
+    fn cti_call(&self, call: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<u64, CtiError> {
+        let id = call_id_of(call).filter(|id| self.calls.contains_key(id));
+        let Some(id) = id else { return Err((ErrorCode::UnknownCall, format!("no call {call:?}"))) };
+        let c = &self.calls[&id];
+        let at_device = c.cti.as_ref().is_some_and(|e| device_ok(&e.device)) || c.watchers.iter().any(|w| device_ok(w));
+        if !at_device {
+            return Err((ErrorCode::UnknownCall, format!("call {call:?} is not at a device you have open")));
+        }
+        Ok(id)
+    }
+
+    /// `set_media`: dynamic media for a call not yet answered.
+    pub fn cti_set_media(&mut self, call: &str, media: AppMedia, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let end = self.calls.get_mut(&id).and_then(|c| c.cti.as_mut());
+        let Some(end) = end else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        if end.state != CtiState::Offered {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
+        }
+        end.media = Some(media);
+        Ok(())
+    }
+
+    /// `answer`: terminate the call's media at the application.
+    pub fn cti_answer(&mut self, cx: &mut Ctx<'_>, call: &str, media: Option<AppMedia>, static_media: Option<AppMedia>, device_ok: &dyn Fn(&str) -> bool) -> Result<MediaInfo, CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let c = self.calls.get_mut(&id).expect("checked");
+        let Some(end) = c.cti.as_mut() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        if end.state != CtiState::Offered {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
+        }
+        let Some(m) = media.or(end.media).or(static_media) else {
+            return Err((ErrorCode::MediaRequired, format!("call {call:?} has no media termination: give media in answer or set_media first")));
+        };
+        let Some((stx, a_req)) = c.a_invite.take() else { return Err((ErrorCode::InvalidState, format!("call {call:?} is no longer ringing"))) };
+        let Some(offer) = sdp::parse_audio(&a_req.body) else {
+            c.a_invite = Some((stx, a_req));
+            return Err((ErrorCode::InvalidState, format!("call {call:?}: the caller offered no usable audio")));
+        };
+        let prefer: Vec<crate::config::Codec> = match m.codec {
+            Some(k) => vec![k],
+            None => cx.cfg.media.codecs.clone(),
+        };
+        let Some(codec) = sdp::choose_codec(&offer, &prefer) else {
+            c.a_invite = Some((stx, a_req));
+            return Err((ErrorCode::BadField, format!("call {call:?}: the caller does not offer {}", prefer.iter().map(|k| wire::codec_name(*k)).collect::<Vec<_>>().join(" or "))));
+        };
+        let body = sdp::body(m.ip, m.port, codec, offer.dtmf, Direction::SendRecv, id, end.sdp_version);
+        end.agreed = Some((offer.ip, offer.port, codec, m, offer.dtmf));
+        end.state = CtiState::Connected;
+        let device = end.device.clone();
+        let mut r = Response::to_request(&a_req, 200, Some(&c.a.local_tag));
+        leg::set_contact(&mut r.headers, c.a.contact(&c.dialled));
+        r.set_body("application/sdp", body);
+        c.answered = true;
+        if c.a.peer.transport == crate::core::Transport::Udp {
+            c.a_2xx = Some(super::b2bua::Pending2xx { message: r.to_bytes(), interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
+            self.timers.arm((id, CallTimer::Retransmit2xx), cx.now + cx.t1);
+        }
+        self.timers.cancel(&(id, CallTimer::CtiAnswer));
+        self.invites.remove(&stx);
+        self.out.push(Action::Respond(stx, r));
+        let info = MediaInfo { remote_ip: offer.ip, remote_port: offer.port, codec, local_ip: m.ip, local_port: m.port };
+        log::info!("call {id}: answered by the application at {device}; media {}:{} <-> {}:{}", offer.ip, offer.port, m.ip, m.port);
+        self.note(&device, id, EventKind::CallAnswered);
+        self.note(&device, id, EventKind::MediaStarted(info));
+        Ok(info)
+    }
+
+    /// `redirect`: send an offered call on, routed with the device's calling search space.
+    pub fn cti_redirect(&mut self, cx: &mut Ctx<'_>, call: &str, to: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let c = self.calls.get_mut(&id).expect("checked");
+        let Some(end) = c.cti.as_ref() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        if end.state != CtiState::Offered {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is answered: only an offered call can be redirected")));
+        }
+        let device = end.device.clone();
+        let css = cx.cfg.device(&device).and_then(|d| d.css.clone());
+        let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| (ErrorCode::BadField, format!("to {to:?}: {}", e.reason())))?;
+        c.cti = None;
+        self.timers.cancel(&(id, CallTimer::CtiAnswer));
+        log::info!("call {id}: redirected by the application at {device} to {to}");
+        self.note(&device, id, EventKind::CallRedirected { to: to.to_string() });
+        self.note(&device, id, EventKind::CallEnded { reason: EndReason::Redirected });
+        self.place(cx, id, dest);
+        Ok(())
+    }
+
+    /// `drop`: reject an offered call, or hang up an answered one.
+    pub fn cti_drop(&mut self, cx: &mut Ctx<'_>, call: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let c = &self.calls[&id];
+        let offered = c.cti.as_ref().is_some_and(|e| e.state == CtiState::Offered) || (c.cti.is_none() && !c.answered);
+        if let Some(e) = &c.cti {
+            let d = e.device.clone();
+            let media = e.agreed.is_some();
+            if media {
+                self.note(&d, id, EventKind::MediaStopped);
+            }
+            self.note(&d, id, EventKind::CallEnded { reason: EndReason::Dropped });
+        }
+        if offered {
+            self.fail(id, 603, "Decline (dropped by the application)");
+        } else {
+            let watchers = self.calls[&id].watchers.clone();
+            for w in watchers {
+                self.note(&w, id, EventKind::CallEnded { reason: EndReason::Dropped });
+            }
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.watchers.clear();
+                c.cti = None;
+            }
+            self.hang_up(cx, id, None);
+        }
+        Ok(())
+    }
+
+    /// `hold` / `unhold`: re-INVITE toward the party the application's device talks to.
+    pub fn cti_hold(&mut self, cx: &mut Ctx<'_>, call: &str, hold: bool, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let c = self.calls.get_mut(&id).expect("checked");
+        if c.relaying.is_some() {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is being renegotiated; try again")));
+        }
+        let dir = if hold { Direction::SendOnly } else { Direction::SendRecv };
+        let (side, body) = if let Some(end) = c.cti.as_mut() {
+            let want = if hold { CtiState::Connected } else { CtiState::Held };
+            if end.state != want {
+                let what = if hold { "connected" } else { "held" };
+                return Err((ErrorCode::InvalidState, format!("call {call:?} is not {what}")));
+            }
+            let Some((_, _, codec, m, dtmf)) = end.agreed else { return Err((ErrorCode::InvalidState, format!("call {call:?} has no media"))) };
+            end.sdp_version += 1;
+            (Side::A, sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version))
+        } else {
+            // A watched phone: re-INVITE the phone with the far end's session description.
+            if !c.answered || !c.a.confirmed && c.b.as_ref().is_none_or(|b| !b.confirmed) {
+                return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected")));
+            }
+            let (side, far_sdp) = if device_ok(&c.caller_device) {
+                (Side::A, c.b_sdp.clone())
+            } else {
+                (Side::B, c.a_sdp.clone())
+            };
+            (side, sdp::with_direction(&far_sdp, dir))
+        };
+        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        let Some(leg) = leg else { return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected"))) };
+        let branch = format!("z9hG4bK{}", cx.rng.token(16));
+        let Some(mut req) = leg.request(Method::Invite, &branch) else { return Err((ErrorCode::Internal, "cannot address the party".into())) };
+        let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
+        leg::set_contact(&mut req.headers, leg.contact(&user));
+        req.set_body("application/sdp", body);
+        let to = leg.peer;
+        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        c.relaying = Some(txn);
+        self.client.insert(txn, (id, side, Purpose::CtiReinvite { hold }));
+        self.out.push(Action::Request { txn, request: req, to });
+        Ok(())
+    }
+
+    /// The answer to a hold/unhold re-INVITE.
+    pub(super) fn cti_reinvite_answered(&mut self, cx: &mut Ctx<'_>, id: u64, side: Side, hold: bool, resp: &Response) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        c.relaying = None;
+        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        if (200..300).contains(&resp.status) {
+            if let Some(l) = leg {
+                let cseq = resp.cseq().map(|c| c.seq).unwrap_or(l.local_cseq);
+                if let Some(mut ack) = l.request(Method::Ack, &format!("z9hG4bK{}", cx.rng.token(16))) {
+                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                    self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
+                }
+            }
+            if let Some(end) = c.cti.as_mut() {
+                end.state = if hold { CtiState::Held } else { CtiState::Connected };
+            }
+            self.notify_all(id, || if hold { EventKind::CallHeld } else { EventKind::CallResumed });
+        } else {
+            log::info!("call {id}: {} refused with {}", if hold { "hold" } else { "unhold" }, resp.status);
+        }
+    }
+
+    /// The application's answer timeout ran out: Call Forward No Answer.
+    pub(super) fn cti_answer_timeout(&mut self, cx: &mut Ctx<'_>, id: u64) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(end) = c.cti.take_if(|e| e.state == CtiState::Offered) else { return };
+        self.note(&end.device, id, EventKind::CallEnded { reason: EndReason::NoAnswer });
+        match cx.cfg.line(&end.line).and_then(|l| l.forward.no_answer.clone()) {
+            Some(n) => self.forward(cx, id, &end.line, &n, "application did not answer"),
+            None => self.fail(id, 480, &format!("Temporarily Unavailable ({} did not answer)", end.device)),
+        }
+    }
+
+    /// The application that had `device` open failed: its unanswered calls go to the
+    /// line's Call Forward On Failure number (else No Answer).
+    pub fn cti_device_failed(&mut self, cx: &mut Ctx<'_>, device: &str) {
+        let ids: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.cti.as_ref().is_some_and(|e| e.device == device && e.state == CtiState::Offered))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(end) = self.calls.get_mut(&id).and_then(|c| c.cti.take()) else { continue };
+            self.timers.cancel(&(id, CallTimer::CtiAnswer));
+            let fwd = cx.cfg.line(&end.line).map(|l| l.forward.clone()).unwrap_or_default();
+            match fwd.on_failure.or(fwd.no_answer) {
+                Some(n) => self.forward(cx, id, &end.line, &n, "application failed"),
+                None => self.fail(id, 480, &format!("Temporarily Unavailable (the application for {device} failed)")),
+            }
+        }
+    }
+
+    /// The CTI device a call is at, if any.
+    pub fn cti_device_of(&self, call: &str) -> Option<String> {
+        self.calls.get(&call_id_of(call)?)?.cti.as_ref().map(|e| e.device.clone())
+    }
+
+    /// Live calls at `device`, for a snapshot.
+    pub fn cti_snapshot(&self, device: &str) -> Vec<CallInfo> {
+        self.calls
+            .iter()
+            .filter_map(|(id, c)| {
+                let at_cti = c.cti.as_ref().filter(|e| e.device == device);
+                if at_cti.is_none() && !c.watchers.iter().any(|w| w == device) {
+                    return None;
+                }
+                let state = match at_cti.map(|e| e.state) {
+                    Some(CtiState::Offered) => CallState::Offered,
+                    Some(CtiState::Connected) => CallState::Connected,
+                    Some(CtiState::Held) => CallState::Held,
+                    None if c.answered => CallState::Connected,
+                    None if c.caller_device == device => CallState::Ringing,
+                    None => CallState::Offered,
+                };
+                let media = at_cti.and_then(|e| e.agreed).map(|(rip, rport, codec, m, _)| MediaInfo {
+                    remote_ip: rip,
+                    remote_port: rport,
+                    codec,
+                    local_ip: m.ip,
+                    local_port: m.port,
+                });
+                Some(CallInfo {
+                    call: call_name(*id),
+                    state,
+                    from: c.caller_dn.clone(),
+                    from_name: c.caller_display.clone(),
+                    to: c.ringing_line.as_ref().map_or_else(|| c.dialled.clone(), |l| l.dn.clone()),
+                    redirected_from: at_cti.and_then(|e| e.redirected_from.clone()),
+                    media,
+                })
+            })
+            .collect()
+    }
+}
