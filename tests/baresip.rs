@@ -467,3 +467,38 @@ fn a_sipp_phone_calls_baresip() {
     tb.call_ended();
     tb.assert_calls(0, 1);
 }
+
+/// `holder` puts `other` on hold and back; `far` is the number `holder` talks to.
+fn hold_and_resume(holder: &mut Phone, other: &mut Phone, far: &str) {
+    // Hold: a re-INVITE offering sendonly, relayed to the other phone and answered.
+    holder.send("/hold");
+    other.wait("a=sendonly");
+    holder.wait_response("SIP/2.0 200", "INVITE");
+    holder.send("/resume");
+    let line = holder.wait_until("a re-INVITE", |l| l.starts_with("INVITE sip:"));
+    assert!(line.starts_with(&format!("INVITE sip:{far}@")), "baresip {}: resume sent as {line:?}", holder.dn);
+    other.wait("a=sendrecv");
+    holder.wait_response("SIP/2.0 200", "INVITE");
+}
+
+/// Hold and resume by re-INVITE, from each side in turn. baresip takes the Contact
+/// of each 2xx to its re-INVITE as the new remote target (RFC 3261 §12.2.1.2), so
+/// its next re-INVITE shows whom the box named there: it must be the far party, as
+/// in the answer to the first INVITE, not the phone's own number.
+#[test]
+fn baresip_holds_and_resumes_through_the_box() {
+    let mut tb = start(MD5_ONLY);
+    let mut callee = Phone::registered(&tb, "1002");
+    let mut caller = Phone::registered(&tb, "1001");
+    tb.log("phone-1002: registered");
+    caller.send("/dial 1002");
+    caller.established();
+    callee.established();
+    hold_and_resume(&mut caller, &mut callee, "1002");
+    hold_and_resume(&mut callee, &mut caller, "1001");
+    tb.assert_calls(1, 0);
+    caller.hang_up();
+    callee.hung_up_on();
+    tb.call_ended();
+    tb.assert_calls(0, 1);
+}
