@@ -839,7 +839,10 @@ impl B2bua {
         let from_leg = if to_side == Side::A { call.b.as_ref() } else { Some(&call.a) };
         let Some(from_leg) = from_leg else { return };
         let mut r = respond(&orig, resp.status, Some(&resp.reason), &from_leg.local_tag);
-        let user = if to_side == Side::A { call.dialled.clone() } else { call.caller_dn.clone() };
+        // The originator is on the other side from `to_side`; its Contact names the
+        // party it talks to, as in the dialog's first answer (a phone takes a 2xx
+        // Contact as its new remote target).
+        let user = if to_side == Side::A { call.caller_dn.clone() } else { call.dialled.clone() };
         leg::set_contact(&mut r.headers, from_leg.contact(&user));
         if !resp.body.is_empty() {
             let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
