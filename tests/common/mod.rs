@@ -3,6 +3,8 @@
 //! and waits on its output lines (never on the clock) for what a test expects.
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod sipp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
