@@ -38,3 +38,11 @@ pub const SIP_MAX_LINE: usize = 8 * 1024;
 pub const SIP_MAX_CONTENT_LENGTH: usize = SIP_MAX_MESSAGE;
 /// SIP transactions (client + server) alive at once; past it new requests get 503.
 pub const SIP_MAX_TRANSACTIONS: usize = 4096;
+/// Time a new HTTP connection has to send its whole request (ms).
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Bytes tungstenite may buffer toward one CTI WebSocket before the write fails.
+pub const CTI_WS_WRITE_BUFFER: usize = 1024 * 1024;
+/// Time one outbound CTI message may wait on a peer that does not read (ms).
+pub const CTI_SEND_TIMEOUT_MS: u64 = 30_000;
+/// Time a WebSocket peer has to answer our close frame (ms).
+pub const CTI_WS_CLOSE_TIMEOUT_MS: u64 = 2_000;

@@ -14,6 +14,9 @@ commands:
   check-config FILE
         validate a configuration file; exit 1 naming file:line:column and the reason
         of every error found
+  cti [--connect HOST:PORT] [--app NAME] [--secret-file FILE] <command>
+        a command-line CTI application: watch, devices, answer, redirect, drop,
+        make-call, raw (`ctibox cti help` for details)
   hash-secret
         read a CTI application secret from stdin (one line) and print its Argon2id
         PHC string for an [[app_user]] secret
@@ -55,6 +58,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
                 }
             }
         }
+        "cti" => cti(rest),
         "hash-secret" => {
             if !rest.is_empty() {
                 return Err("hash-secret takes no arguments; it reads the secret from stdin".into());
@@ -74,6 +78,28 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+fn cti(args: &[String]) -> Result<u8, String> {
+    use ctibox::io::cti_client;
+    if matches!(args, [h] if h == "help" || h == "--help" || h == "-h") {
+        print!("{}", cti_client::USAGE);
+        return Ok(0);
+    }
+    let opts = match cti_client::parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ctibox: {e}\n\n{}", cti_client::USAGE);
+            return Ok(2);
+        }
+    };
+    match cti_client::run(&opts) {
+        Ok(code) => Ok(code),
+        Err(msg) => {
+            eprintln!("ctibox cti: {msg}");
+            Ok(1)
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub enum Event {
     Input(Input),
     /// A stream connection's writer queue, so outputs can reach it.
     Stream { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
+    /// A CTI WebSocket's queue: each item goes out as one text message.
+    WebSocket { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
     /// Fault injection for tests (CTIBOX_FAULT=stall-on-usr2): block the loop.
     Stall,
 }
@@ -108,11 +110,18 @@ impl Default for PersistQueue {
     }
 }
 
+/// How outputs reach one stream connection.
+pub struct ConnTx {
+    pub tx: mpsc::Sender<Vec<u8>>,
+    /// CTI messages go out as WebSocket text messages, not newline-ended lines.
+    pub websocket: bool,
+}
+
 pub struct Driver {
     pub engine: Engine,
     pub clock: Clock,
     pub udp: Option<Rc<UdpSocket>>,
-    pub conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    pub conns: HashMap<ConnId, ConnTx>,
     pub heartbeat: Heartbeat,
     pub persist: PersistQueue,
     /// Outbound SIP connections this box opened, by remote address.
@@ -139,7 +148,8 @@ impl Driver {
                         let now = self.clock.now();
                         self.engine.handle_input(now, input);
                     }
-                    Some(Event::Stream { conn, writer }) => { self.conns.insert(conn, writer); }
+                    Some(Event::Stream { conn, writer }) => { self.conns.insert(conn, ConnTx { tx: writer, websocket: false }); }
+                    Some(Event::WebSocket { conn, writer }) => { self.conns.insert(conn, ConnTx { tx: writer, websocket: true }); }
                     Some(Event::Stall) => {
                         log::warn!("fault injection: stalling the engine loop");
                         loop { std::thread::sleep(Duration::from_secs(3600)); }
@@ -189,7 +199,9 @@ impl Driver {
                     }
                 }
                 Output::CtiSend { conn, mut text } => {
-                    text.push('\n');
+                    if !self.conns.get(&conn).is_some_and(|c| c.websocket) {
+                        text.push('\n');
+                    }
                     self.send(conn, text.into_bytes());
                 }
                 Output::HttpResponse { conn, status, content_type, body } => {
@@ -212,8 +224,8 @@ impl Driver {
     }
 
     fn send(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        let Some(tx) = self.conns.get(&conn) else { return };
-        if tx.try_send(bytes).is_err() {
+        let Some(c) = self.conns.get(&conn) else { return };
+        if c.tx.try_send(bytes).is_err() {
             log::warn!("conn {}: peer not reading (send queue full); closing", conn.0);
             self.conns.remove(&conn);
         }

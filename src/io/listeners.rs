@@ -1,13 +1,15 @@
 //! Binds every listening socket the configuration names and runs their accept and
-//! receive loops. SIP over UDP and TCP share one port; CTI and HTTP have their own.
+//! receive loops. SIP over UDP and TCP share one port; CTI and HTTP have their own
+//! (the HTTP port, in http.rs, also carries CTI over WebSocket at /cti).
 
 use super::driver::Event;
 use super::framing;
 use super::writer::{attach, next_conn_id, read_loop};
-use crate::core::{CtiTransport, HttpRequest, Input, Transport};
+use crate::core::{CtiTransport, Input, Transport};
 use crate::limits;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -164,22 +166,40 @@ pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> 
     }
 }
 
+/// CTI connections open, TCP and WebSocket together (at most `CTI_CONNECTIONS`).
+static CTI_OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One place among `CTI_CONNECTIONS`, given back on drop.
+pub struct CtiSlot(());
+
+impl CtiSlot {
+    pub fn take() -> Option<CtiSlot> {
+        CTI_OPEN
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limits::CTI_CONNECTIONS).then_some(n + 1))
+            .ok()
+            .map(|_| CtiSlot(()))
+    }
+}
+
+impl Drop for CtiSlot {
+    fn drop(&mut self) {
+        CTI_OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Accepts CTI applications over TCP forever: one JSON message per line.
 pub async fn cti_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Result<(), String> {
-    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         let (stream, peer) = listener.accept().await.map_err(|e| format!("CTI accept: {e}"))?;
-        if open.get() >= limits::CTI_CONNECTIONS {
-            log::warn!("cti: refusing connection from {peer}: {} open", open.get());
+        let Some(slot) = CtiSlot::take() else {
+            log::warn!("cti: refusing connection from {peer}: {} open", limits::CTI_CONNECTIONS);
             continue;
-        }
+        };
         let conn = next_conn_id();
         let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
         let opened = Input::CtiOpened { conn, peer, transport: CtiTransport::Tcp };
         inbox.send(Event::Input(opened)).await.map_err(|_| "engine inbox closed".to_string())?;
         let inbox = inbox.clone();
-        let open = open.clone();
-        open.set(open.get() + 1);
         tokio::task::spawn_local(async move {
             let deliver = |line: &[u8]| {
                 let text = String::from_utf8_lossy(line).trim_end_matches(['\r', '\n']).to_string();
@@ -187,38 +207,9 @@ pub async fn cti_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Resu
             };
             let frame = |b: &[u8]| framing::line_frame(b, limits::CTI_MAX_LINE);
             read_loop(rd, conn, limits::CTI_MAX_LINE + 16 * 1024, frame, deliver, inbox).await;
-            open.set(open.get() - 1);
+            drop(slot);
         });
     }
 }
 
-/// Accepts HTTP forever: one request per connection, answered by the engine.
-pub async fn http_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Result<(), String> {
-    let open = Rc::new(std::cell::Cell::new(0usize));
-    loop {
-        let (stream, peer) = listener.accept().await.map_err(|e| format!("HTTP accept: {e}"))?;
-        if open.get() >= limits::HTTP_CONNECTIONS {
-            log::warn!("http: refusing connection from {peer}: {} open", open.get());
-            continue;
-        }
-        let conn = next_conn_id();
-        let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
-        let inbox = inbox.clone();
-        let open = open.clone();
-        open.set(open.get() + 1);
-        tokio::task::spawn_local(async move {
-            let frame = |b: &[u8]| match framing::http_head(b) {
-                Ok(Some(h)) if b.len() >= h.head_len + h.content_length => framing::Frame::Message(h.head_len + h.content_length),
-                Ok(_) => framing::Frame::Incomplete,
-                Err(why) => framing::Frame::Broken(why),
-            };
-            let deliver = |b: &[u8]| {
-                let h = framing::http_head(b).ok()??;
-                let request = HttpRequest { method: h.method, path: h.path, body: b[h.head_len..].to_vec() };
-                Some(Input::Http { conn, request })
-            };
-            read_loop(rd, conn, limits::HTTP_MAX_REQUEST * 2, frame, deliver, inbox).await;
-            open.set(open.get() - 1);
-        });
-    }
-}
+pub use super::http::http_loop;

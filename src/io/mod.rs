@@ -3,8 +3,10 @@
 //! call or CTI state of its own.
 #![allow(clippy::disallowed_methods)] // the shell is where the clock is read
 
+pub mod cti_client;
 pub mod driver;
 pub mod framing;
+pub mod http;
 pub mod listeners;
 pub mod notify;
 pub mod run;

@@ -376,3 +376,46 @@ fn engine_greets_and_answers_errors() {
     }
     assert_eq!(e.stats().cti_messages, 2);
 }
+
+/// Mutated golden requests never panic the parser, and whatever parses prints back
+/// to JSON that parses to the same request (a cheap, deterministic fuzz pass).
+#[test]
+fn mutations_never_panic_and_round_trip() {
+    let seeds = [
+        r#"{"type":"login","id":1,"app":"crm","secret":"s","protocol":1}"#,
+        r#"{"type":"open","id":"x","device":"port1","media":{"ip":"192.0.2.10","port":4000,"codec":"pcma"}}"#,
+        r#"{"type":"set_media","id":3,"call":"c7","ip":"2001:db8::1","port":4002}"#,
+        r#"{"type":"make_call","id":4,"device":"p","to":"1001","media":{"ip":"192.0.2.10","port":1}}"#,
+        r#"{"type":"snapshot","id":5}"#,
+    ];
+    let alphabet = b"{}[]\":,0123456789-.eE \\u\x00\xff\xc3abcnull";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for seed in seeds {
+        for _ in 0..2000 {
+            let mut b = seed.as_bytes().to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % b.len();
+                match next() % 3 {
+                    0 => b[at] = alphabet[(next() as usize) % alphabet.len()],
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&b);
+            if let Ok((id, req)) = parse_request(&text) {
+                assert_eq!(parse_request(&req.to_json(&id)), Ok((id, req)), "{text}");
+            }
+        }
+    }
+}
