@@ -192,7 +192,7 @@ impl Driver {
                             let conn = super::writer::next_conn_id();
                             let (tx, rx) = mpsc::channel(crate::limits::CONN_SEND_QUEUE);
                             let _ = tx.try_send(bytes);
-                            self.conns.insert(conn, tx);
+                            self.conns.insert(conn, ConnTx { tx, websocket: false });
                             self.dialed.insert(to, conn);
                             super::writer::dial_sip(to, conn, rx, self.inbox.clone());
                         }

@@ -222,7 +222,9 @@ impl B2bua {
         }
         let device = end.device.clone();
         let css = cx.cfg.device(&device).and_then(|d| d.css.clone());
-        let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| (ErrorCode::BadField, format!("to {to:?}: {}", e.reason())))?;
+        let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| {
+            (ErrorCode::InvalidState, format!("{to:?} cannot be reached from {device}'s calling search space {:?}: {}", css.as_deref().unwrap_or("(none)"), e.reason()))
+        })?;
         c.cti = None;
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         log::info!("call {id}: redirected by the application at {device} to {to}");
@@ -318,10 +320,15 @@ impl B2bua {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }
+            let mut media = None;
             if let Some(end) = c.cti.as_mut() {
                 end.state = if hold { CtiState::Held } else { CtiState::Connected };
+                media = end.agreed.map(|(rip, rport, codec, m, _)| (end.device.clone(), MediaInfo { remote_ip: rip, remote_port: rport, codec, local_ip: m.ip, local_port: m.port }));
             }
             self.notify_all(id, || if hold { EventKind::CallHeld } else { EventKind::CallResumed });
+            if let Some((device, info)) = media {
+                self.note(&device, id, if hold { EventKind::MediaStopped } else { EventKind::MediaStarted(info) });
+            }
         } else {
             log::info!("call {id}: {} refused with {}", if hold { "hold" } else { "unhold" }, resp.status);
         }
@@ -338,9 +345,10 @@ impl B2bua {
         }
     }
 
-    /// The application that had `device` open failed: its unanswered calls go to the
-    /// line's Call Forward On Failure number (else No Answer).
-    pub fn cti_device_failed(&mut self, cx: &mut Ctx<'_>, device: &str) {
+    /// No application has `device` open any more. Its unanswered calls go to the
+    /// line's Call Forward On Failure number when the application failed (else No
+    /// Answer), or straight to No Answer when it closed the device on purpose.
+    pub fn cti_device_released(&mut self, cx: &mut Ctx<'_>, device: &str, failure: bool) {
         let ids: Vec<u64> = self
             .calls
             .iter()
@@ -351,8 +359,9 @@ impl B2bua {
             let Some(end) = self.calls.get_mut(&id).and_then(|c| c.cti.take()) else { continue };
             self.timers.cancel(&(id, CallTimer::CtiAnswer));
             let fwd = cx.cfg.line(&end.line).map(|l| l.forward.clone()).unwrap_or_default();
-            match fwd.on_failure.or(fwd.no_answer) {
-                Some(n) => self.forward(cx, id, &end.line, &n, "application failed"),
+            let (target, why) = if failure { (fwd.on_failure.or(fwd.no_answer), "application failed") } else { (fwd.no_answer, "application closed the device") };
+            match target {
+                Some(n) => self.forward(cx, id, &end.line, &n, why),
                 None => self.fail(id, 480, &format!("Temporarily Unavailable (the application for {device} failed)")),
             }
         }

@@ -113,17 +113,25 @@ impl Engine {
         let d = device.to_string();
         let is_cti = cfg.device(device).is_some_and(|x| matches!(x.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. }));
         if is_cti {
-            let _ = failure; // closed or failed, offered calls must not wait for an application that is gone
-            self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_device_failed(cx, &d));
+            // Offered calls must not wait for an application that is gone: on failure
+            // they follow Call Forward On Failure, on a deliberate close No Answer.
+            self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_device_released(cx, &d, failure));
         }
     }
 
     /// One request from an application.
     pub(crate) fn handle_cti(&mut self, conn: ConnId, id: RequestId, request: Request) {
         self.cti_alive(conn);
+        let logout = matches!(request, Request::Logout);
+        // The reply goes out before any event the request causes.
+        let start = self.out.len();
         let reply = self.cti_request(conn, &id, request);
-        self.out.push_back(Output::CtiSend { conn, text: reply.to_json() });
+        let logged_out = logout && matches!(reply, Reply::Ok { .. });
+        self.out.insert(start, Output::CtiSend { conn, text: reply.to_json() });
         self.cti_deliver();
+        if logged_out {
+            self.out.push_back(Output::Close { conn });
+        }
     }
 
     fn cti_request(&mut self, conn: ConnId, id: &RequestId, request: Request) -> Reply {
@@ -136,9 +144,6 @@ impl Engine {
             (Some(_), Request::Heartbeat) => Reply::ok(id.clone()),
             (Some(_), Request::Logout) => {
                 self.cti_close_session(conn, false);
-                self.cti.sessions.insert(conn, Session::default());
-                let at = self.now + self.heartbeat_window();
-                self.cti.heartbeats.arm(conn, at);
                 Reply::ok(id.clone())
             }
             (Some(a), Request::ListDevices) => {
@@ -259,7 +264,8 @@ impl Engine {
     }
 
     fn cti_open(&mut self, conn: ConnId, id: &RequestId, app: &str, device: &str, media: Option<AppMedia>) -> Reply {
-        let Some(d) = self.config.device(device) else { return err(id, ErrorCode::UnknownDevice, format!("no device named {device:?}")) };
+        let cfg = self.config.clone();
+        let Some(d) = cfg.device(device) else { return err(id, ErrorCode::UnknownDevice, format!("no device named {device:?}")) };
         let allowed = self.config.app_user(app).is_some_and(|u| u.devices.contains(device));
         if !allowed {
             return err(id, ErrorCode::DeviceNotAllowed, format!("application {app} may not open {device:?}"));
@@ -284,7 +290,7 @@ impl Engine {
         }
         log::info!("cti: {app} opened {device}");
         self.cti_send_event(conn, &Event::new(device, None, EventKind::DeviceInService));
-        Reply::ok(id.clone()).with("device", device)
+        Reply::ok(id.clone()).with("device", device).with("kind", d.kind.type_name())
     }
 
     fn cti_snapshot(&mut self, conn: ConnId, id: &RequestId, device: Option<String>) -> Reply {

@@ -1,0 +1,302 @@
+//! The CTI server end to end: real SIP callers (SIPp) ring a CTI route point and a
+//! CTI port on the real binary while a real TCP (and WebSocket) application controls
+//! them: answer with dynamic media (the caller's SDP carries the application's
+//! address), redirect to a registered phone, hold and unhold, drop, twenty calls at
+//! once on one route point, the application killed (CFOF) and gone (CFNA), then its
+//! return with a correct snapshot.
+
+mod common;
+use common::sipp::*;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+const SECRET: &str = "crm-Secret-123";
+
+fn hash(secret: &str) -> String {
+    let mut c = std::process::Command::new(bin())
+        .arg("hash-secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn cti_config() -> String {
+    sip_config(&format!(
+        r#"
+[[line]]
+dn = "2000"
+partition = "internal"
+display_name = "Sales"
+forward = {{ no_answer = "1002", on_failure = "1003", no_answer_timeout_s = 20 }}
+[[line]]
+dn = "2101"
+partition = "internal"
+forward = {{ no_answer = "1002", on_failure = "1003" }}
+[[device]]
+name = "rp-2000"
+type = "cti_route_point"
+lines = ["2000"]
+css = "all"
+max_calls = 30
+answer_timeout_s = 30
+[[device]]
+name = "port-2101"
+type = "cti_port"
+lines = ["2101"]
+css = "all"
+[[app_user]]
+name = "crm"
+secret = "{}"
+devices = ["rp-2000", "port-2101", "phone-1004"]
+"#,
+        hash(SECRET)
+    ))
+}
+
+/// A CTI application over TCP: one JSON message per line.
+struct App {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    events: VecDeque<Value>,
+    next_id: i64,
+}
+
+impl App {
+    fn connect(tb: &TestBox) -> App {
+        let w = TcpStream::connect(tb.b.cti).unwrap();
+        w.set_read_timeout(Some(GUARD)).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        let mut app = App { w, r, events: VecDeque::new(), next_id: 0 };
+        let hello = app.read();
+        assert_eq!(hello["type"], "hello");
+        app
+    }
+
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).expect("the server answers within the guard");
+        if std::env::var_os("CTI_TRACE").is_some() {
+            eprint!("<- {line}");
+        }
+        assert!(n > 0, "the server closed the connection");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// Sends a request and returns its reply; events that arrive meanwhile are kept.
+    fn request(&mut self, mut req: Value) -> Value {
+        self.next_id += 1;
+        req["id"] = json!(self.next_id);
+        writeln!(self.w, "{req}").unwrap();
+        loop {
+            let v = self.read();
+            if v["type"] == "reply" {
+                assert_eq!(v["id"], json!(self.next_id), "replies come in order: {v}");
+                return v;
+            }
+            self.events.push_back(v);
+        }
+    }
+
+    fn ok(&mut self, req: Value) -> Value {
+        let r = self.request(req.clone());
+        assert_eq!(r["ok"], true, "{req} -> {r}");
+        r
+    }
+
+    /// The next event named `name` (earlier ones are kept in order for later waits).
+    fn event(&mut self, name: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return self.events.remove(i).unwrap();
+        }
+        loop {
+            let v = self.read();
+            if v["event"] == name {
+                return v;
+            }
+            self.events.push_back(v);
+        }
+    }
+
+    fn login_and_open(tb: &TestBox, devices: &[&str]) -> App {
+        let mut app = App::connect(tb);
+        let r = app.ok(json!({"type":"login","app":"crm","secret":SECRET}));
+        assert_eq!(r["app"], "crm");
+        for d in devices {
+            app.ok(json!({"type":"open","device":d}));
+            let ev = app.event("device_in_service");
+            assert_eq!(ev["device"], *d);
+        }
+        app
+    }
+}
+
+fn caller(tb: &TestBox, scen: &str, dialled: &str, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["-key", "caller", "1001"];
+    args.extend_from_slice(extra);
+    sipp(tb, scen, dialled, Some("1001"), free_udp_port(), &args)
+}
+
+fn start() -> TestBox {
+    start_config(&cti_config(), &[])
+}
+
+#[test]
+fn route_point_call_answered_with_dynamic_media() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000"]);
+    let c = caller(&tb, "caller_cti_answer.xml", "2000", &["-d", "200"]);
+    let offered = app.event("call_offered");
+    assert_eq!((offered["device"].as_str(), offered["from"].as_str(), offered["to"].as_str()), (Some("rp-2000"), Some("1001"), Some("2000")), "{offered}");
+    let call = offered["call"].as_str().unwrap().to_string();
+    // A route point takes media per call: answering without it is refused, naming why.
+    let r = app.request(json!({"type":"answer","call":call}));
+    assert_eq!(r["error"]["code"], "media_required", "{r}");
+    let r = app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000,"codec":"pcmu"}}));
+    assert_eq!(r["media"]["local_port"], 40000);
+    app.event("call_answered");
+    let m = app.event("media_started");
+    assert_eq!((m["local_ip"].as_str(), m["local_port"].as_u64(), m["codec"].as_str()), (Some("127.0.0.1"), Some(40000), Some("pcmu")));
+    assert_eq!(m["remote_ip"], "127.0.0.1", "the caller's RTP address from its SDP: {m}");
+    // The caller's scenario checked the SDP it got carries 127.0.0.1:40000, then hung up.
+    expect_success(&tb, c, "caller answered by the application");
+    let ended = app.event("call_ended");
+    assert_eq!((ended["call"].as_str(), ended["reason"].as_str()), (Some(call.as_str()), Some("hangup")));
+}
+
+#[test]
+fn redirect_to_a_registered_phone_uses_the_route_point_css() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000"]);
+    let phone = callee(&tb, "callee_answer.xml", "1002");
+    let c = caller(&tb, "caller_call.xml", "2000", &[]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    let r = app.request(json!({"type":"redirect","call":call,"to":"9999"}));
+    assert_eq!(r["error"]["code"], "invalid_state", "unreachable target named: {r}");
+    app.ok(json!({"type":"redirect","call":call,"to":"1002"}));
+    assert_eq!(app.event("call_redirected")["to"], "1002");
+    assert_eq!(app.event("call_ended")["reason"], "redirected");
+    expect_success(&tb, c, "caller redirected to 1002");
+    expect_success(&tb, phone, "1002 answers the redirected call");
+}
+
+#[test]
+fn hold_unhold_and_drop_by_the_application() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000"]);
+    let c = caller(&tb, "caller_cti_hold.xml", "2000", &[]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    let r = app.request(json!({"type":"hold","call":call}));
+    assert_eq!(r["error"]["code"], "invalid_state", "an offered call cannot be held: {r}");
+    app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000}}));
+    app.event("media_started");
+    app.ok(json!({"type":"hold","call":call}));
+    app.event("call_held");
+    app.event("media_stopped");
+    app.ok(json!({"type":"unhold","call":call}));
+    app.event("call_resumed");
+    app.event("media_started");
+    expect_success(&tb, c, "caller held and resumed by re-INVITE");
+    let ended = app.event("call_ended");
+    assert_eq!((ended["call"].as_str(), ended["reason"].as_str()), (Some(call.as_str()), Some("hangup")));
+
+    // Drop: the application hangs up an answered call; the caller gets a BYE.
+    let c = caller(&tb, "caller_cti_dropped.xml", "2000", &[]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000}}));
+    app.event("call_answered");
+    app.ok(json!({"type":"drop","call":call}));
+    let ended = app.event("call_ended");
+    assert_eq!((ended["call"].as_str(), ended["reason"].as_str()), (Some(call.as_str()), Some("dropped")));
+    expect_success(&tb, c, "caller gets BYE when the application drops");
+}
+
+#[test]
+fn twenty_simultaneous_calls_on_one_route_point() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000"]);
+    let c = caller(&tb, "caller_cti_answer.xml", "2000", &["-d", "300", "-m", "20", "-l", "20", "-r", "40"]);
+    // All twenty are offered before any is answered: they are up at once.
+    let calls: Vec<String> = (0..20).map(|_| app.event("call_offered")["call"].as_str().unwrap().to_string()).collect();
+    let distinct: std::collections::BTreeSet<&String> = calls.iter().collect();
+    assert_eq!(distinct.len(), 20);
+    assert_eq!(status(&tb)["calls"], 20);
+    for call in &calls {
+        app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000}}));
+    }
+    expect_success(&tb, c, "twenty callers answered by the application");
+    for _ in 0..20 {
+        app.event("call_ended");
+    }
+    assert_eq!(status(&tb)["calls_completed"], 20);
+}
+
+#[test]
+fn application_failure_cfof_then_cfna_then_return_with_snapshot() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000", "port-2101"]);
+    // A call answered at the CTI port stays up through the failure.
+    let kept = caller(&tb, "caller_cti_answer.xml", "2101", &["-d", "60000"]);
+    let kept_call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    app.ok(json!({"type":"answer","call":kept_call,"media":{"ip":"127.0.0.1","port":40000}}));
+    app.event("media_started");
+    // A call offered at the route point when the application dies goes to CFOF (1003).
+    let cfof_phone = callee(&tb, "callee_answer.xml", "1003");
+    let c = caller(&tb, "caller_call.xml", "2000", &[]);
+    app.event("call_offered");
+    drop(app); // killed: the connection closes without logout
+    expect_success(&tb, c, "caller forwarded on failure");
+    expect_success(&tb, cfof_phone, "CFOF target 1003 answers");
+    // While no application has the route point open, new calls go to CFNA (1002).
+    let cfna_phone = callee(&tb, "callee_answer.xml", "1002");
+    let c = caller(&tb, "caller_call.xml", "2000", &[]);
+    expect_success(&tb, c, "caller forwarded on no answer while the application is gone");
+    expect_success(&tb, cfna_phone, "CFNA target 1002 answers");
+    // The application comes back, opens its devices and gets a snapshot of live calls.
+    let mut app = App::login_and_open(&tb, &["rp-2000", "port-2101"]);
+    let r = app.ok(json!({"type":"snapshot"}));
+    let calls = r["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "only the call kept at the port is live: {r}");
+    assert_eq!((calls[0]["call"].as_str(), calls[0]["state"].as_str(), calls[0]["device"].as_str()), (Some(kept_call.as_str()), Some("connected"), Some("port-2101")));
+    assert_eq!(calls[0]["media"]["local_port"], 40000);
+    let snap = app.event("snapshot");
+    let at_port = if snap["device"] == "port-2101" { snap } else { app.event("snapshot") };
+    assert_eq!(at_port["calls"][0]["call"], kept_call.as_str());
+    // And it can control that call again: drop it.
+    app.ok(json!({"type":"drop","call":kept_call}));
+    let _ = kept.wait_with_output();
+}
+
+#[test]
+fn bad_requests_name_the_problem_and_the_connection_stays_usable() {
+    let tb = start();
+    let mut app = App::connect(&tb);
+    let r = app.request(json!({"type":"open","device":"rp-2000"}));
+    assert_eq!(r["error"]["code"], "not_logged_in", "{r}");
+    let r = app.request(json!({"type":"login","app":"crm","secret":"wrong"}));
+    assert_eq!(r["error"]["code"], "auth_failed", "{r}");
+    app.ok(json!({"type":"login","app":"crm","secret":SECRET}));
+    let r = app.request(json!({"type":"open","device":"nope"}));
+    assert_eq!(r["error"]["code"], "unknown_device", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("nope"));
+    let r = app.request(json!({"type":"open","device":"phone-1001"}));
+    assert_eq!(r["error"]["code"], "device_not_allowed", "{r}");
+    let r = app.request(json!({"type":"answer","call":"c999"}));
+    assert_eq!(r["error"]["code"], "unknown_call", "{r}");
+    writeln!(app.w, "{{not json").unwrap();
+    let v = app.read();
+    assert_eq!(v["error"]["code"], "bad_json", "{v}");
+    writeln!(app.w, "{{\"type\":\"redirect\",\"id\":77,\"call\":\"c1\"}}").unwrap();
+    let v = app.read();
+    assert_eq!((v["id"].as_i64(), v["error"]["code"].as_str()), (Some(77), Some("missing_field")), "{v}");
+    // Still usable; a second application cannot take a device that is open.
+    app.ok(json!({"type":"open","device":"rp-2000"}));
+    let devices = app.ok(json!({"type":"list_devices"}));
+    assert!(devices["devices"].as_array().unwrap().iter().any(|d| d["name"] == "rp-2000" && d["open"] == true), "{devices}");
+}
