@@ -300,3 +300,100 @@ fn bad_requests_name_the_problem_and_the_connection_stays_usable() {
     let devices = app.ok(json!({"type":"list_devices"}));
     assert!(devices["devices"].as_array().unwrap().iter().any(|d| d["name"] == "rp-2000" && d["open"] == true), "{devices}");
 }
+
+/// The same application protocol over WebSocket (one message per text frame).
+struct WsApp {
+    ws: tungstenite::WebSocket<TcpStream>,
+    events: VecDeque<Value>,
+    next_id: i64,
+}
+
+impl WsApp {
+    fn connect(tb: &TestBox) -> WsApp {
+        let s = TcpStream::connect(tb.b.http).unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://{}/cti", tb.b.http), s).expect("websocket handshake");
+        let mut app = WsApp { ws, events: VecDeque::new(), next_id: 0 };
+        assert_eq!(app.read()["type"], "hello");
+        app
+    }
+    fn read(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("a message within the guard") {
+                tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    fn ok(&mut self, mut req: Value) -> Value {
+        self.next_id += 1;
+        req["id"] = json!(self.next_id);
+        self.ws.send(tungstenite::Message::text(req.to_string())).unwrap();
+        loop {
+            let v = self.read();
+            if v["type"] == "reply" {
+                assert_eq!(v["ok"], true, "{req} -> {v}");
+                return v;
+            }
+            self.events.push_back(v);
+        }
+    }
+    fn event(&mut self, name: &str) -> Value {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return self.events.remove(i).unwrap();
+        }
+        loop {
+            let v = self.read();
+            if v["event"] == name {
+                return v;
+            }
+            self.events.push_back(v);
+        }
+    }
+}
+
+#[test]
+fn a_websocket_application_answers_a_route_point_call() {
+    let tb = start();
+    let mut app = WsApp::connect(&tb);
+    app.ok(json!({"type":"login","app":"crm","secret":SECRET}));
+    app.ok(json!({"type":"open","device":"rp-2000"}));
+    app.event("device_in_service");
+    let c = caller(&tb, "caller_cti_answer.xml", "2000", &["-d", "200"]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000}}));
+    let m = app.event("media_started");
+    assert_eq!(m["local_port"], 40000);
+    expect_success(&tb, c, "caller answered by a WebSocket application");
+    assert_eq!(app.event("call_ended")["reason"], "hangup");
+}
+
+#[test]
+fn cti_port_media_static_at_open_or_dynamic_per_call() {
+    let tb = start();
+    // Dynamic: opened without media, the port refuses to answer until media is set.
+    let mut app = App::login_and_open(&tb, &["port-2101"]);
+    let c = caller(&tb, "caller_cti_answer.xml", "2101", &["-d", "100"]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    let r = app.request(json!({"type":"answer","call":call}));
+    assert_eq!(r["error"]["code"], "media_required", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("set_media"), "{r}");
+    app.ok(json!({"type":"set_media","call":call,"ip":"127.0.0.1","port":40000}));
+    app.ok(json!({"type":"answer","call":call}));
+    expect_success(&tb, c, "dynamic media answer at the port");
+    app.event("call_ended");
+    // Static: media given at open is used for every call at the port.
+    app.ok(json!({"type":"close","device":"port-2101"}));
+    app.event("device_out_of_service");
+    app.ok(json!({"type":"open","device":"port-2101","media":{"ip":"127.0.0.1","port":40000}}));
+    app.event("device_in_service");
+    let c = caller(&tb, "caller_cti_answer.xml", "2101", &["-d", "100"]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    let r = app.ok(json!({"type":"answer","call":call}));
+    assert_eq!(r["media"]["local_port"], 40000);
+    expect_success(&tb, c, "static media answer at the port");
+    // A route point refuses static media at open.
+    let r = app.request(json!({"type":"open","device":"rp-2000","media":{"ip":"127.0.0.1","port":40000}}));
+    assert_eq!(r["error"]["code"], "bad_field", "{r}");
+}
