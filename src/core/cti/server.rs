@@ -323,3 +323,63 @@ fn config_static(cfg: &crate::config::Config, device: &str) -> Option<AppMedia> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Sessions on the engine's virtual clock: a silent application is closed when its
+    //! heartbeat window passes, and its device is free again; a talking one is not.
+    use crate::core::rng::EngineRng;
+    use crate::core::{ConnId, CtiTransport, Engine, Input, Output, Restored, Time};
+    use std::sync::Arc;
+
+    fn engine() -> Engine {
+        let hash = crate::config::hash_secret("Test-secret-77", &[7; 16]).unwrap();
+        let toml = format!(
+            "[cti]\nlisten = \"127.0.0.1:0\"\nheartbeat_s = 10\n[sip]\nudp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [[partition]]\nname = \"p\"\n[[calling_search_space]]\nname = \"c\"\npartitions = [\"p\"]\n\
+             [[line]]\ndn = \"2000\"\npartition = \"p\"\n\
+             [[device]]\nname = \"rp\"\ntype = \"cti_route_point\"\nlines = [\"2000\"]\ncss = \"c\"\n\
+             [[app_user]]\nname = \"app\"\nsecret = \"{hash}\"\ndevices = [\"rp\"]\n"
+        );
+        let cfg = crate::config::parse_str(&toml, "t.toml").unwrap();
+        Engine::new(Arc::new(cfg), EngineRng::seed_from_u64(3), Time::ZERO, 0, Restored::default())
+    }
+
+    fn send(e: &mut Engine, now: Time, conn: ConnId, text: &str) -> Vec<Output> {
+        e.handle_input(now, Input::CtiMessage { conn, text: text.into() });
+        std::iter::from_fn(|| e.poll_output()).collect()
+    }
+
+    fn texts(out: &[Output]) -> Vec<String> {
+        out.iter().filter_map(|o| if let Output::CtiSend { text, .. } = o { Some(text.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn silent_application_is_closed_after_its_heartbeat_window() {
+        let mut e = engine();
+        let a = ConnId(1);
+        e.handle_input(Time::ZERO, Input::CtiOpened { conn: a, peer: "127.0.0.1:9".parse().unwrap(), transport: CtiTransport::Tcp });
+        while e.poll_output().is_some() {}
+        let t = |s: u64| Time::from_millis(s * 1000);
+        assert!(texts(&send(&mut e, t(1), a, r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#))[0].contains("\"ok\":true"));
+        let out = texts(&send(&mut e, t(2), a, r#"{"type":"open","id":2,"device":"rp"}"#));
+        assert!(out[0].contains("\"ok\":true") && out[1].contains("device_in_service"), "reply first, then the event: {out:?}");
+        // Heartbeats keep it alive past the first window.
+        for s in [9, 17, 25] {
+            assert!(texts(&send(&mut e, t(s), a, &format!(r#"{{"type":"heartbeat","id":{s}}}"#)))[0].contains("\"ok\":true"));
+        }
+        e.handle_input(t(34), Input::Timeout);
+        assert!(std::iter::from_fn(|| e.poll_output()).all(|o| o != Output::Close { conn: a }), "alive within the window");
+        // Then silence: at 35 s (10 s after the last heartbeat) it is closed.
+        assert_eq!(e.poll_timeout(), Some(t(35)));
+        e.handle_input(t(35), Input::Timeout);
+        let out: Vec<Output> = std::iter::from_fn(|| e.poll_output()).collect();
+        assert!(out.contains(&Output::Close { conn: a }), "{out:?}");
+        // The device is free for another application.
+        let b = ConnId(2);
+        e.handle_input(t(36), Input::CtiOpened { conn: b, peer: "127.0.0.1:9".parse().unwrap(), transport: CtiTransport::Tcp });
+        while e.poll_output().is_some() {}
+        send(&mut e, t(36), b, r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#);
+        assert!(texts(&send(&mut e, t(37), b, r#"{"type":"open","id":2,"device":"rp"}"#))[0].contains("\"ok\":true"));
+    }
+}
