@@ -164,6 +164,7 @@ fn route_point_call_answered_with_dynamic_media() {
     let m = app.event("media_started");
     assert_eq!((m["local_ip"].as_str(), m["local_port"].as_u64(), m["codec"].as_str()), (Some("127.0.0.1"), Some(40000), Some("pcmu")));
     assert_eq!(m["remote_ip"], "127.0.0.1", "the caller's RTP address from its SDP: {m}");
+    app.event("call_connected"); // the caller's ACK confirmed the answer
     // The caller's scenario checked the SDP it got carries 127.0.0.1:40000, then hung up.
     expect_success(&tb, c, "caller answered by the application");
     let ended = app.event("call_ended");

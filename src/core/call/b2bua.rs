@@ -704,10 +704,18 @@ impl B2bua {
         if side != Side::A {
             return;
         }
+        let mut connected_at = None;
         if let Some(call) = self.calls.get_mut(&id) {
+            let first = !call.a.confirmed;
             call.a.confirmed = true;
             call.a_2xx = None;
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
+            if first {
+                connected_at = call.cti.as_ref().filter(|e| e.agreed.is_some()).map(|e| e.device.clone());
+            }
+        }
+        if let Some(device) = connected_at {
+            self.note(&device, id, crate::core::cti::wire::EventKind::CallConnected);
         }
     }
 
