@@ -48,6 +48,8 @@ enum Timer {
     I(ServerTxn),
     /// Timer J: non-INVITE server Completed wait, 64*T1 UDP / 0 TCP (§17.2.2).
     J(ServerTxn),
+    /// Timer L: INVITE server Accepted wait after a 2xx, 64*T1 (RFC 6026 §7.1).
+    L(ServerTxn),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +58,9 @@ enum State {
     Proceeding,
     Completed,
     Confirmed,
+    /// RFC 6026 §7.1: a 2xx was sent; retransmitted INVITEs are absorbed (the TU
+    /// retransmits the 2xx) and ACKs pass to the TU.
+    Accepted,
 }
 
 struct Server {
@@ -194,6 +199,7 @@ impl TxnLayer {
                     if s.state == State::Confirmed {
                         return Incoming::Absorbed;
                     }
+                    // Accepted: an ACK for the 2xx belongs to the TU's dialog.
                 }
             }
             return Incoming::Ack(req);
@@ -241,7 +247,7 @@ impl TxnLayer {
             self.out.push((bytes, fallback));
             return;
         };
-        if matches!(s.state, State::Completed | State::Confirmed) {
+        if matches!(s.state, State::Completed | State::Confirmed | State::Accepted) {
             return; // a final answer was already given
         }
         self.out.push((bytes.clone(), s.origin));
@@ -253,8 +259,10 @@ impl TxnLayer {
             return;
         }
         if s.invite && resp.status < 300 {
-            // 2xx ends the INVITE server transaction; the TU retransmits (§13.3.1.4).
-            self.drop_server(id);
+            // RFC 6026: Accepted until Timer L; the TU retransmits the 2xx (§13.3.1.4).
+            s.state = State::Accepted;
+            s.last = None;
+            self.timers.arm(Timer::L(id), now + t1 * 64);
             return;
         }
         s.state = State::Completed;
@@ -274,7 +282,7 @@ impl TxnLayer {
         if let Some(s) = self.servers.remove(&id) {
             self.server_keys.remove(&s.key);
         }
-        for t in [Timer::G(id), Timer::H(id), Timer::I(id), Timer::J(id)] {
+        for t in [Timer::G(id), Timer::H(id), Timer::I(id), Timer::J(id), Timer::L(id)] {
             self.timers.cancel(&t);
         }
     }
@@ -409,7 +417,7 @@ impl TxnLayer {
                         self.timers.arm(Timer::G(id), now + s.interval);
                     }
                 }
-                Timer::H(id) | Timer::I(id) | Timer::J(id) => self.drop_server(id),
+                Timer::H(id) | Timer::I(id) | Timer::J(id) | Timer::L(id) => self.drop_server(id),
             }
         }
         let _ = t1;
@@ -442,4 +450,153 @@ fn ack_for(inv: &Request, resp: &Response) -> Request {
     }
     headers.push(HeaderName::ContentLength, "0");
     Request { method: Method::Ack, uri: inv.uri.clone(), headers, body: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The transaction layer on a virtual clock: retransmission schedules, timeouts,
+    //! absorption of retransmitted requests, ACK and CANCEL matching, TCP without
+    //! retransmissions.
+    use super::*;
+    use crate::core::sip::parse_message;
+    use crate::core::sip::Message;
+
+    fn origin(tcp: bool) -> Origin {
+        Origin {
+            source: "127.0.0.1:5070".parse().unwrap(),
+            transport: if tcp { Transport::Tcp } else { Transport::Udp },
+            conn: None,
+            local: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    fn req(method: &str, branch: &str) -> Request {
+        let text = format!(
+            "{method} sip:1002@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:1001@x>;tag=a\r\nTo: <sip:1002@x>\r\nCall-ID: c1\r\nCSeq: 1 {}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            if method == "ACK" || method == "CANCEL" { "INVITE" } else { method }
+        );
+        let text = if method == "CANCEL" { text.replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL") } else if method == "ACK" { text.replace("CSeq: 1 INVITE", "CSeq: 1 ACK") } else { text };
+        match parse_message(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn resp(r: &Request, code: u16) -> Response {
+        Response::to_request(r, code, Some("t"))
+    }
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    fn sends(l: &mut TxnLayer) -> usize {
+        std::iter::from_fn(|| l.poll_transmit()).count()
+    }
+
+    /// Steps the clock to each deadline up to `until`, returning the send times.
+    fn run(l: &mut TxnLayer, until: u64) -> Vec<u64> {
+        let mut at = Vec::new();
+        while let Some(t) = l.next_timeout().filter(|t| t.as_millis() <= until) {
+            l.on_timeout(t);
+            for _ in 0..sends(l) {
+                at.push(t.as_millis());
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn invite_client_timer_a_doubles_until_timer_b() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        l.send(ms(0), ClientTxn(1), req("INVITE", "z9hG4bK1"), origin(false)).unwrap();
+        assert_eq!(sends(&mut l), 1);
+        // Timer A: 500, 1000, 2000, 4000, 8000, 16000 ms after the first send; B at 32 s.
+        assert_eq!(run(&mut l, 32_000), vec![500, 1500, 3500, 7500, 15_500, 31_500]);
+        assert!(matches!(l.poll_event(), Some(ClientEvent::Timeout(ClientTxn(1)))));
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn non_invite_client_timer_e_caps_at_t2() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        l.send(ms(0), ClientTxn(2), req("BYE", "z9hG4bK2"), origin(false)).unwrap();
+        sends(&mut l);
+        let at = run(&mut l, 32_000);
+        assert_eq!(&at[..6], &[500, 1500, 3500, 7500, 11_500, 15_500], "T1 doubling, then every T2 (4 s)");
+        assert!(matches!(l.poll_event(), Some(ClientEvent::Timeout(ClientTxn(2)))));
+    }
+
+    #[test]
+    fn over_tcp_nothing_is_retransmitted() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        l.send(ms(0), ClientTxn(3), req("INVITE", "z9hG4bK3"), origin(true)).unwrap();
+        sends(&mut l);
+        assert_eq!(run(&mut l, 40_000), Vec::<u64>::new());
+        assert!(matches!(l.poll_event(), Some(ClientEvent::Timeout(ClientTxn(3)))));
+    }
+
+    #[test]
+    fn non_2xx_to_invite_is_acked_by_the_transaction_and_absorbed_when_repeated() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let inv = req("INVITE", "z9hG4bK4");
+        l.send(ms(0), ClientTxn(4), inv.clone(), origin(false)).unwrap();
+        sends(&mut l);
+        assert!(l.on_response(ms(10), resp(&inv, 486)).is_none());
+        let ack = l.poll_transmit().unwrap().0;
+        assert!(ack.starts_with(b"ACK sip:1002@127.0.0.1 SIP/2.0"), "{}", String::from_utf8_lossy(&ack));
+        assert!(String::from_utf8_lossy(&ack).contains("branch=z9hG4bK4"));
+        assert!(matches!(l.poll_event(), Some(ClientEvent::Response(ClientTxn(4), r)) if r.status == 486));
+        // The repeated 486 is ACKed again, not passed up.
+        assert!(l.on_response(ms(600), resp(&inv, 486)).is_none());
+        assert_eq!(sends(&mut l), 1);
+        assert!(l.poll_event().is_none());
+    }
+
+    #[test]
+    fn server_absorbs_retransmissions_and_matches_ack_and_cancel() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let inv = req("INVITE", "z9hG4bK5");
+        let Incoming::New(stx, _) = l.on_request(ms(0), inv.clone(), origin(false)) else { panic!() };
+        l.respond(ms(1), stx, &resp(&inv, 180), origin(false));
+        assert_eq!(sends(&mut l), 1);
+        // A retransmitted INVITE gets the last provisional again.
+        assert!(matches!(l.on_request(ms(500), inv.clone(), origin(false)), Incoming::Absorbed));
+        assert_eq!(sends(&mut l), 1);
+        // CANCEL matches the INVITE transaction.
+        match l.on_request(ms(600), req("CANCEL", "z9hG4bK5"), origin(false)) {
+            Incoming::Cancel { invite, .. } => assert_eq!(invite, Some(stx)),
+            other => panic!("{other:?}"),
+        }
+        // Final 487: retransmitted on Timer G until the ACK, which is absorbed.
+        l.respond(ms(700), stx, &resp(&inv, 487), origin(false));
+        sends(&mut l);
+        // Timer G: T1 after the 487, then doubling (1000 ms).
+        assert_eq!(run(&mut l, 2_250), vec![1_200, 2_200]);
+        assert!(matches!(l.on_request(ms(2_300), req("ACK", "z9hG4bK5"), origin(false)), Incoming::Absorbed));
+        assert_eq!(run(&mut l, 60_000), Vec::<u64>::new(), "no more retransmissions after the ACK");
+    }
+
+    #[test]
+    fn after_a_2xx_a_retransmitted_invite_is_not_a_new_call() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let inv = req("INVITE", "z9hG4bK6");
+        let Incoming::New(stx, _) = l.on_request(ms(0), inv.clone(), origin(false)) else { panic!() };
+        l.respond(ms(5), stx, &resp(&inv, 200), origin(false));
+        sends(&mut l);
+        assert!(matches!(l.on_request(ms(400), inv.clone(), origin(false)), Incoming::Absorbed), "RFC 6026 Accepted");
+        assert!(matches!(l.on_request(ms(450), req("ACK", "z9hG4bK6"), origin(false)), Incoming::Ack(_)), "the 2xx ACK goes to the TU");
+        l.on_timeout(ms(5 + 32_000));
+        assert!(l.is_empty(), "Timer L ends it");
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let mut l = TxnLayer::new(SipTimers::default(), 2);
+        for (i, b) in ["z9hG4bKa", "z9hG4bKb"].iter().enumerate() {
+            assert!(matches!(l.on_request(ms(i as u64), req("OPTIONS", b), origin(false)), Incoming::New(..)));
+        }
+        assert!(matches!(l.on_request(ms(3), req("OPTIONS", "z9hG4bKc"), origin(false)), Incoming::Overloaded(_)));
+        assert_eq!(l.send(ms(3), ClientTxn(9), req("BYE", "z9hG4bKd"), origin(false)), Err(SendError::Capacity));
+    }
 }
