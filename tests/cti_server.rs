@@ -398,3 +398,26 @@ fn cti_port_media_static_at_open_or_dynamic_per_call() {
     let r = app.request(json!({"type":"open","device":"rp-2000","media":{"ip":"127.0.0.1","port":40000}}));
     assert_eq!(r["error"]["code"], "bad_field", "{r}");
 }
+
+#[test]
+fn a_controlled_phone_line_is_watched_held_resumed_and_dropped() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["phone-1004"]);
+    let phone = callee(&tb, "callee_hold.xml", "1004");
+    let c = caller(&tb, "caller_call_wait_bye.xml", "1004", &[]);
+    let offered = app.event("call_offered");
+    assert_eq!((offered["device"].as_str(), offered["from"].as_str()), (Some("phone-1004"), Some("1001")), "{offered}");
+    let call = offered["call"].as_str().unwrap().to_string();
+    app.event("call_connected");
+    // Hold and resume by re-INVITE toward the phone (it checks a=sendonly, then a=sendrecv).
+    app.ok(json!({"type":"hold","call":call}));
+    app.event("call_held");
+    app.ok(json!({"type":"unhold","call":call}));
+    app.event("call_resumed");
+    // Drop: both parties get a BYE.
+    app.ok(json!({"type":"drop","call":call}));
+    assert_eq!(app.event("call_ended")["reason"], "dropped");
+    expect_success(&tb, c, "caller hung up by the application");
+    expect_success(&tb, phone, "phone held, resumed and hung up by the application");
+    assert_eq!(status(&tb)["calls"], 0);
+}
