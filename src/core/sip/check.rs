@@ -82,7 +82,14 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
             return Err(Rejection::new(400, format!("Missing {name} Header")));
         }
     }
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq, HeaderName::MaxForwards, HeaderName::ContentType] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentType,
+    ] {
         if h.count(&name) > 1 {
             return Err(Rejection::new(400, format!("Multiple {name} Headers")));
         }
@@ -118,7 +125,8 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
         let Some(ct) = req.content_type().map_err(bad)? else {
             return Err(Rejection::new(400, "Missing Content-Type Header"));
         };
-        if !policy.content_types.iter().any(|t| t.split_once('/').is_some_and(|(a, b)| ct.is(a, b) && ct.mtype != "*")) {
+        if !policy.content_types.iter().any(|t| t.split_once('/').is_some_and(|(a, b)| ct.is(a, b) && ct.mtype != "*"))
+        {
             return Err(Rejection::new(415, reason_phrase(415)).with(HeaderName::Accept, accept()));
         }
         let encodings = req.tokens(HeaderName::ContentEncoding).map_err(bad)?;
@@ -128,7 +136,8 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
     }
     if req.method == Method::Invite && h.count(&HeaderName::Accept) > 0 {
         let list = h.list(&HeaderName::Accept).map_err(bad)?;
-        let sdp_ok = list.iter().any(|a| super::headers::MediaType::parse(a).is_some_and(|m| m.is("application", "sdp")));
+        let sdp_ok =
+            list.iter().any(|a| super::headers::MediaType::parse(a).is_some_and(|m| m.is("application", "sdp")));
         if !list.is_empty() && !sdp_ok {
             return Err(Rejection::new(406, reason_phrase(406)).with(HeaderName::Accept, "application/sdp".into()));
         }
@@ -183,7 +192,12 @@ pub fn answer_unparsable(bytes: &[u8], err: &ParseError, to_tag: &str) -> Unpars
     let mut headers = Headers::default();
     for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
         let mut found = false;
-        for h in raw.iter().filter(|h| h.name == name && !h.value.is_empty() && h.value.len() <= crate::limits::SIP_MAX_LINE && !h.value.chars().any(|c| c.is_control() && c != '\t')) {
+        for h in raw.iter().filter(|h| {
+            h.name == name
+                && !h.value.is_empty()
+                && h.value.len() <= crate::limits::SIP_MAX_LINE
+                && !h.value.chars().any(|c| c.is_control() && c != '\t')
+        }) {
             if found && name != HeaderName::Via {
                 break;
             }

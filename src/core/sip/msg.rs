@@ -151,7 +151,9 @@ pub trait SipHeaders {
     fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         match self.headers().get(&HeaderName::MaxForwards) {
             None => Ok(None),
-            Some(v) => text::parse_u64(v, 255).map(|n| Some(n as u8)).ok_or(ParseError::BadHeader(HeaderName::MaxForwards)),
+            Some(v) => {
+                text::parse_u64(v, 255).map(|n| Some(n as u8)).ok_or(ParseError::BadHeader(HeaderName::MaxForwards))
+            }
         }
     }
     fn content_length(&self) -> Result<Option<usize>, ParseError> {
@@ -240,7 +242,8 @@ mod tests {
 
     #[test]
     fn messages_survive_postcard_for_replication() {
-        let raw = b"REGISTER sip:[2001:db8::1]:5070;transport=tcp SIP/2.0\r\nv: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKx\r\n\
+        let raw =
+            b"REGISTER sip:[2001:db8::1]:5070;transport=tcp SIP/2.0\r\nv: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKx\r\n\
 f: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\ni: x@y\r\nCSeq: 2 REGISTER\r\nm: *\r\nX-Odd: v\r\nl: 3\r\n\r\nabc";
         let m = parse_message(raw).unwrap();
         let bytes = postcard::to_allocvec(&m).unwrap();

@@ -176,7 +176,14 @@ impl TransactionLayer {
     }
 
     /// Creates a transaction, indexes it and counts it; refuses past the bound.
-    pub(super) fn create(&mut self, invite: bool, peer: Peer, request: Request, key: String, server: bool) -> Result<TxId, TxError> {
+    pub(super) fn create(
+        &mut self,
+        invite: bool,
+        peer: Peer,
+        request: Request,
+        key: String,
+        server: bool,
+    ) -> Result<TxId, TxError> {
         if self.txs.len() >= self.max {
             self.stats.refused_capacity += 1;
             return Err(TxError::Capacity);
