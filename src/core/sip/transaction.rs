@@ -114,6 +114,9 @@ impl Peer {
 pub struct Transmit {
     pub peer: Peer,
     pub bytes: Vec<u8>,
+    /// The transaction it belongs to, so a send failure can be reported back with
+    /// `handle_transport_error`; `None` for stateless sends.
+    pub tx: Option<TxId>,
 }
 
 /// What the layer tells the transaction user.

@@ -27,7 +27,7 @@ impl TransactionLayer {
         let invite = request.method == Method::Invite;
         let tx = self.create(invite, peer, request, key, false)?;
         let bytes = self.txs[&tx].request_bytes.clone();
-        self.send(peer, bytes);
+        self.send(tx, peer, bytes);
         let (retransmit, timeout) = if invite { (TimerKind::A, TimerKind::B) } else { (TimerKind::E, TimerKind::F) };
         if !peer.reliable() {
             self.arm(now, tx, retransmit, self.cfg.t1);
@@ -89,7 +89,7 @@ impl TransactionLayer {
                 let peer = t.peer;
                 self.disarm(tx, TimerKind::A);
                 self.disarm(tx, TimerKind::B);
-                self.send(peer, ack);
+                self.send(tx, peer, ack);
                 self.events.push_back(TxEvent::Response { tx, response });
                 let d = if peer.reliable() { Duration::ZERO } else { Duration::from_secs(32).max(self.cfg.timeout()) };
                 self.linger(now, tx, TimerKind::D, d);
@@ -101,7 +101,7 @@ impl TransactionLayer {
             (Kind::InviteClient, State::Completed) if status >= 300 => {
                 let (peer, ack) = (t.peer, t.ack_bytes.clone().unwrap_or_default());
                 self.stats.retransmissions_absorbed += 1;
-                self.send(peer, ack);
+                self.send(tx, peer, ack);
             }
             (Kind::NonInviteClient, State::Trying | State::Proceeding) if status < 200 => {
                 t.state = State::Proceeding;
@@ -133,7 +133,7 @@ impl TransactionLayer {
                 t.interval = next;
                 let (peer, bytes) = (t.peer, t.request_bytes.clone());
                 self.stats.retransmissions_sent += 1;
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
                 self.arm(now, tx, timer, next);
             }
             TimerKind::B | TimerKind::F => {

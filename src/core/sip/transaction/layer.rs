@@ -106,7 +106,7 @@ impl TransactionLayer {
 
     /// Sends bytes outside any transaction (ACK for 2xx, a stateless 503 or 400).
     pub fn send_stateless(&mut self, peer: Peer, bytes: Vec<u8>) {
-        self.transmits.push_back(Transmit { peer, bytes });
+        self.transmits.push_back(Transmit { peer, bytes, tx: None });
     }
 
     /// A request from the transport (parsed, and passed `check_request` or about to
@@ -253,8 +253,8 @@ impl TransactionLayer {
         self.events.push_back(TxEvent::Terminated { tx });
     }
 
-    pub(super) fn send(&mut self, peer: Peer, bytes: Vec<u8>) {
-        self.transmits.push_back(Transmit { peer, bytes });
+    pub(super) fn send(&mut self, tx: TxId, peer: Peer, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit { peer, bytes, tx: Some(tx) });
     }
 }
 

@@ -19,7 +19,7 @@ impl TransactionLayer {
             let trying = Response::to_request(&t.request, 100, None).to_bytes();
             t.last_response = Some(trying.clone());
             let peer = t.peer;
-            self.send(peer, trying);
+            self.send(tx, peer, trying);
         }
     }
 
@@ -34,34 +34,34 @@ impl TransactionLayer {
         match (t.kind, t.state) {
             (Kind::InviteServer, State::Proceeding) if status < 200 => {
                 t.last_response = Some(bytes.clone());
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
             }
             (Kind::InviteServer, State::Proceeding) if status < 300 => {
                 t.state = State::Accepted;
                 t.last_response = None;
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
                 self.arm(now, tx, TimerKind::L, self.cfg.timeout());
             }
             (Kind::InviteServer, State::Proceeding) => {
                 t.state = State::Completed;
                 t.last_response = Some(bytes.clone());
                 t.interval = self.cfg.t1;
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
                 if !reliable {
                     self.arm(now, tx, TimerKind::G, self.cfg.t1);
                 }
                 self.arm(now, tx, TimerKind::H, self.cfg.timeout());
             }
-            (Kind::InviteServer, State::Accepted) if (200..300).contains(&status) => self.send(peer, bytes),
+            (Kind::InviteServer, State::Accepted) if (200..300).contains(&status) => self.send(tx, peer, bytes),
             (Kind::NonInviteServer, State::Trying | State::Proceeding) if status < 200 => {
                 t.state = State::Proceeding;
                 t.last_response = Some(bytes.clone());
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
             }
             (Kind::NonInviteServer, State::Trying | State::Proceeding) => {
                 t.state = State::Completed;
                 t.last_response = Some(bytes.clone());
-                self.send(peer, bytes);
+                self.send(tx, peer, bytes);
                 let j = if reliable { Duration::ZERO } else { self.cfg.timeout() };
                 self.linger(now, tx, TimerKind::J, j);
             }
@@ -94,7 +94,7 @@ impl TransactionLayer {
                 self.stats.retransmissions_absorbed += 1;
                 if let Some(bytes) = last {
                     self.stats.retransmissions_sent += 1;
-                    self.send(peer, bytes);
+                    self.send(tx, peer, bytes);
                 }
             }
             _ => self.stats.retransmissions_absorbed += 1,
@@ -109,7 +109,7 @@ impl TransactionLayer {
                 t.interval = next;
                 let (peer, last) = (t.peer, t.last_response.clone().unwrap_or_default());
                 self.stats.retransmissions_sent += 1;
-                self.send(peer, last);
+                self.send(tx, peer, last);
                 self.arm(now, tx, TimerKind::G, next);
             }
             TimerKind::H => {
