@@ -410,3 +410,87 @@ fn client_requires_branch_and_refuses_ack() {
     assert_eq!(l.send_request(Time::ZERO, udp(UA), request("OPTIONS", "", "")), Err(TxError::Malformed("branch")));
     assert_eq!(l.send_request(Time::ZERO, udp(UA), request("ACK", ";branch=z9hG4bKx", "")), Err(TxError::WrongState));
 }
+
+/// Two layers on one virtual clock over a lossy UDP link: the `drop` pattern says
+/// which datagrams (by send order) are lost. The server TU answers every new request
+/// with `status` at once; returns the events each TU saw.
+fn lossy_exchange(method: &str, status: u16, drop: &[usize]) -> (Vec<TxEvent>, Vec<TxEvent>, u64) {
+    let (mut c, mut s) = (layer(), layer());
+    let (c_addr, s_addr) = ("192.0.2.10:5060", "192.0.2.20:5060");
+    let req = request(method, ";branch=z9hG4bKlossy", "");
+    c.send_request(Time::ZERO, udp(s_addr), req).unwrap();
+    let (mut c_events, mut s_events, mut sent, mut now) = (Vec::new(), Vec::new(), 0usize, Time::ZERO);
+    for _ in 0..1000 {
+        let mut moved = false;
+        while let Some(t) = c.poll_transmit() {
+            moved = true;
+            sent += 1;
+            if !drop.contains(&sent) {
+                match parse_message(&t.bytes).unwrap() {
+                    Message::Request(r) => s.handle_request(now, udp(c_addr), r).unwrap(),
+                    Message::Response(r) => c.handle_response(now, r),
+                }
+            }
+        }
+        while let Some(t) = s.poll_transmit() {
+            moved = true;
+            sent += 1;
+            if !drop.contains(&sent) {
+                let Message::Response(r) = parse_message(&t.bytes).unwrap() else { panic!() };
+                c.handle_response(now, r);
+            }
+        }
+        while let Some(e) = s.poll_event() {
+            moved = true;
+            if let TxEvent::Request { tx: Some(tx), request, .. } = &e {
+                s.send_response(now, *tx, response(request, status, Some("srv"))).unwrap();
+            }
+            s_events.push(e);
+        }
+        while let Some(e) = c.poll_event() {
+            moved = true;
+            c_events.push(e);
+        }
+        if moved {
+            continue;
+        }
+        let next = [c.poll_timeout(), s.poll_timeout()].into_iter().flatten().min();
+        let Some(next) = next else { break };
+        now = next;
+        c.handle_timeout(now);
+        s.handle_timeout(now);
+    }
+    assert!(c.is_empty() && s.is_empty(), "both sides clean up");
+    (c_events, s_events, now.as_millis())
+}
+
+fn statuses(events: &[TxEvent]) -> Vec<u16> {
+    events
+        .iter()
+        .filter_map(|e| if let TxEvent::Response { response, .. } = e { Some(response.status) } else { None })
+        .collect()
+}
+
+#[test]
+fn lossy_link_non_invite_delivers_once() {
+    // Lost: the request, its first retransmission, and the first 200.
+    let (c, s, _) = lossy_exchange("OPTIONS", 200, &[1, 2, 4]);
+    assert_eq!(statuses(&c), vec![200]);
+    assert_eq!(s.iter().filter(|e| matches!(e, TxEvent::Request { .. })).count(), 1);
+}
+
+#[test]
+fn lossy_link_invite_rejection_is_acked_once_delivered() {
+    // Lost: the INVITE, then the 486 and its first Timer G retransmission.
+    let (c, s, _) = lossy_exchange("INVITE", 486, &[1, 4, 5]);
+    assert_eq!(statuses(&c), vec![100, 486]);
+    assert!(!s.iter().any(|e| matches!(e, TxEvent::Timeout { .. })), "the server saw an ACK in time");
+}
+
+#[test]
+fn dead_link_times_out_with_timer_b() {
+    let (c, s, end) = lossy_exchange("INVITE", 200, &(1..100).collect::<Vec<_>>());
+    assert!(matches!(c[0], TxEvent::Timeout { timer: TimerKind::B, .. }));
+    assert!(s.is_empty());
+    assert_eq!(end, 32_000);
+}
