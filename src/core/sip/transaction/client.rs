@@ -38,7 +38,9 @@ impl TransactionLayer {
 
     /// Cancels an INVITE client transaction (RFC 3261 §9.1). In Proceeding the CANCEL
     /// goes now and its own transaction id is returned; in Calling it is held until
-    /// the first provisional response (`Ok(None)`), as §9.1 requires.
+    /// the first provisional response (`Ok(None)`), as §9.1 requires; its responses
+    /// then arrive under a transaction id the TU has not seen, and may be ignored. A
+    /// final response to the INVITE still arrives on `tx` (487 or a racing 2xx).
     pub fn cancel(&mut self, now: Time, tx: TxId) -> Result<Option<TxId>, TxError> {
         let t = self.txs.get_mut(&tx).ok_or(TxError::NoTransaction)?;
         if t.kind != Kind::InviteClient {
