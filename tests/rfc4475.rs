@@ -24,8 +24,8 @@ fn expect(file: &str) -> Expect {
         | "dblreq.dat" | "semiuri.dat" | "transports.dat" | "mpart01.dat" | "unreason.dat" | "noreason.dat" => Accept,
         // Tolerated variants RFC 4475 allows: extra SP in the request line, opaque Date.
         "lwsstart.dat" | "trws.dat" | "baddate.dat" => Accept,
-        "badinv01.dat" | "ncl.dat" | "scalar02.dat" | "quotbal.dat" | "ltgtruri.dat" | "lwsruri.dat" | "escruri.dat"
-        | "regbadct.dat" | "badaspec.dat" | "baddn.dat" | "mcl01.dat" => ParseReject(400),
+        "badinv01.dat" | "ncl.dat" | "scalar02.dat" | "quotbal.dat" | "ltgtruri.dat" | "lwsruri.dat"
+        | "escruri.dat" | "regbadct.dat" | "badaspec.dat" | "baddn.dat" | "mcl01.dat" => ParseReject(400),
         // No SIP version, no Via or CSeq: nothing to answer with.
         "test.dat" => Discard,
         "badvers.dat" => ParseReject(505),
@@ -83,7 +83,8 @@ fn outcome(bytes: &[u8]) -> (Expect, Option<Message>) {
 
 fn round_trip(m: &Message) {
     let printed = m.to_bytes();
-    let again = parse_message(&printed).unwrap_or_else(|e| panic!("reprint fails: {e}\n{}", String::from_utf8_lossy(&printed)));
+    let again =
+        parse_message(&printed).unwrap_or_else(|e| panic!("reprint fails: {e}\n{}", String::from_utf8_lossy(&printed)));
     assert_eq!(&again, m);
 }
 

@@ -22,9 +22,40 @@ impl Rng {
 }
 
 const INTERESTING: &[&[u8]] = &[
-    b"\r\n", b"\r\n ", b" ", b"\t", b":", b";", b",", b"\"", b"\\", b"<", b">", b"[", b"]", b"@", b"%", b"%0",
-    b"=", b"/", b"?", b"SIP/2.0", b"sip:", b"tel:", b";tag=", b";branch=z9hG4bK", b"\0", b"\xff", b"\xc3", b"99999999999",
-    b"-1", b"[::1]", b"Content-Length: 5\r\n", b"l: 0\r\n", b"v: SIP/2.0/UDP h\r\n", b"*",
+    b"\r\n",
+    b"\r\n ",
+    b" ",
+    b"\t",
+    b":",
+    b";",
+    b",",
+    b"\"",
+    b"\\",
+    b"<",
+    b">",
+    b"[",
+    b"]",
+    b"@",
+    b"%",
+    b"%0",
+    b"=",
+    b"/",
+    b"?",
+    b"SIP/2.0",
+    b"sip:",
+    b"tel:",
+    b";tag=",
+    b";branch=z9hG4bK",
+    b"\0",
+    b"\xff",
+    b"\xc3",
+    b"99999999999",
+    b"-1",
+    b"[::1]",
+    b"Content-Length: 5\r\n",
+    b"l: 0\r\n",
+    b"v: SIP/2.0/UDP h\r\n",
+    b"*",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
@@ -87,8 +118,13 @@ pub fn property(data: &[u8]) {
     match parse_message(data) {
         Ok(m) => {
             let printed = m.to_bytes();
-            let again = parse_message(&printed)
-                .unwrap_or_else(|e| panic!("reprint fails: {e}\n{:?}\n{:?}", String::from_utf8_lossy(data), String::from_utf8_lossy(&printed)));
+            let again = parse_message(&printed).unwrap_or_else(|e| {
+                panic!(
+                    "reprint fails: {e}\n{:?}\n{:?}",
+                    String::from_utf8_lossy(data),
+                    String::from_utf8_lossy(&printed)
+                )
+            });
             assert_eq!(again, m, "round trip differs for {:?}", String::from_utf8_lossy(data));
             if let Message::Request(r) = &m {
                 if let Err(rej) = check_request(r) {

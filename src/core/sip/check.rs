@@ -82,7 +82,14 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
             return Err(Rejection::new(400, format!("Missing {name} Header")));
         }
     }
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq, HeaderName::MaxForwards, HeaderName::ContentType] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::MaxForwards,
+        HeaderName::ContentType,
+    ] {
         if h.count(&name) > 1 {
             return Err(Rejection::new(400, format!("Multiple {name} Headers")));
         }
@@ -118,7 +125,8 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
         let Some(ct) = req.content_type().map_err(bad)? else {
             return Err(Rejection::new(400, "Missing Content-Type Header"));
         };
-        if !policy.content_types.iter().any(|t| t.split_once('/').is_some_and(|(a, b)| ct.is(a, b) && ct.mtype != "*")) {
+        if !policy.content_types.iter().any(|t| t.split_once('/').is_some_and(|(a, b)| ct.is(a, b) && ct.mtype != "*"))
+        {
             return Err(Rejection::new(415, reason_phrase(415)).with(HeaderName::Accept, accept()));
         }
         let encodings = req.tokens(HeaderName::ContentEncoding).map_err(bad)?;
@@ -128,7 +136,8 @@ pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Reje
     }
     if req.method == Method::Invite && h.count(&HeaderName::Accept) > 0 {
         let list = h.list(&HeaderName::Accept).map_err(bad)?;
-        let sdp_ok = list.iter().any(|a| super::headers::MediaType::parse(a).is_some_and(|m| m.is("application", "sdp")));
+        let sdp_ok =
+            list.iter().any(|a| super::headers::MediaType::parse(a).is_some_and(|m| m.is("application", "sdp")));
         if !list.is_empty() && !sdp_ok {
             return Err(Rejection::new(406, reason_phrase(406)).with(HeaderName::Accept, "application/sdp".into()));
         }
@@ -183,7 +192,12 @@ pub fn answer_unparsable(bytes: &[u8], err: &ParseError, to_tag: &str) -> Unpars
     let mut headers = Headers::default();
     for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
         let mut found = false;
-        for h in raw.iter().filter(|h| h.name == name && !h.value.is_empty() && h.value.len() <= crate::limits::SIP_MAX_LINE && !h.value.chars().any(|c| c.is_control() && c != '\t')) {
+        for h in raw.iter().filter(|h| {
+            h.name == name
+                && !h.value.is_empty()
+                && h.value.len() <= crate::limits::SIP_MAX_LINE
+                && !h.value.chars().any(|c| c.is_control() && c != '\t')
+        }) {
             if found && name != HeaderName::Via {
                 break;
             }
@@ -201,4 +215,69 @@ pub fn answer_unparsable(bytes: &[u8], err: &ParseError, to_tag: &str) -> Unpars
     }
     headers.push(HeaderName::ContentLength, "0");
     Unparsable::Answer(Response { status: err.status(), reason: err.to_string(), headers, body: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sip::{parse_message, Message};
+
+    fn req(extra: &str, body: &str) -> Request {
+        let text = format!(
+            "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n\
+From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}\
+Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match parse_message(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn code(r: &Request) -> Option<u16> {
+        check_request(r).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn message_level_rejections() {
+        assert_eq!(code(&req("", "")), None);
+        assert_eq!(code(&req("Content-Type: application/sdp\r\n", "v=0\r\n")), None);
+        assert_eq!(code(&req("", "v=0\r\n")), Some(400), "body without Content-Type");
+        assert_eq!(code(&req("Content-Type: application/sdp\r\nContent-Encoding: gzip\r\n", "x")), Some(415));
+        assert_eq!(code(&req("Content-Type: Application/SDP\r\nContent-Encoding: identity\r\n", "x")), None);
+        let mut r = req("", "");
+        r.headers.set(HeaderName::MaxForwards, "0");
+        assert_eq!(code(&r), Some(483));
+        r.method = Method::Options;
+        r.headers.set(HeaderName::CSeq, "1 OPTIONS");
+        assert_eq!(code(&r), None, "a UAS answers OPTIONS with Max-Forwards 0 itself");
+        assert_eq!(code(&req("Require: replaces\r\n", "")), None);
+        let rej = check_request(&req("Require: 100rel, foo\r\n", "")).unwrap_err();
+        assert_eq!(rej.header.unwrap().value, "100rel, foo");
+        assert_eq!(code(&req("Accept: application/sdp, text/plain\r\n", "")), None);
+        assert_eq!(code(&req("Accept: text/plain\r\n", "")), Some(406));
+    }
+
+    #[test]
+    fn rejection_response_carries_extra_header_and_tag() {
+        let r = req("Require: foo\r\n", "");
+        let resp = check_request(&r).unwrap_err().response(&r, "t9");
+        let wire = String::from_utf8(resp.to_bytes()).unwrap();
+        assert!(wire.starts_with("SIP/2.0 420 Bad Extension\r\n"));
+        assert!(wire.contains("\r\nTo: <sip:bob@example.com>;tag=t9\r\n"));
+        assert!(wire.ends_with("Unsupported: foo\r\nContent-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn unparsable_responses_and_headerless_requests_are_dropped() {
+        let e = ParseError::BadStatusCode;
+        assert_eq!(answer_unparsable(b"SIP/2.0 2000 OK\r\n\r\n", &e, "t"), Unparsable::Drop);
+        assert_eq!(answer_unparsable(b"INVITE x\r\nTo: a\r\n\r\n", &e, "t"), Unparsable::Drop);
+        assert_eq!(answer_unparsable(b"", &e, "t"), Unparsable::Drop);
+        let bytes = b"BAD\r\nv: SIP/2.0/UDP h\r\nf: a\r\nt: b\r\ni: c\r\nCSeq: 1 X\r\n\r\n";
+        let Unparsable::Answer(r) = answer_unparsable(bytes, &ParseError::BadRequestLine, "t") else { panic!() };
+        assert_eq!(r.status, 400);
+        assert_eq!(r.headers.get(&HeaderName::To), Some("b;tag=t"));
+    }
 }

@@ -277,7 +277,10 @@ impl AuthParams {
             let (n, v) = part.split_once('=')?;
             let (n, v) = (n.trim_matches(text::is_ws_char), v.trim_matches(text::is_ws_char));
             let quoted_ok = v.starts_with('"') && text::quoted_len(v) == Some(v.len());
-            if !is_token_str(n) || !(quoted_ok || v.bytes().all(|b| is_token(b) || b == b'/' || b == b':')) || v.is_empty() {
+            if !is_token_str(n)
+                || !(quoted_ok || v.bytes().all(|b| is_token(b) || b == b'/' || b == b':'))
+                || v.is_empty()
+            {
                 return None;
             }
             params.push((n.to_string(), v.to_string()));
@@ -371,11 +374,15 @@ mod tests {
         let v = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239").unwrap();
         assert_eq!(v.host, Host::V4("192.168.255.111".parse().unwrap()));
         assert_eq!(v.branch(), Some("z9hG4bK30239"));
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255").unwrap();
+        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255")
+            .unwrap();
         assert_eq!(v.port, Some(6050));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), Some("2001:db8::9:255"));
-        assert_eq!(v.to_string(), "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255");
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111;rport;received=2001:db8::9:255"
+        );
         let v = Via::parse("SIP/2.0/tcp host : 5070 ;rport=1234").unwrap();
         assert_eq!((v.port, v.rport()), (Some(5070), Some(Some(1234))));
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;,;,,").is_none());

@@ -151,7 +151,9 @@ pub trait SipHeaders {
     fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
         match self.headers().get(&HeaderName::MaxForwards) {
             None => Ok(None),
-            Some(v) => text::parse_u64(v, 255).map(|n| Some(n as u8)).ok_or(ParseError::BadHeader(HeaderName::MaxForwards)),
+            Some(v) => {
+                text::parse_u64(v, 255).map(|n| Some(n as u8)).ok_or(ParseError::BadHeader(HeaderName::MaxForwards))
+            }
         }
     }
     fn content_length(&self) -> Result<Option<usize>, ParseError> {
@@ -230,5 +232,37 @@ impl SipHeaders for Response {
 impl SipHeaders for Message {
     fn headers(&self) -> &Headers {
         Message::headers(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sip::parse_message;
+
+    #[test]
+    fn messages_survive_postcard_for_replication() {
+        let raw =
+            b"REGISTER sip:[2001:db8::1]:5070;transport=tcp SIP/2.0\r\nv: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bKx\r\n\
+f: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\ni: x@y\r\nCSeq: 2 REGISTER\r\nm: *\r\nX-Odd: v\r\nl: 3\r\n\r\nabc";
+        let m = parse_message(raw).unwrap();
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        let back: Message = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.contact().unwrap(), Some(crate::core::sip::Contact::Star));
+        assert_eq!(back.body(), b"abc");
+    }
+
+    #[test]
+    fn header_list_edits() {
+        let mut h = Headers::default();
+        h.push(HeaderName::Via, "a");
+        h.push(HeaderName::Via, "b, c");
+        h.push(HeaderName::Allow, "INVITE");
+        assert_eq!(h.list(&HeaderName::Via).unwrap(), vec!["a", "b", "c"]);
+        h.set(HeaderName::Via, "z");
+        assert_eq!(h.get_all(&HeaderName::Via).collect::<Vec<_>>(), vec!["z"]);
+        h.remove(&HeaderName::Allow);
+        assert_eq!(h.len(), 1);
     }
 }

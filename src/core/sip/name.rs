@@ -103,7 +103,9 @@ impl HeaderName {
             if let Some((h, _, _)) = KNOWN.iter().find(|(_, _, k)| *k == Some(c)) {
                 return h.clone();
             }
-        } else if let Some((h, _, _)) = KNOWN.iter().find(|(_, s, _)| s.len() == b.len() && s.eq_ignore_ascii_case(name)) {
+        } else if let Some((h, _, _)) =
+            KNOWN.iter().find(|(_, s, _)| s.len() == b.len() && s.eq_ignore_ascii_case(name))
+        {
             return h.clone();
         }
         HeaderName::Other(name.to_string())
@@ -115,9 +117,28 @@ impl HeaderName {
         use HeaderName::*;
         matches!(
             self,
-            Accept | AcceptEncoding | AcceptLanguage | AlertInfo | Allow | AllowEvents | CallInfo | Contact
-                | ContentEncoding | ContentLanguage | ErrorInfo | InReplyTo | Path | ProxyRequire | Reason
-                | RecordRoute | Require | Route | Supported | Unsupported | Via | Warning
+            Accept
+                | AcceptEncoding
+                | AcceptLanguage
+                | AlertInfo
+                | Allow
+                | AllowEvents
+                | CallInfo
+                | Contact
+                | ContentEncoding
+                | ContentLanguage
+                | ErrorInfo
+                | InReplyTo
+                | Path
+                | ProxyRequire
+                | Reason
+                | RecordRoute
+                | Require
+                | Route
+                | Supported
+                | Unsupported
+                | Via
+                | Warning
         )
     }
 

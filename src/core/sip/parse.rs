@@ -165,7 +165,10 @@ fn check_version(version: &str) -> Result<(), ParseError> {
     }
     match version.split_once('.') {
         Some((a, b))
-            if !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit()) =>
+            if !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit()) =>
         {
             Err(ParseError::BadVersion)
         }
@@ -176,7 +179,8 @@ fn check_version(version: &str) -> Result<(), ParseError> {
 fn parse_request_line(line: &str) -> Result<(Method, Uri), ParseError> {
     // Tolerates runs of SP and trailing SP (RFC 4475 §3.1.2.9/10 allow either way).
     let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(uri), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ParseError::BadRequestLine);
     };
     let method = Method::parse(method).ok_or(ParseError::BadMethod)?;

@@ -83,7 +83,16 @@ impl Request {
     /// A new request with the mandatory headers in the usual order (RFC 3261 §8.1.1).
     /// `via` is the full Via value (with branch), `from`/`to` full name-addr values.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(method: Method, uri: Uri, via: &str, from: &str, to: &str, call_id: &str, cseq: u32, max_forwards: u8) -> Request {
+    pub fn new(
+        method: Method,
+        uri: Uri,
+        via: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        cseq: u32,
+        max_forwards: u8,
+    ) -> Request {
         let mut headers = Headers::default();
         headers.push(HeaderName::Via, via);
         headers.push(HeaderName::MaxForwards, max_forwards.to_string());

@@ -12,7 +12,8 @@ pub fn is_token(b: u8) -> bool {
 
 /// `word` characters (Call-ID).
 pub fn is_word(b: u8) -> bool {
-    is_token(b) || matches!(b, b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}')
+    is_token(b)
+        || matches!(b, b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}')
 }
 
 pub fn is_ws(b: u8) -> bool {

@@ -104,7 +104,10 @@ pub enum Uri {
     Sip(SipUri),
     Tel(TelUri),
     /// Another scheme, kept opaque (`scheme:rest`).
-    Other { scheme: String, rest: String },
+    Other {
+        scheme: String,
+        rest: String,
+    },
 }
 
 impl Uri {
