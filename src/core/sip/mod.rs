@@ -1,16 +1,16 @@
-//! The SIP message layer (RFC 3261 §7, §19, §20, §25) and transaction layer (§17):
-//! parsing, printing, typed header values, message-level checks, and the pure
-//! transaction state machines. Owns no dialogs, registrations or calls.
+//! The SIP message layer (RFC 3261 §7, §19, §20, §25), the transaction layer (§17,
+//! txn.rs) and the registrar (§10, registrar.rs): parsing, printing, typed header
+//! values, message-level checks, and pure state machines. Dialogs and calls are in
+//! `core::call`.
 //!
-//! How the engine uses it, per `Input::Sip { bytes, .. }`:
+//! How the engine uses it (core/endpoint.rs), per `Input::Sip { bytes, .. }`:
 //! 1. `parse_message(&bytes)`; on `Err(e)`: `answer_unparsable(&bytes, &e, tag)` gives
 //!    a 400/505 to send statelessly, or `Unparsable::Drop` (count it).
-//! 2. A request: `check_request(&req)`; on `Err(rej)` send `rej.response(&req, tag)`
-//!    (through the transaction layer, so retransmissions are absorbed).
-//! 3. `TransactionLayer::handle_request` / `handle_response`; `Err(TxError::Capacity)`
-//!    means answer 503 with `send_stateless`. Then drain `poll_transmit` into
-//!    `Output::Transmit`, `poll_event` into the TU, and fold `poll_timeout` into the
-//!    engine's own; on `Input::Timeout` call `handle_timeout(now)`.
+//! 2. A request: `check_request(&req)`; on `Err(rej)` send `rej.response(&req, tag)`.
+//! 3. `TxnLayer::on_request` / `on_response`; `Incoming::Overloaded` means answer 503.
+//!    Then drain `poll_transmit` into `Output::Transmit`, `poll_event` into the TU,
+//!    and fold `next_timeout` into the engine's own; on `Input::Timeout` call
+//!    `on_timeout(now)`.
 
 pub mod check;
 pub mod error;
@@ -22,7 +22,6 @@ pub mod print;
 pub mod registrar;
 pub mod text;
 pub mod txn;
-pub mod transaction;
 pub mod uri;
 
 pub use check::{answer_unparsable, check_request, check_request_with, Policy, Rejection, Unparsable};
