@@ -421,3 +421,29 @@ fn a_controlled_phone_line_is_watched_held_resumed_and_dropped() {
     expect_success(&tb, phone, "phone held, resumed and hung up by the application");
     assert_eq!(status(&tb)["calls"], 0);
 }
+
+#[test]
+fn make_call_from_a_cti_port_with_its_static_media() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &[]);
+    app.ok(json!({"type":"open","device":"port-2101","media":{"ip":"127.0.0.1","port":40000}}));
+    app.event("device_in_service");
+    let r = app.request(json!({"type":"make_call","device":"port-2101","to":"9999"}));
+    assert_eq!(r["error"]["code"], "invalid_state", "unreachable number named: {r}");
+    let r = app.request(json!({"type":"make_call","device":"rp-2000","to":"1002"}));
+    assert_eq!(r["error"]["code"], "device_not_open", "{r}");
+    // The called phone checks that the offer carries the port's media.
+    let phone = callee(&tb, "callee_answer_cti.xml", "1002");
+    let r = app.ok(json!({"type":"make_call","device":"port-2101","to":"1002"}));
+    let call = r["call"].as_str().unwrap().to_string();
+    app.event("call_ringing");
+    app.event("call_connected");
+    let m = app.event("media_started");
+    assert_eq!((m["local_port"].as_u64(), m["codec"].as_str()), (Some(40000), Some("pcmu")), "{m}");
+    let snap = app.ok(json!({"type":"snapshot","device":"port-2101"}));
+    assert_eq!((snap["calls"][0]["call"].as_str(), snap["calls"][0]["state"].as_str()), (Some(call.as_str()), Some("connected")), "{snap}");
+    app.ok(json!({"type":"drop","call":call}));
+    assert_eq!(app.event("call_ended")["reason"], "dropped");
+    expect_success(&tb, phone, "phone called by the application, then hung up");
+    assert_eq!(status(&tb)["calls"], 0);
+}

@@ -126,6 +126,27 @@ pub fn body(ip: IpAddr, port: u16, codec: Codec, dtmf: Option<u8>, direction: Di
     s.into_bytes()
 }
 
+/// An SDP offer for media at `ip:port`, listing `codecs` in order of preference.
+pub fn offer(ip: IpAddr, port: u16, codecs: &[Codec], dtmf: Option<u8>, session_id: u64, version: u64) -> Vec<u8> {
+    let ipv = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut pts: Vec<String> = codecs.iter().map(|c| c.payload_type().to_string()).collect();
+    if let Some(d) = dtmf {
+        pts.push(d.to_string());
+    }
+    let mut s = format!(
+        "v=0\r\no=ctibox {session_id} {version} IN {ipv} {ip}\r\ns=ctibox\r\nc=IN {ipv} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        pts.join(" ")
+    );
+    for c in codecs {
+        s.push_str(&format!("a=rtpmap:{} {}\r\n", c.payload_type(), codec_rtpmap(*c)));
+    }
+    if let Some(d) = dtmf {
+        s.push_str(&format!("a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\n"));
+    }
+    s.push_str("a=sendrecv\r\n");
+    s.into_bytes()
+}
+
 /// The same body with its audio direction replaced (hold: sendonly; resume: sendrecv).
 pub fn with_direction(body: &[u8], direction: Direction) -> Vec<u8> {
     let text = String::from_utf8_lossy(body);

@@ -275,6 +275,65 @@ impl B2bua {
         }
     }
 
+    /// A call placed by a CTI application from `device`: there is no caller dialog;
+    /// the application's media is offered to the called party.
+    pub(super) fn new_outgoing_call(&mut self, device: &str, line: &LineKey, display: Option<String>, to: &str, media: super::cti::AppMedia) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let none: std::net::SocketAddr = ([0, 0, 0, 0], 0).into();
+        let a = Leg {
+            call_id: String::new(),
+            local: String::new(),
+            remote: String::new(),
+            local_tag: String::new(),
+            remote_tag: None,
+            target: String::new(),
+            local_cseq: 0,
+            remote_cseq: 0,
+            peer: Origin { source: none, transport: crate::core::Transport::Udp, conn: None, local: none },
+            confirmed: false,
+        };
+        let cti = super::cti::CtiEnd {
+            device: device.to_string(),
+            line: line.clone(),
+            state: super::cti::CtiState::Offered,
+            media: None,
+            agreed: None,
+            sdp_version: 1,
+            redirected_from: None,
+            outgoing: true,
+            offer_media: Some(media),
+            end: None,
+        };
+        let call = Call {
+            id,
+            a,
+            a_invite: None,
+            b: None,
+            b_invite: None,
+            b_got_provisional: false,
+            cancel_when_provisional: false,
+            b_ack: None,
+            a_2xx: None,
+            caller_device: device.to_string(),
+            caller_dn: line.dn.clone(),
+            caller_display: display,
+            dialled: to.to_string(),
+            ringing_line: None,
+            visited: Vec::new(),
+            hops: 0,
+            max_forwards: 70,
+            answered: false,
+            relaying: None,
+            cti: Some(cti),
+            watchers: Vec::new(),
+            a_sdp: Vec::new(),
+            b_sdp: Vec::new(),
+        };
+        self.calls.insert(id, call);
+        id
+    }
+
     /// Answers the caller with a final failure and ends the call.
     pub(super) fn fail(&mut self, id: u64, code: u16, reason: &str) {
         let Some(call) = self.calls.get_mut(&id) else { return };
@@ -288,15 +347,16 @@ impl B2bua {
 
     pub(super) fn remove(&mut self, id: u64) {
         if let Some(call) = self.calls.get(&id) {
-            let mut ends: Vec<(String, bool)> = call.watchers.iter().map(|w| (w.clone(), false)).collect();
+            use crate::core::cti::wire::{EndReason, EventKind};
+            let mut ends: Vec<(String, bool, EndReason)> = call.watchers.iter().map(|w| (w.clone(), false, EndReason::Hangup)).collect();
             if let Some(e) = &call.cti {
-                ends.push((e.device.clone(), e.agreed.is_some()));
+                ends.push((e.device.clone(), e.agreed.is_some(), e.end.unwrap_or(EndReason::Hangup)));
             }
-            for (d, media) in ends {
+            for (d, media, reason) in ends {
                 if media {
-                    self.note(&d, id, crate::core::cti::wire::EventKind::MediaStopped);
+                    self.note(&d, id, EventKind::MediaStopped);
                 }
-                self.note(&d, id, crate::core::cti::wire::EventKind::CallEnded { reason: crate::core::cti::wire::EndReason::Hangup });
+                self.note(&d, id, EventKind::CallEnded { reason });
             }
         }
         if let Some(call) = self.calls.remove(&id) {
@@ -440,6 +500,8 @@ impl B2bua {
         req.headers.0.insert(req.headers.len() - 1, crate::core::sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
         if let Some((_, a_req)) = &call.a_invite {
             copy_body(&a_req.headers, &a_req.body, &mut req);
+        } else if let Some(offer) = call.cti.as_ref().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {
+            req.set_body("application/sdp", offer);
         }
         let b = Leg {
             call_id: call_id.clone(),
@@ -587,7 +649,10 @@ impl B2bua {
                 return;
             }
             if first_ring && resp.status == 180 {
-                let watchers = call.watchers.clone();
+                let mut watchers = call.watchers.clone();
+                if let Some(e) = call.cti.as_ref().filter(|e| e.outgoing) {
+                    watchers.push(e.device.clone());
+                }
                 for w in watchers {
                     self.note(&w, id, crate::core::cti::wire::EventKind::CallRinging);
                 }
@@ -618,6 +683,9 @@ impl B2bua {
             let bytes = ack.to_bytes();
             call.b_ack = Some(bytes.clone());
             self.out.push(Action::Stateless { message: bytes, to });
+            if call.cti.as_ref().is_some_and(|e| e.outgoing) {
+                return self.cti_outgoing_answered(id, &resp);
+            }
             let Some((stx, a_req)) = call.a_invite.take() else {
                 // The caller already gave up: hang the answered leg up.
                 return self.hang_up(cx, id, Some(Side::A));
@@ -655,6 +723,13 @@ impl B2bua {
             return self.forward(cx, id, &line, &n, "no answer");
         }
         let reason = resp.reason.clone();
+        if let Some(e) = self.calls.get_mut(&id).and_then(|c| c.cti.as_mut()).filter(|e| e.outgoing) {
+            e.end = Some(match resp.status {
+                486 | 600 => crate::core::cti::wire::EndReason::Busy,
+                408 | 480 => crate::core::cti::wire::EndReason::NoAnswer,
+                _ => crate::core::cti::wire::EndReason::Rejected,
+            });
+        }
         self.fail(id, resp.status, &reason);
     }
 
@@ -792,7 +867,8 @@ impl B2bua {
                         _ => crate::core::sdp::Direction::SendRecv,
                     };
                     end.sdp_version += 1;
-                    leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+                    let this = if side == Side::A { &call.a } else { call.b.as_ref().unwrap_or(&call.a) };
+                    leg::set_contact(&mut r.headers, this.contact(&call.dialled));
                     r.set_body("application/sdp", crate::core::sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version));
                 }
                 self.out.push(Action::Respond(stx, r));
@@ -863,7 +939,7 @@ impl B2bua {
     pub(super) fn hang_up(&mut self, cx: &mut Ctx<'_>, id: u64, from: Option<Side>) {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut byes = Vec::new();
-        if from != Some(Side::A) && (call.a.confirmed || call.answered) {
+        if from != Some(Side::A) && (call.a.confirmed || call.answered) && !call.a.call_id.is_empty() {
             if let Some(r) = call.a.request(Method::Bye, &branch(cx.rng)) {
                 byes.push((r, call.a.peer));
             }

@@ -54,6 +54,33 @@ pub struct CtiEnd {
     pub agreed: Option<(IpAddr, u16, crate::config::Codec, AppMedia, Option<u8>)>,
     pub sdp_version: u64,
     pub redirected_from: Option<String>,
+    /// Placed by the application (make_call): the far end is the B leg.
+    pub outgoing: bool,
+    /// Media for an outgoing call, offered in the INVITE.
+    pub offer_media: Option<AppMedia>,
+    /// Why the call ended, when it is not a plain hang-up.
+    pub end: Option<EndReason>,
+}
+
+impl CtiEnd {
+    /// The SDP offer of an application-originated call: its media, every codec allowed.
+    pub fn outgoing_offer(&self, id: u64, codecs: &[crate::config::Codec]) -> Option<Vec<u8>> {
+        let m = self.offer_media.filter(|_| self.outgoing)?;
+        let list: Vec<crate::config::Codec> = match m.codec {
+            Some(c) => vec![c],
+            None => codecs.to_vec(),
+        };
+        Some(sdp::offer(m.ip, m.port, &list, Some(101), id, self.sdp_version))
+    }
+
+    /// The leg the far end is on.
+    pub fn far(&self) -> Side {
+        if self.outgoing {
+            Side::B
+        } else {
+            Side::A
+        }
+    }
 }
 
 /// Why the B2BUA tells a CTI session something.
@@ -126,6 +153,9 @@ impl B2bua {
             agreed: None,
             sdp_version: 1,
             redirected_from: redirected_from.clone(),
+            outgoing: false,
+            offer_media: None,
+            end: None,
         });
         call.ringing_line = Some(key.clone());
         let from = call.caller_dn.clone();
@@ -279,7 +309,7 @@ impl B2bua {
             }
             let Some((_, _, codec, m, dtmf)) = end.agreed else { return Err((ErrorCode::InvalidState, format!("call {call:?} has no media"))) };
             end.sdp_version += 1;
-            (Side::A, sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version))
+            (end.far(), sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version))
         } else {
             // A watched phone: re-INVITE the phone with the far end's session description.
             if !c.answered || !c.a.confirmed && c.b.as_ref().is_none_or(|b| !b.confirmed) {
@@ -367,6 +397,62 @@ impl B2bua {
         }
     }
 
+    /// `make_call` from a CTI port or route point: the application is the calling
+    /// party and terminates the media; the number is routed with the device's CSS.
+    pub fn cti_make_call(&mut self, cx: &mut Ctx<'_>, device: &str, to: &str, media: Option<AppMedia>) -> Result<String, CtiError> {
+        let Some(dev) = cx.cfg.device(device) else { return Err((ErrorCode::UnknownDevice, format!("no device named {device:?}"))) };
+        if !matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::CtiRoutePoint { .. }) {
+            return Err((ErrorCode::InvalidState, format!("make_call from a {} is not available in this version", dev.kind.type_name())));
+        }
+        let Some(m) = media else {
+            return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
+        };
+        if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti.as_ref().is_some_and(|e| e.device == device)) {
+            return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
+        }
+        if self.calls.len() >= super::b2bua::MAX_CALLS {
+            return Err((ErrorCode::Capacity, "call capacity reached".into()));
+        }
+        let css = dev.css.clone();
+        let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| {
+            (ErrorCode::InvalidState, format!("{to:?} cannot be reached from {device}'s calling search space {:?}: {}", css.as_deref().unwrap_or("(none)"), e.reason()))
+        })?;
+        let line = dev.lines.first().cloned().ok_or((ErrorCode::InvalidState, format!("{device} has no line to call from")))?;
+        let display = cx.cfg.line(&line).and_then(|l| l.display_name.clone());
+        let id = self.new_outgoing_call(device, &line, display, to, m);
+        log::info!("call {id}: {device} (application) calls {to}");
+        self.place(cx, id, dest);
+        if !self.calls.contains_key(&id) {
+            return Err((ErrorCode::InvalidState, format!("{to:?} cannot be called now")));
+        }
+        Ok(call_name(id))
+    }
+
+    /// The far end answered an application's call: media agreed, connected.
+    pub(super) fn cti_outgoing_answered(&mut self, id: u64, resp: &Response) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        c.answered = true;
+        c.b_sdp = resp.body.clone();
+        let Some(end) = c.cti.as_mut() else { return };
+        let Some(m) = end.offer_media else { return };
+        let answer = sdp::parse_audio(&resp.body);
+        let codec = answer.as_ref().and_then(|a| a.payloads.iter().find_map(|p| [crate::config::Codec::Pcmu, crate::config::Codec::Pcma].into_iter().find(|k| k.payload_type() == *p)));
+        end.state = CtiState::Connected;
+        let device = end.device.clone();
+        let info = match (answer, codec) {
+            (Some(a), Some(codec)) => {
+                end.agreed = Some((a.ip, a.port, codec, m, a.dtmf));
+                Some(MediaInfo { remote_ip: a.ip, remote_port: a.port, codec, local_ip: m.ip, local_port: m.port })
+            }
+            _ => None,
+        };
+        log::info!("call {id}: answered by the far end");
+        self.note(&device, id, EventKind::CallConnected);
+        if let Some(info) = info {
+            self.note(&device, id, EventKind::MediaStarted(info));
+        }
+    }
+
     /// The CTI device a call is at, if any.
     pub fn cti_device_of(&self, call: &str) -> Option<String> {
         self.calls.get(&call_id_of(call)?)?.cti.as_ref().map(|e| e.device.clone())
@@ -381,10 +467,12 @@ impl B2bua {
                 if at_cti.is_none() && !c.watchers.iter().any(|w| w == device) {
                     return None;
                 }
-                let state = match at_cti.map(|e| e.state) {
-                    Some(CtiState::Offered) => CallState::Offered,
-                    Some(CtiState::Connected) => CallState::Connected,
-                    Some(CtiState::Held) => CallState::Held,
+                let state = match at_cti.map(|e| (e.state, e.outgoing)) {
+                    Some((CtiState::Offered, true)) if c.b_got_provisional => CallState::Ringing,
+                    Some((CtiState::Offered, true)) => CallState::Dialing,
+                    Some((CtiState::Offered, false)) => CallState::Offered,
+                    Some((CtiState::Connected, _)) => CallState::Connected,
+                    Some((CtiState::Held, _)) => CallState::Held,
                     None if c.answered => CallState::Connected,
                     None if c.caller_device == device => CallState::Ringing,
                     None => CallState::Offered,

@@ -191,7 +191,19 @@ impl Engine {
             (Some(_), Request::Hold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, true, ok)),
             (Some(_), Request::Unhold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, false, ok)),
             (Some(_), Request::Drop { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_drop(cx, &call, ok)),
-            (Some(_), Request::MakeCall { .. }) => err(id, ErrorCode::InvalidState, "make_call is not available in this version"),
+            (Some(_), Request::MakeCall { device, to, media }) => {
+                let owned = self.cti_owned(conn);
+                let Some(static_media) = owned.get(&device) else {
+                    return err(id, ErrorCode::DeviceNotOpen, format!("device {device:?} is not open"));
+                };
+                let m = media.map(AppMedia::from).or(*static_media).or_else(|| config_static(&self.config, &device));
+                let cfg = self.config.clone();
+                let now = self.now;
+                match self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_make_call(cx, &device, &to, m)) {
+                    Ok(call) => Reply::ok(id.clone()).with("call", call),
+                    Err((code, msg)) => err(id, code, msg),
+                }
+            }
         }
     }
 
