@@ -65,6 +65,51 @@ pub enum Input {
     ConnClosed { conn: ConnId },
     /// A new, already validated configuration (SIGHUP).
     Reload(Arc<Config>),
+    /// Something the media path noticed (a digit, the end of a prompt, lost RTP).
+    Media(MediaEvent),
+}
+
+/// A media stream the engine asked for, numbered by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StreamId(pub u64);
+
+/// What a stream sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MediaSource {
+    /// The configured music-on-hold file (`[media] moh_file`), or the built-in melody.
+    MusicOnHold,
+    /// A call-progress tone of the system's country.
+    Tone(media::tone::ToneKind),
+    /// An 8 kHz mono WAV prompt, played once (then `MediaEvent::PlayoutDone`).
+    Prompt(std::path::PathBuf),
+    Silence,
+}
+
+/// Commands to the media path, which runs beside the engine (audio never passes
+/// through it). The engine allocates local RTP ports from `[media]`'s range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaCmd {
+    /// Open an RTP stream on `local_port` (RTCP on +1) sending `source` to `remote`
+    /// in `codec` (G.711, 20 ms packets), symmetric RTP: once RTP arrives from
+    /// elsewhere, send there instead.
+    Play { stream: StreamId, local_port: u16, remote: SocketAddr, codec: crate::config::Codec, source: MediaSource },
+    /// Report DTMF digits received on the stream: RFC 4733 events with payload type
+    /// `dtmf_pt` when given, and in-band tones.
+    CollectDigits { stream: StreamId, dtmf_pt: Option<u8> },
+    /// Stop sending and close the stream's sockets.
+    Stop { stream: StreamId },
+}
+
+/// Events from the media path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    Digit { stream: StreamId, digit: char },
+    /// A `Prompt` finished playing.
+    PlayoutDone { stream: StreamId },
+    /// No RTP received for the RTP timeout (30 s) on a stream that had some.
+    RtpTimeout { stream: StreamId },
+    /// The stream could not be set up (port in use, bad file); it is closed.
+    Failed { stream: StreamId, reason: String },
 }
 
 /// What the engine asks the world to do.
@@ -80,6 +125,8 @@ pub enum Output {
     Close { conn: ConnId },
     /// Save this state blob atomically under `name` in the data directory.
     Persist { name: &'static str, bytes: Vec<u8> },
+    /// A command for the media path.
+    Media(MediaCmd),
 }
 
 /// Inputs arriving before the engine runs: state restored from the data directory.
@@ -174,6 +221,7 @@ impl Engine {
             Input::CtiMessage { conn, text } => self.handle_cti_message(conn, &text),
             Input::Http { conn, request } => self.handle_http(conn, request),
             Input::Reload(config) => self.handle_reload(config),
+            Input::Media(ev) => self.handle_media(ev),
         }
     }
 
@@ -202,6 +250,10 @@ impl Engine {
         self.sip.handle_timeout(self.now, &cfg, &mut self.rng, &mut self.out);
         self.cti_timeouts();
         self.cti_deliver();
+    }
+
+    fn handle_media(&mut self, ev: MediaEvent) {
+        log::debug!("media: {ev:?}");
     }
 
     fn handle_reload(&mut self, config: Arc<Config>) {

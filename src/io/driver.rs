@@ -219,6 +219,7 @@ impl Driver {
                     self.conns.remove(&conn);
                 }
                 Output::Persist { name, bytes } => self.persist.push(name, bytes),
+                Output::Media(cmd) => log::debug!("media path not running; dropped {cmd:?}"),
             }
         }
     }
