@@ -447,3 +447,22 @@ fn make_call_from_a_cti_port_with_its_static_media() {
     expect_success(&tb, phone, "phone called by the application, then hung up");
     assert_eq!(status(&tb)["calls"], 0);
 }
+
+#[test]
+fn make_call_from_a_controlled_phone_line_by_third_party_call_control() {
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["phone-1004"]);
+    // The phone answers the box's offerless INVITE with its offer and must get the
+    // called party's answer in the ACK; the called phone must get the phone's offer.
+    let phone = callee(&tb, "phone_click_to_dial.xml", "1004");
+    let target = callee(&tb, "callee_answer.xml", "1002");
+    let r = app.ok(json!({"type":"make_call","device":"phone-1004","to":"1002"}));
+    let call = r["call"].as_str().unwrap().to_string();
+    let connected = app.event("call_connected");
+    assert_eq!(connected["call"], call.as_str());
+    app.ok(json!({"type":"drop","call":call}));
+    assert_eq!(app.event("call_ended")["reason"], "dropped");
+    expect_success(&tb, phone, "the phone placing the call");
+    expect_success(&tb, target, "the called phone");
+    assert_eq!(status(&tb)["calls"], 0);
+}

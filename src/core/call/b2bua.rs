@@ -51,6 +51,8 @@ pub(super) enum Purpose {
     Own,
     /// A hold or unhold re-INVITE asked for by a CTI application.
     CtiReinvite { hold: bool },
+    /// Click-to-dial: the offerless INVITE to the phone that places the call.
+    PhoneInvite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -103,6 +105,11 @@ pub(super) struct Call {
     /// The latest session descriptions of each side (for hold on a watched phone).
     pub(super) a_sdp: Vec<u8>,
     pub(super) b_sdp: Vec<u8>,
+    /// Click-to-dial: the phone answered our offerless INVITE; its 2xx waits for the
+    /// ACK that carries the called party's answer (RFC 3725 flow I). The CSeq to ACK.
+    pub(super) phone_ack_pending: Option<u32>,
+    /// Why the call ended, for the events of watched phones.
+    pub(super) end_reason: Option<crate::core::cti::wire::EndReason>,
 }
 
 /// All calls.
@@ -123,6 +130,8 @@ pub struct B2bua {
     pub(super) out: Vec<Action>,
     /// Completed calls (for /status).
     pub completed: u64,
+    /// Counter for branches and transactions the B2BUA makes without the RNG at hand.
+    pub(super) seq: u64,
 }
 
 /// Everything a handler needs besides the call state.
@@ -259,6 +268,8 @@ impl B2bua {
             watchers: Vec::new(),
             a_sdp: Vec::new(),
             b_sdp: Vec::new(),
+            phone_ack_pending: None,
+            end_reason: None,
         };
         let mut call = call;
         if let Some((_, r)) = &call.a_invite {
@@ -329,6 +340,8 @@ impl B2bua {
             watchers: Vec::new(),
             a_sdp: Vec::new(),
             b_sdp: Vec::new(),
+            phone_ack_pending: None,
+            end_reason: None,
         };
         self.calls.insert(id, call);
         id
@@ -342,13 +355,47 @@ impl B2bua {
             let r = respond(&req, code, Some(reason), &call.a.local_tag);
             self.out.push(Action::Respond(stx, r));
         }
+        if call.phone_ack_pending.is_some() {
+            log::info!("call {id}: {code} {reason}; releasing the phone");
+            self.release_phone(id);
+        }
         self.remove(id);
+    }
+
+    /// A branch (and a transaction id) unique within this B2BUA, when no RNG is at hand.
+    fn next_branch(&mut self, id: u64) -> (String, ClientTxn) {
+        self.seq += 1;
+        (format!("z9hG4bK3p{id}x{}", self.seq), ClientTxn(u64::MAX - self.seq))
+    }
+
+    /// Click-to-dial that will not complete: ACK the phone's 2xx (with its media
+    /// inactive) and hang it up.
+    fn release_phone(&mut self, id: u64) {
+        let Some(call) = self.calls.get(&id) else { return };
+        let Some(cseq) = call.phone_ack_pending else { return };
+        let (b1, _) = self.next_branch(id);
+        let (b2, txn) = self.next_branch(id);
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        call.phone_ack_pending = None;
+        let inactive = crate::core::sdp::with_direction(&call.a_sdp, crate::core::sdp::Direction::Inactive);
+        if let Some(mut ack) = call.a.request(Method::Ack, &b1) {
+            ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+            ack.set_body("application/sdp", inactive);
+            self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
+        }
+        if let Some(bye) = call.a.request(Method::Bye, &b2) {
+            let to = call.a.peer;
+            self.client.insert(txn, (id, Side::A, Purpose::Own));
+            self.out.push(Action::Request { txn, request: bye, to });
+        }
+        call.a.confirmed = false;
     }
 
     pub(super) fn remove(&mut self, id: u64) {
         if let Some(call) = self.calls.get(&id) {
             use crate::core::cti::wire::{EndReason, EventKind};
-            let mut ends: Vec<(String, bool, EndReason)> = call.watchers.iter().map(|w| (w.clone(), false, EndReason::Hangup)).collect();
+            let why = call.end_reason.unwrap_or(EndReason::Hangup);
+            let mut ends: Vec<(String, bool, EndReason)> = call.watchers.iter().map(|w| (w.clone(), false, why)).collect();
             if let Some(e) = &call.cti {
                 ends.push((e.device.clone(), e.agreed.is_some(), e.end.unwrap_or(EndReason::Hangup)));
             }
@@ -502,6 +549,8 @@ impl B2bua {
             copy_body(&a_req.headers, &a_req.body, &mut req);
         } else if let Some(offer) = call.cti.as_ref().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {
             req.set_body("application/sdp", offer);
+        } else if !call.a_sdp.is_empty() {
+            req.set_body("application/sdp", call.a_sdp.clone());
         }
         let b = Leg {
             call_id: call_id.clone(),
@@ -575,6 +624,7 @@ impl B2bua {
                 }
             }
             Purpose::Invite => self.b_invite_response(cx, id, txn, resp),
+            Purpose::PhoneInvite => self.phone_invite_response(cx, id, resp),
             Purpose::CtiReinvite { hold } => {
                 if resp.status >= 200 {
                     self.cti_reinvite_answered(cx, id, side, hold, &resp);
@@ -613,6 +663,12 @@ impl B2bua {
                 self.hang_up(cx, id, None);
             }
             Purpose::Own => {}
+            Purpose::PhoneInvite => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.end_reason = Some(crate::core::cti::wire::EndReason::NoAnswer);
+                }
+                self.remove(id);
+            }
             Purpose::CtiReinvite { .. } => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.relaying = None;
@@ -686,6 +742,25 @@ impl B2bua {
             if call.cti.as_ref().is_some_and(|e| e.outgoing) {
                 return self.cti_outgoing_answered(id, &resp);
             }
+            if let Some(cseq) = call.phone_ack_pending.take() {
+                // Click-to-dial: the called party's answer goes to the phone in its ACK.
+                call.answered = true;
+                call.b_sdp = resp.body.clone();
+                if let Some(mut ack) = call.a.request(Method::Ack, &branch(cx.rng)) {
+                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                    if !resp.body.is_empty() {
+                        let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
+                        ack.set_body(&ct, resp.body.clone());
+                    }
+                    self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
+                }
+                log::info!("call {id}: answered");
+                let watchers = call.watchers.clone();
+                for w in watchers {
+                    self.note(&w, id, crate::core::cti::wire::EventKind::CallConnected);
+                }
+                return;
+            }
             let Some((stx, a_req)) = call.a_invite.take() else {
                 // The caller already gave up: hang the answered leg up.
                 return self.hang_up(cx, id, Some(Side::A));
@@ -723,12 +798,16 @@ impl B2bua {
             return self.forward(cx, id, &line, &n, "no answer");
         }
         let reason = resp.reason.clone();
-        if let Some(e) = self.calls.get_mut(&id).and_then(|c| c.cti.as_mut()).filter(|e| e.outgoing) {
-            e.end = Some(match resp.status {
-                486 | 600 => crate::core::cti::wire::EndReason::Busy,
-                408 | 480 => crate::core::cti::wire::EndReason::NoAnswer,
-                _ => crate::core::cti::wire::EndReason::Rejected,
-            });
+        let why = match resp.status {
+            486 | 600 => crate::core::cti::wire::EndReason::Busy,
+            408 | 480 => crate::core::cti::wire::EndReason::NoAnswer,
+            _ => crate::core::cti::wire::EndReason::Rejected,
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.end_reason = Some(why);
+            if let Some(e) = c.cti.as_mut().filter(|e| e.outgoing) {
+                e.end = Some(why);
+            }
         }
         self.fail(id, resp.status, &reason);
     }
@@ -937,6 +1016,9 @@ impl B2bua {
 
     /// Ends a call: BYE to every confirmed leg except `from` (which hung up itself).
     pub(super) fn hang_up(&mut self, cx: &mut Ctx<'_>, id: u64, from: Option<Side>) {
+        if self.calls.get(&id).is_some_and(|c| c.phone_ack_pending.is_some()) && from != Some(Side::A) {
+            self.release_phone(id);
+        }
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut byes = Vec::new();
         if from != Some(Side::A) && (call.a.confirmed || call.answered) && !call.a.call_id.is_empty() {

@@ -401,8 +401,14 @@ impl B2bua {
     /// party and terminates the media; the number is routed with the device's CSS.
     pub fn cti_make_call(&mut self, cx: &mut Ctx<'_>, device: &str, to: &str, media: Option<AppMedia>) -> Result<String, CtiError> {
         let Some(dev) = cx.cfg.device(device) else { return Err((ErrorCode::UnknownDevice, format!("no device named {device:?}"))) };
+        if matches!(dev.kind, DeviceKind::SipPhone { .. }) {
+            if media.is_some() {
+                return Err((ErrorCode::BadField, "media: a phone carries its own audio".into()));
+            }
+            return self.phone_make_call(cx, device, to);
+        }
         if !matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::CtiRoutePoint { .. }) {
-            return Err((ErrorCode::InvalidState, format!("make_call from a {} is not available in this version", dev.kind.type_name())));
+            return Err((ErrorCode::InvalidState, format!("make_call from a {} is not available", dev.kind.type_name())));
         }
         let Some(m) = media else {
             return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
@@ -426,6 +432,85 @@ impl B2bua {
             return Err((ErrorCode::InvalidState, format!("{to:?} cannot be called now")));
         }
         Ok(call_name(id))
+    }
+
+    /// Click-to-dial from a phone line (RFC 3725 flow I): the phone is called first,
+    /// without an offer; when it answers, its offer goes to the number dialled, and
+    /// that party's answer comes back to the phone in the ACK.
+    fn phone_make_call(&mut self, cx: &mut Ctx<'_>, device: &str, to: &str) -> Result<String, CtiError> {
+        let dev = cx.cfg.device(device).ok_or((ErrorCode::UnknownDevice, format!("no device named {device:?}")))?;
+        let css = dev.css.clone();
+        dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| {
+            (ErrorCode::InvalidState, format!("{to:?} cannot be reached from {device}'s calling search space {:?}: {}", css.as_deref().unwrap_or("(none)"), e.reason()))
+        })?;
+        let Some(binding) = cx.registrar.contacts(device).first().cloned() else {
+            return Err((ErrorCode::InvalidState, format!("{device} is not registered")));
+        };
+        let line = dev.lines.first().cloned().ok_or((ErrorCode::InvalidState, format!("{device} has no line")))?;
+        let display = cx.cfg.line(&line).and_then(|l| l.display_name.clone());
+        let id = self.new_outgoing_call(device, &line, display, to, AppMedia { ip: binding.local.ip(), port: 0, codec: None });
+        let tag = cx.rng.token(12);
+        let call_id = format!("{}@ctibox", cx.rng.token(20));
+        let peer = crate::core::sip::registrar::Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
+        let tcp = peer.transport == crate::core::Transport::Tcp;
+        let local = format!("<sip:{to}@{}>;tag={tag}", peer.local);
+        let remote = format!("<sip:{}@{}>", line.dn, peer.local);
+        let Some(uri) = crate::core::sip::Uri::parse(&binding.uri) else { return Err((ErrorCode::Internal, "bad contact".into())) };
+        let branch = format!("z9hG4bK{}", cx.rng.token(16));
+        let mut req = crate::core::sip::Request::new(Method::Invite, uri, &leg::via(peer.local, tcp, &branch), &local, &remote, &call_id, 1, 70);
+        leg::set_contact(&mut req.headers, leg::contact(to, peer.local, tcp));
+        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        let Some(c) = self.calls.get_mut(&id) else { return Err((ErrorCode::Internal, "call vanished".into())) };
+        // The phone's side is a watched phone line, not a CTI end.
+        c.cti = None;
+        c.watchers.push(device.to_string());
+        c.a = super::leg::Leg {
+            call_id: call_id.clone(),
+            local,
+            remote,
+            local_tag: tag.clone(),
+            remote_tag: None,
+            target: binding.uri.clone(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            peer,
+            confirmed: false,
+        };
+        self.dialogs.insert((call_id, tag), (id, Side::A));
+        self.client.insert(txn, (id, Side::A, Purpose::PhoneInvite));
+        self.out.push(Action::Request { txn, request: req, to: peer });
+        log::info!("call {id}: {device} places a call to {to} (click-to-dial)");
+        Ok(call_name(id))
+    }
+
+    /// The phone answered (or refused) a click-to-dial INVITE.
+    pub(super) fn phone_invite_response(&mut self, cx: &mut Ctx<'_>, id: u64, resp: Response) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if resp.status < 200 {
+            return;
+        }
+        if resp.status >= 300 {
+            c.end_reason = Some(if matches!(resp.status, 486 | 600) { EndReason::Busy } else { EndReason::Rejected });
+            return self.remove(id);
+        }
+        if let Ok(to) = resp.to() {
+            c.a.remote_tag = to.tag().map(str::to_string);
+            c.a.remote = to.to_string();
+        }
+        if let Ok(Some(crate::core::sip::Contact::Addrs(a))) = resp.contact() {
+            if let Some(x) = a.first() {
+                c.a.target = x.uri.to_string();
+            }
+        }
+        c.a.confirmed = true;
+        c.a_sdp = resp.body.clone();
+        c.phone_ack_pending = Some(resp.cseq().map(|x| x.seq).unwrap_or(1));
+        let dialled = c.dialled.clone();
+        let css = cx.cfg.device(&c.caller_device).and_then(|d| d.css.clone());
+        match dialplan::resolve(cx.cfg, css.as_deref(), &dialled) {
+            Ok(dest) => self.place(cx, id, dest),
+            Err(e) => self.fail(id, 404, e.reason()),
+        }
     }
 
     /// The far end answered an application's call: media agreed, connected.
