@@ -351,6 +351,7 @@ impl SipEndpoint {
                     }
                     Action::Stateless { message, to } => transmit(out, message, to),
                     Action::Cti(note) => self.cti_notes.push(note),
+                    Action::Media(cmd) => out.push_back(Output::Media(cmd)),
                 }
             }
             if !progressed {

@@ -39,6 +39,8 @@ pub enum Action {
     Stateless { message: Vec<u8>, to: Origin },
     /// Tell the CTI application that has a device open.
     Cti(super::cti::CtiNote),
+    /// A command for the media path.
+    Media(crate::core::MediaCmd),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +55,9 @@ pub(super) enum Purpose {
     CtiReinvite { hold: bool },
     /// Click-to-dial: the offerless INVITE to the phone that places the call.
     PhoneInvite,
+    /// The re-INVITE that points the held party at the box's music on hold; the
+    /// holder's re-INVITE (server transaction) is answered when it completes.
+    MohHold { stx: ServerTxn, port: u16, stream: crate::core::StreamId, codec: crate::config::Codec },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -110,6 +115,8 @@ pub(super) struct Call {
     pub(super) phone_ack_pending: Option<u32>,
     /// Why the call ended, for the events of watched phones.
     pub(super) end_reason: Option<crate::core::cti::wire::EndReason>,
+    /// Music on hold playing to one party.
+    pub(super) moh: Option<super::moh::Moh>,
 }
 
 /// All calls.
@@ -132,6 +139,11 @@ pub struct B2bua {
     pub completed: u64,
     /// Counter for branches and transactions the B2BUA makes without the RNG at hand.
     pub(super) seq: u64,
+    /// RTP ports of `[media]`'s range in use by the box's own streams.
+    pub(super) media_ports: std::collections::BTreeSet<u16>,
+    pub(super) next_stream: u64,
+    /// o= versions of the session descriptions the box writes, per call.
+    pub(super) sdp_versions: HashMap<u64, u64>,
 }
 
 /// Everything a handler needs besides the call state.
@@ -270,6 +282,7 @@ impl B2bua {
             b_sdp: Vec::new(),
             phone_ack_pending: None,
             end_reason: None,
+            moh: None,
         };
         let mut call = call;
         if let Some((_, r)) = &call.a_invite {
@@ -342,6 +355,7 @@ impl B2bua {
             b_sdp: Vec::new(),
             phone_ack_pending: None,
             end_reason: None,
+            moh: None,
         };
         self.calls.insert(id, call);
         id
@@ -392,6 +406,8 @@ impl B2bua {
     }
 
     pub(super) fn remove(&mut self, id: u64) {
+        self.moh_stop(id);
+        self.sdp_versions.remove(&id);
         if let Some(call) = self.calls.get(&id) {
             use crate::core::cti::wire::{EndReason, EventKind};
             let why = call.end_reason.unwrap_or(EndReason::Hangup);
@@ -625,6 +641,11 @@ impl B2bua {
             }
             Purpose::Invite => self.b_invite_response(cx, id, txn, resp),
             Purpose::PhoneInvite => self.phone_invite_response(cx, id, resp),
+            Purpose::MohHold { stx, port, stream, codec } => {
+                if resp.status >= 200 {
+                    self.moh_answered(cx, id, side, stx, port, stream, codec, &resp);
+                }
+            }
             Purpose::CtiReinvite { hold } => {
                 if resp.status >= 200 {
                     self.cti_reinvite_answered(cx, id, side, hold, &resp);
@@ -663,6 +684,16 @@ impl B2bua {
                 self.hang_up(cx, id, None);
             }
             Purpose::Own => {}
+            Purpose::MohHold { stx, port, .. } => {
+                self.media_ports.remove(&port);
+                if let Some(orig) = self.pending_requests.remove(&stx) {
+                    let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
+                    self.out.push(Action::Respond(stx, respond(&orig, 408, None, &tag)));
+                }
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.relaying = None;
+                }
+            }
             Purpose::PhoneInvite => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.end_reason = Some(crate::core::cti::wire::EndReason::NoAnswer);
@@ -959,7 +990,11 @@ impl B2bua {
                 }
                 if req.method == Method::Invite {
                     self.out.push(Action::Respond(stx, respond(&req, 100, None, &tag)));
+                    if super::moh::is_hold_offer(&req.body) && self.moh_hold(cx, id, side, stx, &req) {
+                        return;
+                    }
                 }
+                let Some(call) = self.calls.get_mut(&id) else { return };
                 let other = if side == Side::A { call.b.as_mut() } else { Some(&mut call.a) };
                 let Some(other) = other.filter(|o| o.confirmed || side == Side::B) else {
                     self.out.push(Action::Respond(stx, respond(&req, 491, Some("Request Pending (call not yet answered)"), &tag)));
@@ -984,6 +1019,9 @@ impl B2bua {
             return; // the originator already has 100 Trying
         }
         let Some(orig) = self.pending_requests.remove(&stx) else { return };
+        if (200..300).contains(&resp.status) && orig.method == Method::Invite && !super::moh::is_hold_offer(&orig.body) {
+            self.moh_stop(id);
+        }
         let Some(call) = self.calls.get_mut(&id) else { return };
         if call.relaying == Some(txn) {
             call.relaying = None;

@@ -8,5 +8,6 @@ pub mod b2bua;
 pub mod cti;
 pub mod dialplan;
 pub mod leg;
+pub mod moh;
 
 pub use b2bua::{Action, B2bua, ClientTxn, ServerTxn};
