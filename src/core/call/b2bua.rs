@@ -57,7 +57,7 @@ pub(super) enum Purpose {
     PhoneInvite,
     /// The re-INVITE that points the held party at the box's music on hold; the
     /// holder's re-INVITE (server transaction) is answered when it completes.
-    MohHold { stx: ServerTxn, port: u16, stream: crate::core::StreamId, codec: crate::config::Codec },
+    MohHold(super::moh::MohPending),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -641,9 +641,9 @@ impl B2bua {
             }
             Purpose::Invite => self.b_invite_response(cx, id, txn, resp),
             Purpose::PhoneInvite => self.phone_invite_response(cx, id, resp),
-            Purpose::MohHold { stx, port, stream, codec } => {
+            Purpose::MohHold(p) => {
                 if resp.status >= 200 {
-                    self.moh_answered(cx, id, side, stx, port, stream, codec, &resp);
+                    self.moh_answered(cx, id, side, p, &resp);
                 }
             }
             Purpose::CtiReinvite { hold } => {
@@ -684,7 +684,7 @@ impl B2bua {
                 self.hang_up(cx, id, None);
             }
             Purpose::Own => {}
-            Purpose::MohHold { stx, port, .. } => {
+            Purpose::MohHold(super::moh::MohPending { stx, port, .. }) => {
                 self.media_ports.remove(&port);
                 if let Some(orig) = self.pending_requests.remove(&stx) {
                     let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();

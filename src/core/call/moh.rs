@@ -21,6 +21,16 @@ pub struct Moh {
     pub held: Side,
 }
 
+/// A music-on-hold re-INVITE on its way: the holder's transaction to answer, and the
+/// stream it will start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MohPending {
+    pub stx: ServerTxn,
+    pub port: u16,
+    pub stream: StreamId,
+    pub codec: Codec,
+}
+
 /// Whether an offer puts the other party on hold.
 pub fn is_hold_offer(body: &[u8]) -> bool {
     sdp::parse_audio(body).is_some_and(|a| matches!(a.direction, Direction::SendOnly | Direction::Inactive) || a.ip.is_unspecified())
@@ -76,7 +86,7 @@ impl B2bua {
         let to = held_leg.peer;
         let txn = ClientTxn(cx.rng.next_u64());
         call.relaying = Some(txn);
-        self.client.insert(txn, (id, holder.other(), Purpose::MohHold { stx, port, stream, codec }));
+        self.client.insert(txn, (id, holder.other(), Purpose::MohHold(MohPending { stx, port, stream, codec })));
         self.pending_requests.insert(stx, req.clone());
         self.out.push(Action::Request { txn, request: reinvite, to });
         log::info!("call {id}: {} holds; music on hold to the other party", if holder == Side::A { "caller" } else { "called party" });
@@ -84,7 +94,8 @@ impl B2bua {
     }
 
     /// The held party answered the box's music-on-hold re-INVITE.
-    pub(super) fn moh_answered(&mut self, cx: &mut Ctx<'_>, id: u64, held: Side, stx: ServerTxn, port: u16, stream: StreamId, codec: Codec, resp: &Response) {
+    pub(super) fn moh_answered(&mut self, cx: &mut Ctx<'_>, id: u64, held: Side, p: MohPending, resp: &Response) {
+        let MohPending { stx, port, stream, codec } = p;
         let orig = self.pending_requests.remove(&stx);
         let Some(call) = self.calls.get_mut(&id) else {
             self.media_ports.remove(&port);
