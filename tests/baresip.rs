@@ -14,60 +14,18 @@
 //! (see `sha_256_challenge_with_this_baresip`).
 
 mod common;
+use common::sipp::{password, sip_config_digest};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 
-const CONFIG: &str = r#"
-[system]
-name = "baresip-test"
-[sip]
-udp = "127.0.0.1:0"
-tcp = "127.0.0.1:0"
-realm = "ctibox"
-ALGORITHMS
-[cti]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[board]
-name = "sim"
-
-[[partition]]
-name = "internal"
-[[calling_search_space]]
-name = "all"
-partitions = ["internal"]
-
-[[line]]
-dn = "1001"
-partition = "internal"
-display_name = "Caller"
-[[line]]
-dn = "1002"
-partition = "internal"
-"#;
-
 /// baresip 1.0.0 answers only an all-MD5 challenge.
 const MD5_ONLY: &str = r#"digest_algorithms = ["md5"]"#;
 
-/// A per-line password that does not contain the number (the config refuses that).
-fn password(dn: &str) -> String {
-    let letters: String = dn.bytes().map(|b| (b'k' + (b - b'0')) as char).collect();
-    format!("Zq7-test-secret-{letters}")
-}
-
 fn config(algorithms: &str) -> String {
-    let mut c = CONFIG.replace("ALGORITHMS", algorithms);
-    for dn in ["1001", "1002"] {
-        c.push_str(&format!(
-            "\n[[device]]\nname = \"phone-{dn}\"\ntype = \"sip_phone\"\nusername = \"{dn}\"\npassword = \"{}\"\nlines = [\"{dn}\"]\ncss = \"all\"\n",
-            password(dn)
-        ));
-    }
-    c
+    sip_config_digest(algorithms, "")
 }
 
 struct TestBox {

@@ -5,9 +5,17 @@ use super::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// SIPp answers the first challenge and knows only MD5.
+pub const MD5_FIRST: &str = r#"digest_algorithms = ["md5", "sha-256"]"#;
+
 /// Lines 1001-1008 as SIP phones with known passwords, plus `extra` configuration.
 pub fn sip_config(extra: &str) -> String {
-    let mut c = CONFIG.to_string();
+    sip_config_digest(MD5_FIRST, extra)
+}
+
+/// The same, with `digest` as the `[sip]` digest_algorithms line.
+pub fn sip_config_digest(digest: &str, extra: &str) -> String {
+    let mut c = CONFIG.replace("DIGEST_ALGORITHMS", digest);
     c.push_str(extra);
     for dn in 1001..=1008 {
         c.push_str(&format!(
@@ -25,8 +33,7 @@ name = "sip-test"
 udp = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
 realm = "ctibox"
-# SIPp answers the first challenge and knows only MD5.
-digest_algorithms = ["md5", "sha-256"]
+DIGEST_ALGORITHMS
 [sip.throttle]
 auth_failures = 3
 window_s = 60

@@ -119,6 +119,40 @@ pub(super) struct Call {
     pub(super) moh: Option<super::moh::Moh>,
 }
 
+impl Call {
+    /// A call with its caller side; nothing is routed or answered yet.
+    fn new(id: u64, a: Leg, device: &str, caller_dn: String, caller_display: Option<String>, dialled: &str, max_forwards: u8) -> Call {
+        Call {
+            id,
+            a,
+            a_invite: None,
+            b: None,
+            b_invite: None,
+            b_got_provisional: false,
+            cancel_when_provisional: false,
+            b_ack: None,
+            a_2xx: None,
+            caller_device: device.to_string(),
+            caller_dn,
+            caller_display,
+            dialled: dialled.to_string(),
+            ringing_line: None,
+            visited: Vec::new(),
+            hops: 0,
+            max_forwards,
+            answered: false,
+            relaying: None,
+            cti: None,
+            watchers: Vec::new(),
+            a_sdp: Vec::new(),
+            b_sdp: Vec::new(),
+            phone_ack_pending: None,
+            end_reason: None,
+            moh: None,
+        }
+    }
+}
+
 /// All calls.
 #[derive(Default, Serialize, Deserialize)]
 pub struct B2bua {
@@ -256,35 +290,8 @@ impl B2bua {
         self.invites.insert(stx, id);
         log::info!("call {id}: {caller_dn} ({device}) dials {dialled}");
         self.out.push(Action::Respond(stx, respond(&req, 100, None, &tag)));
-        let call = Call {
-            id,
-            a,
-            a_invite: Some((stx, req)),
-            b: None,
-            b_invite: None,
-            b_got_provisional: false,
-            cancel_when_provisional: false,
-            b_ack: None,
-            a_2xx: None,
-            caller_device: device.to_string(),
-            caller_dn,
-            caller_display,
-            dialled: dialled.clone(),
-            ringing_line: None,
-            visited: Vec::new(),
-            hops: 0,
-            max_forwards: max_forwards - 1,
-            answered: false,
-            relaying: None,
-            cti: None,
-            watchers: Vec::new(),
-            a_sdp: Vec::new(),
-            b_sdp: Vec::new(),
-            phone_ack_pending: None,
-            end_reason: None,
-            moh: None,
-        };
-        let mut call = call;
+        let mut call = Call::new(id, a, device, caller_dn, caller_display, &dialled, max_forwards - 1);
+        call.a_invite = Some((stx, req));
         if let Some((_, r)) = &call.a_invite {
             call.a_sdp = r.body.clone();
         }
@@ -329,34 +336,8 @@ impl B2bua {
             offer_media: Some(media),
             end: None,
         };
-        let call = Call {
-            id,
-            a,
-            a_invite: None,
-            b: None,
-            b_invite: None,
-            b_got_provisional: false,
-            cancel_when_provisional: false,
-            b_ack: None,
-            a_2xx: None,
-            caller_device: device.to_string(),
-            caller_dn: line.dn.clone(),
-            caller_display: display,
-            dialled: to.to_string(),
-            ringing_line: None,
-            visited: Vec::new(),
-            hops: 0,
-            max_forwards: 70,
-            answered: false,
-            relaying: None,
-            cti: Some(cti),
-            watchers: Vec::new(),
-            a_sdp: Vec::new(),
-            b_sdp: Vec::new(),
-            phone_ack_pending: None,
-            end_reason: None,
-            moh: None,
-        };
+        let mut call = Call::new(id, a, device, line.dn.clone(), display, to, 70);
+        call.cti = Some(cti);
         self.calls.insert(id, call);
         id
     }
