@@ -60,40 +60,99 @@ devices = ["rp-2000", "port-2101", "phone-1004"]
     ))
 }
 
-/// A CTI application over TCP: one JSON message per line.
-struct App {
+/// How an application's messages travel: JSON lines over TCP, or WebSocket frames.
+trait Wire {
+    fn send_text(&mut self, text: &str);
+    fn read_text(&mut self) -> String;
+}
+
+/// JSON lines over TCP.
+struct Tcp {
     w: TcpStream,
     r: BufReader<TcpStream>,
+}
+
+impl Wire for Tcp {
+    fn send_text(&mut self, text: &str) {
+        writeln!(self.w, "{text}").unwrap();
+    }
+    fn read_text(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).expect("the server answers within the guard");
+        assert!(n > 0, "the server closed the connection");
+        line
+    }
+}
+
+/// One message per WebSocket text frame.
+struct Ws(tungstenite::WebSocket<TcpStream>);
+
+impl Wire for Ws {
+    fn send_text(&mut self, text: &str) {
+        self.0.send(tungstenite::Message::text(text)).unwrap();
+    }
+    fn read_text(&mut self) -> String {
+        loop {
+            match self.0.read().expect("a message within the guard") {
+                tungstenite::Message::Text(t) => return t.as_str().to_string(),
+                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}
+
+/// A CTI application: requests with ids, replies matched in order, events kept.
+struct App<W: Wire = Tcp> {
+    wire: W,
     events: VecDeque<Value>,
     next_id: i64,
 }
 
-impl App {
-    fn connect(tb: &TestBox) -> App {
+impl App<Tcp> {
+    fn connect(tb: &TestBox) -> App<Tcp> {
         let w = TcpStream::connect(tb.b.cti).unwrap();
         w.set_read_timeout(Some(GUARD)).unwrap();
         let r = BufReader::new(w.try_clone().unwrap());
-        let mut app = App { w, r, events: VecDeque::new(), next_id: 0 };
-        let hello = app.read();
-        assert_eq!(hello["type"], "hello");
+        App::greeted(Tcp { w, r })
+    }
+
+    fn login_and_open(tb: &TestBox, devices: &[&str]) -> App<Tcp> {
+        let mut app = App::connect(tb);
+        app.login_and_open_all(devices);
+        app
+    }
+}
+
+impl App<Ws> {
+    fn connect_ws(tb: &TestBox) -> App<Ws> {
+        let s = TcpStream::connect(tb.b.http).unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://{}/cti", tb.b.http), s).expect("websocket handshake");
+        App::greeted(Ws(ws))
+    }
+}
+
+impl<W: Wire> App<W> {
+    fn greeted(wire: W) -> App<W> {
+        let mut app = App { wire, events: VecDeque::new(), next_id: 0 };
+        assert_eq!(app.read()["type"], "hello");
         app
     }
 
     fn read(&mut self) -> Value {
-        let mut line = String::new();
-        let n = self.r.read_line(&mut line).expect("the server answers within the guard");
+        let text = self.wire.read_text();
         if std::env::var_os("CTI_TRACE").is_some() {
-            eprint!("<- {line}");
+            eprintln!("<- {}", text.trim_end());
         }
-        assert!(n > 0, "the server closed the connection");
-        serde_json::from_str(&line).unwrap()
+        serde_json::from_str(&text).unwrap()
     }
 
     /// Sends a request and returns its reply; events that arrive meanwhile are kept.
     fn request(&mut self, mut req: Value) -> Value {
         self.next_id += 1;
         req["id"] = json!(self.next_id);
-        writeln!(self.w, "{req}").unwrap();
+        self.wire.send_text(&req.to_string());
         loop {
             let v = self.read();
             if v["type"] == "reply" {
@@ -124,16 +183,14 @@ impl App {
         }
     }
 
-    fn login_and_open(tb: &TestBox, devices: &[&str]) -> App {
-        let mut app = App::connect(tb);
-        let r = app.ok(json!({"type":"login","app":"crm","secret":SECRET}));
+    fn login_and_open_all(&mut self, devices: &[&str]) {
+        let r = self.ok(json!({"type":"login","app":"crm","secret":SECRET}));
         assert_eq!(r["app"], "crm");
         for d in devices {
-            app.ok(json!({"type":"open","device":d}));
-            let ev = app.event("device_in_service");
+            self.ok(json!({"type":"open","device":d}));
+            let ev = self.event("device_in_service");
             assert_eq!(ev["device"], *d);
         }
-        app
     }
 }
 
@@ -290,10 +347,10 @@ fn bad_requests_name_the_problem_and_the_connection_stays_usable() {
     assert_eq!(r["error"]["code"], "device_not_allowed", "{r}");
     let r = app.request(json!({"type":"answer","call":"c999"}));
     assert_eq!(r["error"]["code"], "unknown_call", "{r}");
-    writeln!(app.w, "{{not json").unwrap();
+    app.wire.send_text("{not json");
     let v = app.read();
     assert_eq!(v["error"]["code"], "bad_json", "{v}");
-    writeln!(app.w, "{{\"type\":\"redirect\",\"id\":77,\"call\":\"c1\"}}").unwrap();
+    app.wire.send_text(r#"{"type":"redirect","id":77,"call":"c1"}"#);
     let v = app.read();
     assert_eq!((v["id"].as_i64(), v["error"]["code"].as_str()), (Some(77), Some("missing_field")), "{v}");
     // Still usable; a second application cannot take a device that is open.
@@ -302,65 +359,11 @@ fn bad_requests_name_the_problem_and_the_connection_stays_usable() {
     assert!(devices["devices"].as_array().unwrap().iter().any(|d| d["name"] == "rp-2000" && d["open"] == true), "{devices}");
 }
 
-/// The same application protocol over WebSocket (one message per text frame).
-struct WsApp {
-    ws: tungstenite::WebSocket<TcpStream>,
-    events: VecDeque<Value>,
-    next_id: i64,
-}
-
-impl WsApp {
-    fn connect(tb: &TestBox) -> WsApp {
-        let s = TcpStream::connect(tb.b.http).unwrap();
-        s.set_read_timeout(Some(GUARD)).unwrap();
-        let (ws, _) = tungstenite::client(format!("ws://{}/cti", tb.b.http), s).expect("websocket handshake");
-        let mut app = WsApp { ws, events: VecDeque::new(), next_id: 0 };
-        assert_eq!(app.read()["type"], "hello");
-        app
-    }
-    fn read(&mut self) -> Value {
-        loop {
-            match self.ws.read().expect("a message within the guard") {
-                tungstenite::Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-                tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-    fn ok(&mut self, mut req: Value) -> Value {
-        self.next_id += 1;
-        req["id"] = json!(self.next_id);
-        self.ws.send(tungstenite::Message::text(req.to_string())).unwrap();
-        loop {
-            let v = self.read();
-            if v["type"] == "reply" {
-                assert_eq!(v["ok"], true, "{req} -> {v}");
-                return v;
-            }
-            self.events.push_back(v);
-        }
-    }
-    fn event(&mut self, name: &str) -> Value {
-        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
-            return self.events.remove(i).unwrap();
-        }
-        loop {
-            let v = self.read();
-            if v["event"] == name {
-                return v;
-            }
-            self.events.push_back(v);
-        }
-    }
-}
-
 #[test]
 fn a_websocket_application_answers_a_route_point_call() {
     let tb = start();
-    let mut app = WsApp::connect(&tb);
-    app.ok(json!({"type":"login","app":"crm","secret":SECRET}));
-    app.ok(json!({"type":"open","device":"rp-2000"}));
-    app.event("device_in_service");
+    let mut app = App::connect_ws(&tb);
+    app.login_and_open_all(&["rp-2000"]);
     let c = caller(&tb, "caller_cti_answer.xml", "2000", &["-d", "200"]);
     let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
     app.ok(json!({"type":"answer","call":call,"media":{"ip":"127.0.0.1","port":40000}}));
