@@ -14,10 +14,10 @@
 //! (see `sha_256_challenge_with_this_baresip`).
 
 mod common;
-use common::sipp::{password, sip_config_digest};
+use common::sipp::{expect_success, free_udp_port, password, sip_config_digest, sipp, start_config, TestBox};
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 
@@ -28,17 +28,8 @@ fn config(algorithms: &str) -> String {
     sip_config_digest(algorithms, "")
 }
 
-struct TestBox {
-    b: BoxProc,
-    dir: TempDir,
-}
-
 fn start(algorithms: &str) -> TestBox {
-    let dir = TempDir::new("baresip");
-    let file = dir.path().join("ctibox.toml");
-    std::fs::write(&file, config(algorithms)).unwrap();
-    let b = BoxProc::start(Start { config: Some(&file), ..Default::default() });
-    TestBox { b, dir }
+    start_config(&config(algorithms), &[])
 }
 
 impl TestBox {
@@ -253,47 +244,6 @@ impl Drop for Phone {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(name)
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// One SIPp run, as in tests/sip_interop.rs.
-fn sipp(tb: &TestBox, scen: &str, service: &str, auth: Option<&str>, port: u16, extra: &[&str]) -> Child {
-    let err = tb.dir.path().join(format!("{scen}-{port}-errors.log"));
-    let mut cmd = Command::new("sipp");
-    cmd.arg(tb.b.sip.to_string())
-        .args(["-sf"])
-        .arg(scenario(scen))
-        .args(["-s", service, "-m", "1", "-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-mp", &free_udp_port().to_string(), "-timeout", "30s", "-timeout_error", "-nostdin"])
-        .arg("-trace_err")
-        .arg("-error_file")
-        .arg(&err)
-        .args(extra);
-    if let Some(user) = auth {
-        cmd.args(["-au", user, "-ap", &password(user)]);
-    }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.spawn().expect("sipp is installed (scripts/deps)")
-}
-
-fn expect_success(tb: &TestBox, mut child: Child, what: &str) {
-    let status = child.wait().unwrap();
-    if !status.success() {
-        let mut logs = String::new();
-        for e in std::fs::read_dir(tb.dir.path()).unwrap().flatten() {
-            if e.file_name().to_string_lossy().ends_with("errors.log") {
-                logs.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        panic!("{what}: sipp exited {status}\n{logs}");
     }
 }
 
