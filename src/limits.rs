@@ -46,3 +46,18 @@ pub const CTI_WS_WRITE_BUFFER: usize = 1024 * 1024;
 pub const CTI_SEND_TIMEOUT_MS: u64 = 30_000;
 /// Time a WebSocket peer has to answer our close frame (ms).
 pub const CTI_WS_CLOSE_TIMEOUT_MS: u64 = 2_000;
+/// Media streams (RTP sessions) the media thread serves at once; past it `Play` fails.
+pub const MEDIA_MAX_STREAMS: usize = 2048;
+/// Media commands queued from the engine loop to the media thread; past it a command
+/// is dropped, logged and counted (the engine loop never waits on the media path).
+pub const MEDIA_CMD_QUEUE: usize = 4096;
+/// A stream that had received RTP reports `RtpTimeout` after this long without any (ms).
+pub const MEDIA_RTP_TIMEOUT_MS: u64 = 30_000;
+/// RTCP sender reports are sent about this often per stream (ms).
+pub const MEDIA_RTCP_INTERVAL_MS: u64 = 5_000;
+/// Datagrams read from one socket per wake-up before serving the others (fairness).
+pub const MEDIA_RECV_BURST: usize = 32;
+/// Largest music-on-hold or prompt file read (bytes): 10 minutes of PCM16 plus headers.
+pub const MEDIA_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Prompt files queued toward the loader thread.
+pub const MEDIA_LOAD_QUEUE: usize = 64;

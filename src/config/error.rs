@@ -68,6 +68,8 @@ pub enum Reason {
     GpioTaken { gpio: String, port: String },
     PcmTaken { pcm: String, port: String },
     UnknownBoard { name: String },
+    /// `[media] moh_file` cannot be read or is not a WAV the media path can play.
+    BadAudioFile { key: &'static str, path: String, detail: String },
 }
 
 fn list(items: &[String]) -> String {
@@ -155,6 +157,7 @@ impl fmt::Display for Reason {
             GpioTaken { gpio, port } => write!(f, "GPIO line {gpio:?} is already used by port {port:?}"),
             PcmTaken { pcm, port } => write!(f, "ALSA PCM {pcm:?} is already used by port {port:?}"),
             UnknownBoard { name } => write!(f, "unknown board {name:?} (built in: sim, rpi4, rpi5; or set `file`)"),
+            BadAudioFile { key, path, detail } => write!(f, "{key} {path:?}: {detail}"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The configuration: the TOML model (`model`), its parsing and validation with
 //! file:line:column errors (`error`, `validate*`), dial plan syntax (`dialplan`) and
 //! credentials (`secrets`). Owns no sockets and never reads the clock; the only files
-//! it reads are the configuration, a board file it names, and secrets.toml.
+//! it reads are the configuration, a board file it names, the music-on-hold WAV it
+//! names, and secrets.toml.
 //!
 //! Errors: validation collects every error it finds, sorted by position; `parse_str`
 //! and `load_file` return the first, `check_str` and `check_file` all of them (later
@@ -22,6 +23,7 @@ pub use secrets::{hash_secret, resolve_generated};
 
 pub(crate) use error::from_toml;
 pub(crate) use validate::Ctx;
+pub use validate::read_audio;
 
 use std::path::Path;
 

@@ -163,6 +163,9 @@ pub struct MediaConfig {
     pub rtp_port_max: u16,
     /// Preference order, never empty.
     pub codecs: Vec<Codec>,
+    /// Music on hold: an 8 kHz mono PCM16 / G.711 WAV file (checked at load), else
+    /// the built-in melody. Relative paths are resolved against the config file.
+    pub moh_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

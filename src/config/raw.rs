@@ -98,6 +98,7 @@ pub(super) struct RawMedia {
     pub rtp_port_min: OS<i64>,
     pub rtp_port_max: OS<i64>,
     pub codecs: OS<Vec<S<String>>>,
+    pub moh_file: OS<String>,
 }
 
 #[derive(Deserialize)]

@@ -230,6 +230,34 @@ fn board_file_from_config() {
 }
 
 #[test]
+fn moh_file_is_checked_at_load() {
+    let dir = temp_dir("moh");
+    let cfg = dir.join("c.toml");
+    let load = |key: &str| {
+        std::fs::write(&cfg, with(&format!("[media]\nmoh_file = \"{key}\"\n"))).unwrap();
+        load_file(&cfg)
+    };
+    // Missing file: the error points at the value.
+    let e = load("nope.wav").unwrap_err();
+    assert_eq!((e.line, e.column), (20, 12), "{e}");
+    assert!(e.to_string().contains("media.moh_file") && e.to_string().contains("cannot read"), "{e}");
+    // Not a WAV; then a WAV at the wrong rate.
+    std::fs::write(dir.join("text.wav"), "hello").unwrap();
+    assert!(load("text.wav").unwrap_err().to_string().ends_with("not a RIFF file"));
+    let mut wrong_rate = crate::core::media::wav::write_pcm16(&[0, 100, -100, 0]);
+    wrong_rate[24..28].copy_from_slice(&16_000u32.to_le_bytes());
+    std::fs::write(dir.join("wb.wav"), &wrong_rate).unwrap();
+    let e = load("wb.wav").unwrap_err().to_string();
+    assert!(e.ends_with("WAV rate is 16000 Hz; prompts must be 8000 Hz"), "{e}");
+    // A good one, relative to the config file.
+    std::fs::write(dir.join("moh.wav"), crate::core::media::wav::write_pcm16(&[0, 1000, -1000, 0])).unwrap();
+    let c = load("moh.wav").unwrap();
+    assert_eq!(c.media.moh_file, Some(dir.join("moh.wav")));
+    assert_eq!(embedded_default().media.moh_file, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn no_panic_on_odd_input() {
     for t in ["", "\u{feff}", "[[device]]\n", "[peer]\n", "a = 1", "[sip]\nt1_ms = 99999999999999999999", "[[line]]\ndn=\"\"\npartition=\"\"", "\u{1F600} = 1"] {
         let _ = parse_str(t, "t.toml");

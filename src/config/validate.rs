@@ -1,7 +1,7 @@
 //! From the raw file to a typed `Config`: scalar sections (system, sip, cti, http,
 //! media, peer, board), listener clashes, and the shared checking context. The dial
 //! plan and devices are in `validate_plan`. Collects every error it can find; no I/O
-//! except reading a board file named by `[board] file`.
+//! except reading a board file named by `[board] file` and the `[media] moh_file`.
 
 use super::error::{ConfigError, Located, Reason};
 use super::model::*;
@@ -241,7 +241,37 @@ fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
         Some(v) => c.codecs(v.get_ref(), "media.codecs"),
         None => vec![Codec::Pcmu, Codec::Pcma],
     };
-    MediaConfig { rtp_port_min: min as u16, rtp_port_max: max as u16, codecs }
+    let moh_file = r.moh_file.as_ref().and_then(|f| {
+        let base = Path::new(c.file).parent().unwrap_or(Path::new(""));
+        let path = base.join(f.get_ref());
+        match read_audio(&path) {
+            Ok(_) => Some(path),
+            Err(detail) => {
+                c.err(f.span(), Reason::BadAudioFile { key: "media.moh_file", path: path.display().to_string(), detail });
+                None
+            }
+        }
+    });
+    MediaConfig { rtp_port_min: min as u16, rtp_port_max: max as u16, codecs, moh_file }
+}
+
+/// Reads and decodes an audio file the media path plays (music on hold, prompts):
+/// an 8 kHz mono PCM16, mu-law or A-law WAV, at most `MEDIA_MAX_FILE_BYTES`.
+pub fn read_audio(path: &Path) -> Result<Vec<i16>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let max = crate::limits::MEDIA_MAX_FILE_BYTES;
+    if meta.len() > max {
+        return Err(format!("file is {} bytes, larger than the {max} allowed", meta.len()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let wav = crate::core::media::wav::parse(&bytes).map_err(|e| e.to_string())?;
+    if wav.samples.is_empty() {
+        return Err("WAV file holds no samples".into());
+    }
+    Ok(wav.samples)
 }
 
 fn cidr(s: &str) -> Option<Cidr> {

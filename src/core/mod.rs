@@ -98,6 +98,14 @@ pub enum MediaCmd {
     CollectDigits { stream: StreamId, dtmf_pt: Option<u8> },
     /// Stop sending and close the stream's sockets.
     Stop { stream: StreamId },
+    /// Join two open streams: RTP and RTCP arriving on one are forwarded unchanged out
+    /// of the other toward its (symmetric) remote, so the box relays the media of a
+    /// call between two legs (for far ends that cannot reach each other). Both stop
+    /// sending their own source while joined; digit collection goes on. Stopping
+    /// either ends the relay and the other resumes its source. Added after Play /
+    /// CollectDigits / Stop because relayed calls are the media path's capacity
+    /// measure (docs/BENCHMARKS.md) and a B2BUA needs it for NAT-bound phones.
+    Relay { a: StreamId, b: StreamId },
 }
 
 /// Events from the media path.

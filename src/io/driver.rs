@@ -128,6 +128,8 @@ pub struct Driver {
     pub dialed: HashMap<std::net::SocketAddr, ConnId>,
     /// For tasks the loop starts itself (outbound connections).
     pub inbox: mpsc::Sender<Event>,
+    /// The media path's command queue (None: media commands are dropped and logged).
+    pub media: Option<super::media::MediaHandle>,
 }
 
 impl Driver {
@@ -219,7 +221,15 @@ impl Driver {
                     self.conns.remove(&conn);
                 }
                 Output::Persist { name, bytes } => self.persist.push(name, bytes),
-                Output::Media(cmd) => log::debug!("media path not running; dropped {cmd:?}"),
+                Output::Media(cmd) => match &self.media {
+                    // Never waits: a full queue drops the command (logged, counted).
+                    Some(m) => {
+                        if let Err(cmd) = m.send(cmd) {
+                            log::warn!("media: command queue full; dropped {cmd:?}");
+                        }
+                    }
+                    None => log::debug!("media path not running; dropped {cmd:?}"),
+                },
             }
         }
     }

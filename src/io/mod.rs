@@ -8,6 +8,7 @@ pub mod driver;
 pub mod framing;
 pub mod http;
 pub mod listeners;
+pub mod media;
 pub mod notify;
 pub mod run;
 pub mod supervisor;

@@ -5,13 +5,14 @@
 
 use super::driver::{Clock, Driver, Event, PersistQueue};
 use super::listeners::{self, ListenPlan};
+use super::media::{self, EventSink, MediaHandle, MediaSettings};
 use super::notify::{self, Heartbeat, Notifier};
 use super::supervisor;
 use crate::board::Board;
 use crate::config::{self, Config};
 use crate::core::rng::EngineRng;
 use crate::core::Engine;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +76,12 @@ fn seed() -> [u8; 32] {
     s[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     s[16..20].copy_from_slice(&std::process::id().to_le_bytes());
     s
+}
+
+/// The address media streams bind: the SIP listener's IP (UDP, else TCP); the
+/// wildcard when SIP listens on the wildcard or not at all.
+fn media_bind_ip(addrs: &ListenPlan) -> IpAddr {
+    addrs.sip_udp.or(addrs.sip_tcp).map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 
 fn show(a: Option<SocketAddr>) -> String {
@@ -184,7 +191,9 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         persist: persist.clone(),
         dialed: Default::default(),
         inbox: inbox_tx.clone(),
+        media: None,
     };
+    let mut driver = driver;
     {
         let dir = dir.clone();
         if let Err(e) = sup.spawn_thread("persist", move || persist.run(dir)) {
@@ -192,6 +201,28 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
             return 1;
         }
     }
+    // The media path: RTP on the SIP listener's address (the wildcard on a wildcard bind).
+    let media_ip = media_bind_ip(&addrs);
+    let media = {
+        let tx = inbox_tx.clone();
+        let sink: EventSink = Box::new(move |ev| tx.try_send(Event::Input(crate::core::Input::Media(ev))).is_ok());
+        match media::start(MediaSettings::from_config(&cfg, media_ip), sink) {
+            Ok((handle, threads)) => {
+                for (name, body) in threads {
+                    if let Err(e) = sup.spawn_thread(name, body) {
+                        eprintln!("ctibox: cannot start {name} thread: {e}");
+                        return 1;
+                    }
+                }
+                handle
+            }
+            Err(e) => {
+                eprintln!("ctibox: cannot start the media path: {e}");
+                return 1;
+            }
+        }
+    };
+    driver.media = Some(media.clone());
     sup.spawn("engine", driver.run(inbox_rx));
     if let Some(s) = bound.sip_udp {
         sup.spawn("sip-udp", listeners::sip_udp_loop(s, inbox_tx.clone()));
@@ -216,7 +247,7 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
             eprintln!("ctibox: cannot install the SIGHUP handler");
             return 1;
         };
-        sup.spawn("reload", reload_loop(hup, opts, plan.clone(), addrs.clone(), tx));
+        sup.spawn("reload", reload_loop(hup, opts, plan.clone(), addrs.clone(), tx, media, media_ip));
     }
 
     let notifier = Notifier::from_env();
@@ -271,6 +302,8 @@ async fn reload_loop(
     plan: ListenPlan,
     bound: ListenPlan,
     tx: mpsc::Sender<Event>,
+    media: MediaHandle,
+    media_ip: IpAddr,
 ) -> Result<(), String> {
     loop {
         hup.recv().await;
@@ -280,6 +313,10 @@ async fn reload_loop(
         };
         match reload_one(path, &opts, &plan, &bound) {
             Ok(cfg) => {
+                // Music on hold is read here, off the engine loop and the media thread.
+                if !media.reconfigure(MediaSettings::from_config(&cfg, media_ip)) {
+                    log::warn!("SIGHUP: media queue full; music on hold and tones unchanged");
+                }
                 let input = crate::core::Input::Reload(Arc::new(cfg));
                 tx.send(Event::Input(input)).await.map_err(|_| "inbox closed".to_string())?;
             }

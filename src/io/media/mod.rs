@@ -1,0 +1,622 @@
+//! The media path: RTP streams the engine commands (`MediaCmd`), run beside it on
+//! one OS thread ("media") with a helper thread that reads prompt files
+//! ("media-load"), both registered with the supervisor. Audio never reaches the
+//! engine; what the streams notice comes back as `MediaEvent`s.
+//!
+//! One thread serves every stream: an epoll set holds all sockets, a wake-up socket
+//! for commands and a timerfd armed at the earliest send deadline. Frame `n` of a
+//! stream is due at `start + n * 20 ms` (a monotonic schedule, no drift); stream
+//! starts are put on a 1 ms grid so that many streams share a wake-up. See
+//! docs/media.md.
+
+mod source;
+mod stats;
+mod stream;
+
+pub use source::{melody, LoopAudio};
+pub use stats::MediaStats;
+
+use crate::config::Config;
+use crate::core::media::g711::Law;
+use crate::core::media::tone::{self, ToneGen};
+use crate::core::rng::EngineRng;
+use crate::core::{MediaCmd, MediaEvent, MediaSource, StreamId, Time};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use source::Source;
+use stats::inc;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stream::{Collect, RxEffect, Stream, FRAME};
+
+/// How often RTP timeouts, RFC 4733 event timeouts and the CPU figure are checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Stream starts are rounded up to this grid, so streams share wake-ups.
+const START_GRID: Duration = Duration::from_millis(1);
+/// A stream more than this many frames behind its schedule (the thread was starved)
+/// skips ahead rather than bursting the backlog out.
+const MAX_BEHIND: u64 = 5;
+
+const TOKEN_WAKE: u64 = u64::MAX;
+const TOKEN_TIMER: u64 = u64::MAX - 1;
+
+/// What the media path needs from the configuration.
+pub struct MediaSettings {
+    /// Where streams bind (the SIP listener's address; the wildcard on a wildcard bind).
+    pub bind_ip: IpAddr,
+    pub country: tone::Country,
+    /// Music on hold: the configured file or the built-in melody.
+    pub moh: Arc<LoopAudio>,
+    /// `RtpTimeout` after this long without RTP (`MEDIA_RTP_TIMEOUT_MS`; tests shorten it).
+    pub rtp_timeout: Duration,
+}
+
+impl MediaSettings {
+    /// Settings from a validated configuration. Reads `[media] moh_file` (blocking
+    /// file I/O: call it off the engine loop); a file that went bad since validation
+    /// is logged and the melody is used.
+    pub fn from_config(cfg: &Config, bind_ip: IpAddr) -> MediaSettings {
+        let pcm = match &cfg.media.moh_file {
+            Some(path) => match crate::config::read_audio(path) {
+                Ok(pcm) => pcm,
+                Err(e) => {
+                    log::error!("media: music on hold {}: {e}; playing the built-in melody", path.display());
+                    melody()
+                }
+            },
+            None => melody(),
+        };
+        MediaSettings {
+            bind_ip,
+            country: tone_country(cfg.system.country),
+            moh: Arc::new(LoopAudio::new(pcm)),
+            rtp_timeout: Duration::from_millis(crate::limits::MEDIA_RTP_TIMEOUT_MS),
+        }
+    }
+}
+
+/// The tone plan for a configured country. Plans exist for us/ca, uk and de; the
+/// other European countries use the 425 Hz (de) plan and Australia the uk one.
+pub fn tone_country(c: crate::config::Country) -> tone::Country {
+    use crate::config::Country as C;
+    match c {
+        C::Us | C::Ca => tone::Country::Us,
+        C::Uk | C::Au => tone::Country::Uk,
+        C::De | C::Fr | C::It | C::Es | C::Nl => tone::Country::De,
+    }
+}
+
+/// What reaches the media thread.
+enum Ctl {
+    Cmd(MediaCmd),
+    Settings(Arc<MediaSettings>),
+    /// A prompt file the loader read (or could not).
+    Loaded { slot: usize, gen: u64, result: Result<Vec<i16>, String> },
+}
+
+/// Where events go: returns false when there was no room (the event is counted as
+/// dropped). The shell wraps the engine inbox's `try_send`.
+pub type EventSink = Box<dyn FnMut(MediaEvent) -> bool + Send>;
+
+/// The engine loop's side: non-blocking sends into the bounded command queue.
+#[derive(Clone)]
+pub struct MediaHandle {
+    tx: SyncSender<Ctl>,
+    waker: Arc<UnixDatagram>,
+    stats: Arc<MediaStats>,
+}
+
+impl MediaHandle {
+    fn push(&self, ctl: Ctl) -> Result<(), Ctl> {
+        match self.tx.try_send(ctl) {
+            Ok(()) => {
+                // A full wake-up socket already means a wake-up is pending.
+                let _ = self.waker.send(&[1]);
+                Ok(())
+            }
+            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => {
+                inc(&self.stats.commands_dropped);
+                Err(c)
+            }
+        }
+    }
+
+    /// Queues a command without waiting; gives it back (and counts it) when the queue
+    /// is full or the media thread is gone.
+    pub fn send(&self, cmd: MediaCmd) -> Result<(), MediaCmd> {
+        self.push(Ctl::Cmd(cmd)).map_err(|c| match c {
+            Ctl::Cmd(cmd) => cmd,
+            _ => unreachable!("pushed a command"),
+        })
+    }
+
+    /// New settings after a reload (music on hold, country); streams playing music on
+    /// hold switch at their next frame. False when the queue is full.
+    pub fn reconfigure(&self, settings: MediaSettings) -> bool {
+        self.push(Ctl::Settings(Arc::new(settings))).is_ok()
+    }
+
+    pub fn stats(&self) -> &Arc<MediaStats> {
+        &self.stats
+    }
+}
+
+/// A thread body to spawn (through the supervisor in the appliance).
+pub type ThreadBody = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// Builds the media path: the handle for the engine loop and the two thread bodies,
+/// ("media", the runtime) and ("media-load", the prompt loader).
+pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(MediaHandle, Vec<(&'static str, ThreadBody)>)> {
+    let (tx, rx) = mpsc::sync_channel(crate::limits::MEDIA_CMD_QUEUE);
+    let (wake_tx, wake_rx) = UnixDatagram::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
+    let waker = Arc::new(wake_tx);
+    let stats = Arc::new(MediaStats::default());
+    let (load_tx, load_rx) = mpsc::sync_channel::<(usize, u64, PathBuf)>(crate::limits::MEDIA_LOAD_QUEUE);
+    let handle = MediaHandle { tx: tx.clone(), waker: waker.clone(), stats: stats.clone() };
+    let errno = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(errno)?;
+    let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC).map_err(errno)?;
+    epoll.add(&wake_rx, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE)).map_err(errno)?;
+    epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER)).map_err(errno)?;
+    let mut seed = [0u8; 32];
+    {
+        use std::io::Read;
+        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut seed));
+    }
+    let origin = Instant::now();
+    let rt = Runtime {
+        rx,
+        wake_rx,
+        settings: Arc::new(settings),
+        sink,
+        stats,
+        epoll,
+        timer,
+        armed: None,
+        slots: Vec::new(),
+        free: Vec::new(),
+        ids: HashMap::new(),
+        heap: BinaryHeap::new(),
+        origin,
+        rng: EngineRng::from_seed(seed),
+        next_gen: 1,
+        gens: Vec::new(),
+        load_tx,
+        housekeeping_at: origin + HOUSEKEEPING,
+        digits: Vec::new(),
+    };
+    let loader_waker = waker.clone();
+    let loader: ThreadBody = Box::new(move || {
+        // Ends (cleanly) when the runtime is gone.
+        while let Ok((slot, gen, path)) = load_rx.recv() {
+            let result = crate::config::read_audio(&path).map_err(|e| format!("prompt {}: {e}", path.display()));
+            if tx.send(Ctl::Loaded { slot, gen, result }).is_err() {
+                break;
+            }
+            let _ = loader_waker.send(&[1]);
+        }
+        Ok(())
+    });
+    let runtime: ThreadBody = Box::new(move || rt.run());
+    Ok((handle, vec![("media", runtime), ("media-load", loader)]))
+}
+
+struct Runtime {
+    rx: Receiver<Ctl>,
+    wake_rx: UnixDatagram,
+    settings: Arc<MediaSettings>,
+    sink: EventSink,
+    stats: Arc<MediaStats>,
+    epoll: Epoll,
+    timer: TimerFd,
+    armed: Option<Instant>,
+    slots: Vec<Option<Stream>>,
+    free: Vec<usize>,
+    ids: HashMap<StreamId, usize>,
+    /// Send deadlines: (due, slot, the stream's generation and tick generation).
+    heap: BinaryHeap<Reverse<(Instant, usize, u64, u64)>>,
+    origin: Instant,
+    rng: EngineRng,
+    next_gen: u64,
+    /// Generation of the stream in each slot (so a reused slot ignores stale entries).
+    gens: Vec<u64>,
+    load_tx: SyncSender<(usize, u64, PathBuf)>,
+    housekeeping_at: Instant,
+    digits: Vec<char>,
+}
+
+impl Runtime {
+    fn run(mut self) -> Result<(), String> {
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            let next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            let timeout = if next <= now {
+                EpollTimeout::ZERO
+            } else {
+                if self.armed != Some(next) {
+                    let d = next - now;
+                    let ts = TimeSpec::from_duration(d.max(Duration::from_nanos(1)));
+                    self.timer.set(Expiration::OneShot(ts), TimerSetTimeFlags::empty()).map_err(|e| format!("timerfd: {e}"))?;
+                    self.armed = Some(next);
+                }
+                EpollTimeout::NONE
+            };
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => 0,
+                Err(e) => return Err(format!("epoll_wait: {e}")),
+            };
+            let mut wake = false;
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_WAKE => wake = true,
+                    TOKEN_TIMER => {
+                        let _ = self.timer.wait();
+                        self.armed = None;
+                    }
+                    token => self.on_readable(token, &mut buf),
+                }
+            }
+            if wake {
+                let mut b = [0u8; 64];
+                while self.wake_rx.recv(&mut b).is_ok() {}
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(ctl) => self.on_ctl(ctl),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            self.send_due();
+            if Instant::now() >= self.housekeeping_at {
+                self.housekeeping();
+            }
+        }
+    }
+
+    fn time(&self, at: Instant) -> Time {
+        Time(at.saturating_duration_since(self.origin).as_micros() as u64)
+    }
+
+    fn emit(&mut self, ev: MediaEvent) {
+        log::debug!("media: {ev:?}");
+        if !(self.sink)(ev) {
+            inc(&self.stats.events_dropped);
+            log::warn!("media: engine inbox full; event dropped");
+        }
+    }
+
+    fn flush_digits(&mut self, id: StreamId) {
+        for digit in std::mem::take(&mut self.digits) {
+            inc(&self.stats.digits);
+            self.emit(MediaEvent::Digit { stream: id, digit });
+        }
+    }
+
+    fn on_readable(&mut self, token: u64, buf: &mut [u8]) {
+        let slot = (token / 2) as usize;
+        let is_rtcp = token % 2 == 1;
+        for _ in 0..crate::limits::MEDIA_RECV_BURST {
+            let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+            let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
+            let (len, from) = match sock.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors (port unreachable) surface here on Linux; not fatal.
+                    log::trace!("media: stream {}: recv: {e}", s.id.0);
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
+            let data = &buf[..len];
+            let effect = if is_rtcp {
+                s.on_rtcp(data, from, now, &self.stats)
+            } else {
+                s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
+            };
+            let (id, partner) = (s.id, s.relay);
+            if !self.digits.is_empty() {
+                self.flush_digits(id);
+            }
+            if let (RxEffect::Forward { rtcp }, Some(p)) = (effect, partner) {
+                if let Some(Some(o)) = self.slots.get(p) {
+                    let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
+                    match sock.send_to(data, to) {
+                        Ok(_) => inc(&self.stats.relayed),
+                        Err(_) => inc(&self.stats.send_errors),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_ctl(&mut self, ctl: Ctl) {
+        match ctl {
+            Ctl::Cmd(cmd) => self.on_cmd(cmd),
+            Ctl::Settings(s) => {
+                self.settings = s;
+                let moh = self.settings.moh.clone();
+                for s in self.slots.iter_mut().flatten() {
+                    if let Source::Loop { audio, pos } = &mut s.source {
+                        *audio = moh.clone();
+                        *pos = 0;
+                    }
+                }
+            }
+            Ctl::Loaded { slot, gen, result } => {
+                if self.gens.get(slot) != Some(&gen) {
+                    return; // the stream stopped meanwhile
+                }
+                let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+                let id = s.id;
+                match result {
+                    Ok(pcm) => {
+                        if let Source::Prompt { pcm: p @ None, .. } = &mut s.source {
+                            *p = Some(pcm);
+                        }
+                    }
+                    Err(reason) => {
+                        self.close(slot, true);
+                        self.emit(MediaEvent::Failed { stream: id, reason });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_cmd(&mut self, cmd: MediaCmd) {
+        log::debug!("media: {cmd:?}");
+        match cmd {
+            MediaCmd::Play { stream, local_port, remote, codec, source } => self.play(stream, local_port, remote, codec, source),
+            MediaCmd::CollectDigits { stream, dtmf_pt } => match self.ids.get(&stream).and_then(|&i| self.slots[i].as_mut()) {
+                Some(s) => s.collect = Some(Collect::new(dtmf_pt)),
+                None => log::debug!("media: collect digits on unknown stream {}", stream.0),
+            },
+            MediaCmd::Stop { stream } => {
+                if let Some(&slot) = self.ids.get(&stream) {
+                    self.close(slot, true);
+                }
+            }
+            MediaCmd::Relay { a, b } => self.relay(a, b),
+        }
+    }
+
+    fn make_source(&mut self, source: &MediaSource, slot: usize, gen: u64) -> Result<Source, String> {
+        Ok(match source {
+            MediaSource::MusicOnHold => Source::Loop { audio: self.settings.moh.clone(), pos: 0 },
+            MediaSource::Tone(kind) => Source::Tone(Box::new(ToneGen::for_plan(self.settings.country, *kind))),
+            MediaSource::Silence => Source::Silence,
+            MediaSource::Prompt(path) => {
+                self.load_tx.try_send((slot, gen, path.clone())).map_err(|_| "prompt loader busy".to_string())?;
+                Source::Prompt { pcm: None, pos: 0 }
+            }
+        })
+    }
+
+    fn play(&mut self, id: StreamId, local_port: u16, remote: SocketAddr, codec: crate::config::Codec, source: MediaSource) {
+        let law = match codec {
+            crate::config::Codec::Pcmu => Law::Ulaw,
+            crate::config::Codec::Pcma => Law::Alaw,
+        };
+        // A Play on an open stream changes what it sends (same port) or moves it.
+        if let Some(&slot) = self.ids.get(&id) {
+            let same_port = self.slots[slot].as_ref().is_some_and(|s| s.local_port == local_port);
+            if same_port {
+                let gen = self.next_gen;
+                self.next_gen += 1;
+                self.gens[slot] = gen;
+                match self.make_source(&source, slot, gen) {
+                    Ok(src) => {
+                        if let Some(s) = self.slots[slot].as_mut() {
+                            s.source = src;
+                            s.law = law;
+                            if s.last_rx.is_none() {
+                                s.remote = remote;
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        self.close(slot, true);
+                        self.emit(MediaEvent::Failed { stream: id, reason });
+                    }
+                }
+                return;
+            }
+            self.close(slot, true);
+        }
+        if self.ids.len() >= crate::limits::MEDIA_MAX_STREAMS {
+            let reason = format!("capacity: {} streams open", self.ids.len());
+            self.emit(MediaEvent::Failed { stream: id, reason });
+            return;
+        }
+        let bind = |port: u16| -> std::io::Result<UdpSocket> {
+            let s = UdpSocket::bind(SocketAddr::new(self.settings.bind_ip, port))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        };
+        let sockets = match local_port.checked_add(1) {
+            Some(rtcp_port) => bind(local_port).and_then(|r| Ok((r, bind(rtcp_port)?))),
+            None => Err(std::io::Error::other("no port above for RTCP")),
+        };
+        let (rtp, rtcp) = match sockets {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = format!("cannot bind {}:{local_port}/{}: {e}", self.settings.bind_ip, local_port.wrapping_add(1));
+                self.emit(MediaEvent::Failed { stream: id, reason });
+                return;
+            }
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.gens.push(0);
+            self.slots.len() - 1
+        });
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.gens[slot] = gen;
+        let src = match self.make_source(&source, slot, gen) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.free.push(slot);
+                self.emit(MediaEvent::Failed { stream: id, reason });
+                return;
+            }
+        };
+        let flags = EpollFlags::EPOLLIN;
+        let reg = self
+            .epoll
+            .add(&rtp, EpollEvent::new(flags, slot as u64 * 2))
+            .and_then(|()| self.epoll.add(&rtcp, EpollEvent::new(flags, slot as u64 * 2 + 1)));
+        if let Err(e) = reg {
+            self.free.push(slot);
+            self.emit(MediaEvent::Failed { stream: id, reason: format!("epoll: {e}") });
+            return;
+        }
+        let start = self.grid(Instant::now());
+        let random = self.rng.next_u64();
+        let s = Stream::new(id, rtp, rtcp, local_port, remote, law, src, random, start);
+        self.heap.push(Reverse((start, slot, gen, s.tick_gen)));
+        self.slots[slot] = Some(s);
+        self.ids.insert(id, slot);
+        inc(&self.stats.streams_opened);
+        self.stats.streams.store(self.ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The next point of the start grid at or after `t`.
+    fn grid(&self, t: Instant) -> Instant {
+        let since = t.saturating_duration_since(self.origin).as_nanos();
+        let g = START_GRID.as_nanos();
+        let up = since.div_ceil(g) * g;
+        self.origin + Duration::from_nanos(up as u64)
+    }
+
+    fn close(&mut self, slot: usize, bye: bool) {
+        let Some(mut s) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        if bye {
+            s.send_bye(Instant::now(), &self.stats);
+        }
+        let _ = self.epoll.delete(&s.rtp);
+        let _ = self.epoll.delete(&s.rtcp);
+        self.ids.remove(&s.id);
+        self.gens[slot] = 0;
+        self.free.push(slot);
+        if let Some(p) = s.relay {
+            self.unrelay(p);
+        }
+        self.stats.streams.store(self.ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ends the relay of the stream in `slot`: it resumes its own source.
+    fn unrelay(&mut self, slot: usize) {
+        let now = self.grid(Instant::now());
+        let gen = self.gens.get(slot).copied().unwrap_or(0);
+        if let Some(Some(s)) = self.slots.get_mut(slot) {
+            s.relay = None;
+            s.tick_gen += 1;
+            // Resume on the schedule's grid: frames missed while relayed are skipped
+            // (the timestamp keeps counting them, the sequence stays continuous).
+            s.frame = (now.saturating_duration_since(s.start).as_nanos()).div_ceil(FRAME.as_nanos()) as u64;
+            self.heap.push(Reverse((s.due(), slot, gen, s.tick_gen)));
+        }
+    }
+
+    fn relay(&mut self, a: StreamId, b: StreamId) {
+        let (Some(&sa), Some(&sb)) = (self.ids.get(&a), self.ids.get(&b)) else {
+            log::debug!("media: relay of unknown stream {} / {}", a.0, b.0);
+            return;
+        };
+        if sa == sb {
+            return;
+        }
+        for (x, y) in [(sa, sb), (sb, sa)] {
+            if let Some(old) = self.slots[x].as_ref().and_then(|s| s.relay) {
+                if old != y {
+                    self.unrelay(old);
+                }
+            }
+            if let Some(s) = self.slots[x].as_mut() {
+                s.relay = Some(y);
+                s.tick_gen += 1; // no more paced frames while relayed
+            }
+        }
+    }
+
+    fn send_due(&mut self) {
+        loop {
+            let now = Instant::now();
+            let Some(&Reverse((due, slot, gen, tick))) = self.heap.peek() else { return };
+            if due > now {
+                return;
+            }
+            self.heap.pop();
+            if self.gens.get(slot) != Some(&gen) {
+                continue;
+            }
+            let Some(Some(s)) = self.slots.get_mut(slot) else { continue };
+            if s.tick_gen != tick || s.relay.is_some() {
+                continue;
+            }
+            let behind = (now - due).as_nanos() / FRAME.as_nanos();
+            if behind as u64 > MAX_BEHIND {
+                self.stats.frames_skipped.fetch_add(behind as u64, std::sync::atomic::Ordering::Relaxed);
+                s.frame += behind as u64;
+                self.heap.push(Reverse((s.due(), slot, gen, tick)));
+                continue;
+            }
+            self.stats.record_lateness(now - due);
+            let done = s.send_frame(&self.stats);
+            if now >= s.rtcp_at {
+                s.send_report(now, &self.stats);
+            }
+            let (id, next) = (s.id, s.due());
+            self.heap.push(Reverse((next, slot, gen, tick)));
+            if done {
+                self.emit(MediaEvent::PlayoutDone { stream: id });
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        let time = self.time(now);
+        let timeout = self.settings.rtp_timeout;
+        let mut timed_out = Vec::new();
+        for s in self.slots.iter_mut().flatten() {
+            if let Some(c) = &mut s.collect {
+                if c.poll_timeout().is_some_and(|t| t <= time) {
+                    c.handle_timeout(time);
+                }
+            }
+            if !s.timed_out && s.last_rx.is_some_and(|t| now.duration_since(t) >= timeout) {
+                s.timed_out = true;
+                timed_out.push(s.id);
+            }
+            // Relayed streams report nothing themselves; the far ends' RTCP passes.
+            if s.relay.is_some() && now >= s.rtcp_at {
+                s.rtcp_at = now + Duration::from_millis(crate::limits::MEDIA_RTCP_INTERVAL_MS);
+            }
+        }
+        for stream in timed_out {
+            self.emit(MediaEvent::RtpTimeout { stream });
+        }
+        if let Ok(t) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
+            let ns = t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
+            self.stats.thread_cpu_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.housekeeping_at = now + HOUSEKEEPING;
+    }
+}
