@@ -257,6 +257,8 @@ impl Runtime {
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => return Err(format!("epoll_wait: {e}")),
             };
+            // Paced sends first: a burst of received datagrams must not delay them.
+            self.send_due();
             let mut wake = false;
             for ev in &events[..n] {
                 match ev.data() {
@@ -265,7 +267,10 @@ impl Runtime {
                         let _ = self.timer.wait();
                         self.armed = None;
                     }
-                    token => self.on_readable(token, &mut buf),
+                    token => {
+                        self.on_readable(token, &mut buf);
+                        self.send_due();
+                    }
                 }
             }
             if wake {

@@ -1,0 +1,203 @@
+//! Media path capacity: the media runtime on one pinned core, a load generator on the
+//! other. Usage: media_bench relay|moh N SECONDS
+//!
+//! relay: N calls, each two streams joined by `MediaCmd::Relay`; the generator sends
+//!   50 packets/s into each leg (2N streams, 100N packets/s in, 100N out) and times
+//!   each packet from its send to its arrival back through the relay (end to end, so
+//!   an upper bound on the latency the relay adds).
+//! moh: N terminated streams playing music on hold to the generator while it sends
+//!   50 packets/s of RTP into each; reports how late each paced packet left against
+//!   its 20 ms schedule (measured inside the media thread).
+//! Both report the media thread's CPU use (CLOCK_THREAD_CPUTIME_ID) over the window.
+#![allow(clippy::disallowed_methods)] // a benchmark reads the clock
+
+use ctibox::config::Codec;
+use ctibox::core::media::rtp::RtpHeader;
+use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
+use ctibox::io::media::{self, LoopAudio, MediaSettings, MediaStats};
+use nix::sched::{sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn pin(cpu: usize) {
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() && sched_setaffinity(Pid::from_raw(0), &set).is_err() {
+        eprintln!("warning: cannot pin to CPU {cpu}");
+    }
+}
+
+fn big_socket() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+    let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
+    s.set_nonblocking(true).unwrap();
+    s
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("relay", String::as_str).to_string();
+    let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let secs: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let relay = mode == "relay";
+    let streams = if relay { 2 * n } else { n };
+
+    let failed = Arc::new(AtomicU64::new(0));
+    let f2 = failed.clone();
+    let settings = MediaSettings {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        country: ctibox::core::media::tone::Country::Us,
+        moh: Arc::new(LoopAudio::new(media::melody())),
+        rtp_timeout: Duration::from_secs(30),
+    };
+    let sink = Box::new(move |e: MediaEvent| {
+        if let MediaEvent::Failed { reason, .. } = &e {
+            if f2.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("failed: {reason}");
+            }
+        }
+        true
+    });
+    let (h, threads) = media::start(settings, sink).unwrap();
+    for (name, body) in threads {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                pin(0);
+                body()
+            })
+            .unwrap();
+    }
+    pin(1);
+
+    // Generator sockets: every A leg talks to ga, every B leg to gb.
+    let (ga, gb) = (big_socket(), big_socket());
+    let (ga_addr, gb_addr) = (ga.local_addr().unwrap(), gb.local_addr().unwrap());
+    // Local ports: consecutive even ports from 20000 that are free now.
+    let mut ports = Vec::with_capacity(streams);
+    let mut p = 20000u16;
+    while ports.len() < streams {
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            ports.push(p);
+        }
+        p += 2;
+    }
+    for (i, &port) in ports.iter().enumerate() {
+        let remote = if relay && i % 2 == 1 { gb_addr } else { ga_addr };
+        let cmd = MediaCmd::Play { stream: StreamId(i as u64), local_port: port, remote, codec: Codec::Pcmu, source: MediaSource::MusicOnHold };
+        while h.send(cmd.clone()).is_err() {
+            std::thread::yield_now();
+        }
+    }
+    if relay {
+        for c in 0..n {
+            let cmd = MediaCmd::Relay { a: StreamId(2 * c as u64), b: StreamId(2 * c as u64 + 1) };
+            while h.send(cmd.clone()).is_err() {
+                std::thread::yield_now();
+            }
+        }
+    }
+    // Each stream's target and the socket that feeds it.
+    let targets: Vec<(SocketAddr, bool)> = ports.iter().enumerate().map(|(i, &p)| (SocketAddr::from(([127, 0, 0, 1], p)), relay && i % 2 == 1)).collect();
+
+    let origin = Instant::now();
+    let warmup = Duration::from_secs(2);
+    let end = warmup + Duration::from_secs(secs);
+    let mut seq = vec![0u16; streams];
+    let mut pkt = RtpHeader { payload_type: 0, ssrc: 1, ..Default::default() }.to_packet(&[0xFF; 160]);
+    let mut buf = [0u8; 2048];
+    let mut lat_us: Vec<u32> = Vec::with_capacity(streams * 50 * secs as usize);
+    let (mut sent, mut received, mut frame) = (0u64, 0u64, 0u64);
+    let stats: &MediaStats = h.stats();
+    let mut measuring = false;
+    let mut next = 0usize;
+    let mut cpu0 = 0;
+    let mut t_measure = origin;
+    loop {
+        let now = origin.elapsed();
+        if !measuring && now >= warmup {
+            measuring = true;
+            stats.reset_lateness();
+            cpu0 = MediaStats::get(&stats.thread_cpu_ns);
+            t_measure = Instant::now();
+            sent = 0;
+            received = 0;
+        }
+        if now >= end {
+            break;
+        }
+        // Stream i's frames are due at i * 20 ms / streams within each 20 ms frame.
+        let frame_start = Duration::from_millis(20) * frame as u32;
+        let phase_ns = now.saturating_sub(frame_start).as_nanos() as u64;
+        let due_upto = ((phase_ns * streams as u64) / 20_000_000).min(streams as u64) as usize;
+        // Send every stream whose slot in this frame has come.
+        while next < due_upto {
+            let (to, from_b) = targets[next];
+            seq[next] = seq[next].wrapping_add(1);
+            pkt[1] = 0; // PT 0, no marker
+            pkt[2..4].copy_from_slice(&seq[next].to_be_bytes());
+            pkt[8..12].copy_from_slice(&(next as u32 + 1).to_be_bytes());
+            let ns = origin.elapsed().as_nanos() as u64;
+            pkt[12..20].copy_from_slice(&ns.to_be_bytes());
+            let sock = if from_b { &gb } else { &ga };
+            if sock.send_to(&pkt, to).is_ok() {
+                sent += 1;
+            }
+            next += 1;
+        }
+        if next >= streams && phase_ns >= 20_000_000 {
+            next = 0;
+            frame += 1;
+        }
+        // Drain whatever came back.
+        for sock in [&ga, &gb] {
+            while let Ok((len, _)) = sock.recv_from(&mut buf) {
+                received += 1;
+                if relay && measuring && len >= 20 && buf[1] & 0x7F == 0 && buf[8..12] != [0, 0, 0, 0] {
+                    let at = origin.elapsed().as_nanos() as u64;
+                    let ns = u64::from_be_bytes(buf[12..20].try_into().unwrap());
+                    lat_us.push((at.saturating_sub(ns) / 1000) as u32);
+                }
+            }
+        }
+        std::thread::yield_now();
+    }
+    let wall = t_measure.elapsed();
+    // The media thread publishes its CPU time every 100 ms.
+    let cpu = MediaStats::get(&stats.thread_cpu_ns).saturating_sub(cpu0);
+    let cpu_pct = cpu as f64 / wall.as_nanos() as f64 * 100.0;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("mode={mode} n={n} streams={streams} seconds={secs} failed={}", failed.load(Ordering::Relaxed));
+    println!(
+        "  media thread CPU {cpu_pct:.1}% of one core; sent {} pkt/s, received {} pkt/s; skipped frames {}, send errors {}",
+        sent * 1000 / wall.as_millis().max(1) as u64,
+        received * 1000 / wall.as_millis().max(1) as u64,
+        MediaStats::get(&stats.frames_skipped),
+        MediaStats::get(&stats.send_errors)
+    );
+    if relay {
+        lat_us.sort_unstable();
+        let q = |p: f64| lat_us.get(((lat_us.len() as f64 * p) as usize).min(lat_us.len().saturating_sub(1))).copied().unwrap_or(0);
+        println!(
+            "  relayed {} packets; end-to-end latency us: p50 {} p99 {} p99.9 {} max {}",
+            lat_us.len(),
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            lat_us.last().copied().unwrap_or(0)
+        );
+    } else {
+        println!(
+            "  paced packets {}; send lateness vs schedule us: p50 {} p99 {} p99.9 {} max {}",
+            stats.lateness_count(),
+            stats.lateness_quantile(0.5).as_micros(),
+            stats.lateness_quantile(0.99).as_micros(),
+            stats.lateness_quantile(0.999).as_micros(),
+            stats.lateness_max().as_micros()
+        );
+    }
+    println!("  load average at end: {}", load.trim());
+}

@@ -1,0 +1,506 @@
+//! The media path driven directly through its command queue (no engine), with real
+//! UDP sockets on 127.0.0.1: pacing and RTP headers, music on hold and tones checked
+//! by decoding, prompts, RFC 4733 and in-band digits (SoX), espeak-ng talk-off over
+//! RTP, garbage input, symmetric RTP, RTCP, RTP timeout and relay. Nothing sleeps to
+//! wait: every wait is on a packet or an event, with a guard timeout.
+#![allow(clippy::disallowed_methods)] // a test of the shell reads the clock like the shell
+
+use ctibox::config::Codec;
+use ctibox::core::media::dtmf::Digit;
+use ctibox::core::media::g711::Law;
+use ctibox::core::media::goertzel::Goertzel;
+use ctibox::core::media::rtcp::{self, RtcpPacket};
+use ctibox::core::media::rtp::{self, RtpHeader};
+use ctibox::core::media::telephone_event::{sender_run, TelephoneEvent};
+use ctibox::core::media::tone::{Country, ToneKind};
+use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
+use ctibox::io::media::{self, LoopAudio, MediaHandle, MediaSettings, MediaStats};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const GUARD: Duration = Duration::from_secs(5);
+
+struct Media {
+    h: MediaHandle,
+    ev: Receiver<MediaEvent>,
+}
+
+fn start_with(rtp_timeout: Duration) -> Media {
+    let settings = MediaSettings {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        country: Country::Us,
+        moh: Arc::new(LoopAudio::new(media::melody())),
+        rtp_timeout,
+    };
+    let (tx, ev) = mpsc::channel();
+    let (h, threads) = media::start(settings, Box::new(move |e| tx.send(e).is_ok())).unwrap();
+    for (name, body) in threads {
+        std::thread::Builder::new().name(name.into()).spawn(move || body().unwrap()).unwrap();
+    }
+    Media { h, ev }
+}
+
+fn start() -> Media {
+    start_with(Duration::from_secs(30))
+}
+
+impl Media {
+    fn cmd(&self, c: MediaCmd) {
+        self.h.send(c).unwrap();
+    }
+    fn event(&self) -> MediaEvent {
+        self.ev.recv_timeout(GUARD).expect("no media event within the guard time")
+    }
+    fn stats(&self) -> &MediaStats {
+        self.h.stats()
+    }
+}
+
+/// A UDP port pair (even RTP, RTCP above) free right now.
+fn free_pair() -> u16 {
+    for _ in 0..1000 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = s.local_addr().unwrap().port();
+        if p.is_multiple_of(2) && p < 65534 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair");
+}
+
+/// A test peer: RTP and RTCP sockets on a port pair.
+struct Peer {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        loop {
+            let p = free_pair();
+            if let (Ok(rtp), Ok(rtcp)) = (UdpSocket::bind(("127.0.0.1", p)), UdpSocket::bind(("127.0.0.1", p + 1))) {
+                rtp.set_read_timeout(Some(GUARD)).unwrap();
+                rtcp.set_read_timeout(Some(GUARD)).unwrap();
+                return Peer { rtp, rtcp };
+            }
+        }
+    }
+    fn addr(&self) -> SocketAddr {
+        self.rtp.local_addr().unwrap()
+    }
+    /// The next RTP packet: header, payload, arrival.
+    fn recv(&self) -> (RtpHeader, Vec<u8>, Instant) {
+        let mut b = [0u8; 2048];
+        let (n, _) = self.rtp.recv_from(&mut b).expect("no RTP within the guard time");
+        let at = Instant::now();
+        let p = rtp::parse(&b[..n]).expect("valid RTP");
+        (p.header, p.payload.to_vec(), at)
+    }
+    fn recv_rtcp(&self) -> Vec<RtcpPacket> {
+        let mut b = [0u8; 2048];
+        let (n, _) = self.rtcp.recv_from(&mut b).expect("no RTCP within the guard time");
+        rtcp::parse_compound(&b[..n]).expect("valid RTCP")
+    }
+}
+
+fn play(m: &Media, id: u64, to: SocketAddr, codec: Codec, source: MediaSource) -> u16 {
+    let port = free_pair();
+    m.cmd(MediaCmd::Play { stream: StreamId(id), local_port: port, remote: to, codec, source });
+    port
+}
+
+fn decode(law: Law, payload: &[u8]) -> Vec<i16> {
+    payload.iter().map(|&c| law.decode(c)).collect()
+}
+
+#[test]
+fn music_on_hold_is_paced_numbered_audible_and_reported() {
+    let m = start();
+    let peer = Peer::new();
+    play(&m, 1, peer.addr(), Codec::Pcmu, MediaSource::MusicOnHold);
+    let mut pkts = Vec::new();
+    for _ in 0..100 {
+        pkts.push(peer.recv());
+    }
+    let (h0, _, t0) = &pkts[0];
+    assert!(h0.marker, "marker on the first packet");
+    let mut pcm = Vec::new();
+    for (i, (h, payload, _)) in pkts.iter().enumerate() {
+        assert_eq!(h.payload_type, 0);
+        assert_eq!(h.ssrc, h0.ssrc);
+        assert_eq!(payload.len(), 160);
+        assert_eq!(h.sequence, h0.sequence.wrapping_add(i as u16));
+        assert_eq!(h.timestamp, h0.timestamp.wrapping_add(160 * i as u32));
+        if i > 0 {
+            assert!(!h.marker);
+        }
+        pcm.extend(decode(Law::Ulaw, payload));
+    }
+    // 99 intervals of 20 ms: about 50 packets per second.
+    let span = pkts[99].2 - *t0;
+    assert!(span > Duration::from_millis(1900) && span < Duration::from_millis(2150), "{span:?}");
+    let level = ctibox::core::media::rms_dbm0(&pcm);
+    assert!(level > -35.0, "music on hold at {level} dBm0");
+    // An SR within ~5 s, then a BYE at Stop.
+    let sr = peer.recv_rtcp();
+    assert!(matches!(&sr[0], RtcpPacket::Sr { ssrc, info, .. } if *ssrc == h0.ssrc && info.packets > 100), "{sr:?}");
+    assert!(matches!(&sr[1], RtcpPacket::Sdes(_)));
+    m.cmd(MediaCmd::Stop { stream: StreamId(1) });
+    let bye = peer.recv_rtcp();
+    assert!(bye.iter().any(|p| matches!(p, RtcpPacket::Bye { sources, .. } if sources == &[h0.ssrc])), "{bye:?}");
+    assert_eq!(MediaStats::get(&m.stats().send_errors), 0);
+}
+
+fn tone_power(pcm: &[i16], f: f32) -> f64 {
+    Goertzel::new(f).power(pcm)
+}
+
+#[test]
+fn tone_plays_the_plan_frequencies_in_alaw() {
+    let m = start();
+    let peer = Peer::new();
+    play(&m, 2, peer.addr(), Codec::Pcma, MediaSource::Tone(ToneKind::Dial));
+    let mut pcm = Vec::new();
+    for _ in 0..25 {
+        let (h, payload, _) = peer.recv();
+        assert_eq!(h.payload_type, 8);
+        pcm.extend(decode(Law::Alaw, &payload));
+    }
+    // US dial tone: 350 + 440 Hz, nothing at 1 kHz or at the neighbours.
+    let (p350, p440) = (tone_power(&pcm, 350.0), tone_power(&pcm, 440.0));
+    for off in [300.0, 395.0, 500.0, 1000.0] {
+        let p = tone_power(&pcm, off);
+        assert!(p350 > 100.0 * p && p440 > 100.0 * p, "{off} Hz: {p} vs {p350}/{p440}");
+    }
+    let peak = ctibox::core::media::goertzel::peak_frequency(&pcm, 300, 600);
+    assert!(peak.abs_diff(350) <= 2 || peak.abs_diff(440) <= 2, "{peak}");
+    m.cmd(MediaCmd::Stop { stream: StreamId(2) });
+}
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("ctibox-mediapath-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn prompt_plays_once_then_silence_and_failures_are_reported() {
+    let m = start();
+    let dir = TempDir::new("prompt");
+    let tone: Vec<i16> = (0..4000).map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 8000.0).sin() * 8000.0) as i16).collect();
+    let path = dir.path("p.wav");
+    std::fs::write(&path, ctibox::core::media::wav::write_pcm16(&tone)).unwrap();
+    let peer = Peer::new();
+    play(&m, 3, peer.addr(), Codec::Pcmu, MediaSource::Prompt(path));
+    assert_eq!(m.event(), MediaEvent::PlayoutDone { stream: StreamId(3) });
+    // 0.5 s of prompt (25 frames, maybe a few of silence while the file loaded) then silence.
+    let mut loud = 0;
+    for _ in 0..40 {
+        let (_, payload, _) = peer.recv();
+        if payload.iter().any(|&c| c != Law::Ulaw.silence()) {
+            loud += 1;
+        }
+    }
+    assert!((20..=26).contains(&loud), "{loud} audible frames");
+    for _ in 0..10 {
+        let (_, payload, _) = peer.recv();
+        assert!(payload.iter().all(|&c| c == Law::Ulaw.silence()));
+    }
+    // A prompt that does not exist, a port in use.
+    play(&m, 4, peer.addr(), Codec::Pcmu, MediaSource::Prompt(dir.path("missing.wav")));
+    assert!(matches!(m.event(), MediaEvent::Failed { stream: StreamId(4), reason } if reason.contains("missing.wav")));
+    let busy = peer.addr().port();
+    m.cmd(MediaCmd::Play { stream: StreamId(5), local_port: busy, remote: peer.addr(), codec: Codec::Pcmu, source: MediaSource::Silence });
+    assert!(matches!(m.event(), MediaEvent::Failed { stream: StreamId(5), reason } if reason.contains("cannot bind")));
+}
+
+/// Sends RTP from `sock` to `to`, numbered from `seq`.
+struct Sender {
+    sock: UdpSocket,
+    to: SocketAddr,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+}
+
+impl Sender {
+    fn new(sock: UdpSocket, to: SocketAddr, ssrc: u32) -> Sender {
+        Sender { sock, to, seq: 1000, ts: 5000, ssrc }
+    }
+    fn send(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+        let h = RtpHeader { marker, payload_type: pt, sequence: self.seq, timestamp: ts, ssrc: self.ssrc, ..Default::default() };
+        self.seq = self.seq.wrapping_add(1);
+        self.sock.send_to(&h.to_packet(payload), self.to).unwrap();
+    }
+    fn audio(&mut self, law: Law, codes: &[u8]) {
+        for chunk in codes.chunks(160) {
+            let ts = self.ts;
+            self.send(law.payload_type(), false, ts, chunk);
+            self.ts = self.ts.wrapping_add(160);
+        }
+    }
+    /// One RFC 4733 key press (80 ms, end packet three times), each packet twice.
+    fn event(&mut self, d: char, pt: u8) {
+        let ts = self.ts;
+        for (marker, ev) in sender_run(Digit::from_char(d).unwrap().event(), 10, 640, 160) {
+            for _ in 0..2 {
+                self.send(pt, marker, ts, &ev.encode());
+            }
+        }
+        self.ts = self.ts.wrapping_add(800);
+    }
+}
+
+fn digits_until(m: &Media, last: char) -> String {
+    let mut got = String::new();
+    loop {
+        match m.event() {
+            MediaEvent::Digit { digit, .. } => {
+                got.push(digit);
+                if digit == last {
+                    return got;
+                }
+            }
+            other => panic!("unexpected {other:?} after {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn rfc4733_digits_come_exactly_once_and_rtp_is_symmetric() {
+    let m = start();
+    let peer = Peer::new();
+    // The stream is told to send to a port nobody listens on; the peer's RTP moves it.
+    let nowhere: SocketAddr = format!("127.0.0.1:{}", free_pair()).parse().unwrap();
+    let port = play(&m, 10, nowhere, Codec::Pcmu, MediaSource::MusicOnHold);
+    m.cmd(MediaCmd::CollectDigits { stream: StreamId(10), dtmf_pt: Some(101) });
+    let mut s = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 0x1234);
+    // Until the stream has its port (the command is asynchronous) audio is lost; once
+    // it hears the peer, it sends there (symmetric RTP).
+    peer.rtp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let t = Instant::now();
+    let mut b = [0u8; 512];
+    loop {
+        s.audio(Law::Ulaw, &[0xFF; 160]);
+        if peer.rtp.recv_from(&mut b).is_ok() {
+            break;
+        }
+        assert!(t.elapsed() < GUARD, "the stream never answered the peer");
+    }
+    peer.rtp.set_read_timeout(Some(GUARD)).unwrap();
+    assert_eq!(rtp::parse(&b).map(|p| p.header.payload_type).ok(), Some(0));
+    for d in "1234567890*#ABC".chars() {
+        s.event(d, 101);
+        s.audio(Law::Ulaw, &[0xFF; 160]);
+    }
+    // A straggler: the end packet of 'D' again, after the audio that followed it.
+    let end = TelephoneEvent::digit(Digit::from_char('C').unwrap(), true, 10, 640);
+    s.send(101, false, s.ts.wrapping_sub(960), &end.encode());
+    s.event('D', 101);
+    assert_eq!(digits_until(&m, 'D'), "1234567890*#ABCD");
+    assert!(m.ev.recv_timeout(Duration::from_millis(700)).is_err(), "a digit came twice");
+    assert!(MediaStats::get(&m.stats().relatched) >= 1);
+}
+
+fn have(tool: &str) -> bool {
+    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: `{tool}` is not installed (scripts/deps installs it)");
+    }
+    ok
+}
+
+fn run(tool: &str, args: &[&str]) {
+    let out = Command::new(tool).args(args).output().unwrap();
+    assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// SoX writes raw mu-law: `synth` arguments, or silence for `secs`.
+fn sox_ulaw(dir: &TempDir, name: &str, synth: &[&str]) -> Vec<u8> {
+    let f = dir.path(name);
+    let mut args = vec!["-D", "-n", "-r", "8000", "-c", "1", "-t", "raw", "-e", "mu-law", "-b", "8", p(&f), "synth"];
+    args.extend(synth);
+    run("sox", &args);
+    std::fs::read(&f).unwrap()
+}
+
+#[test]
+fn inband_dtmf_from_sox_over_rtp() {
+    if !have("sox") {
+        return;
+    }
+    let dir = TempDir::new("inband");
+    let m = start();
+    let peer = Peer::new();
+    let port = play(&m, 20, peer.addr(), Codec::Pcmu, MediaSource::Silence);
+    peer.recv(); // the stream is open
+    m.cmd(MediaCmd::CollectDigits { stream: StreamId(20), dtmf_pt: Some(101) });
+    let mut s = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 0x77);
+    let gap = sox_ulaw(&dir, "gap.raw", &["0.1", "sine", "0", "vol", "0"]);
+    for d in "159*0#".chars() {
+        let (lo, hi) = Digit::from_char(d).unwrap().freqs();
+        let (lo, hi) = (lo.to_string(), hi.to_string());
+        let tone = sox_ulaw(&dir, "d.raw", &["0.1", "sine", &lo, "sine", &hi, "channels", "1", "vol", "0.3"]);
+        s.audio(Law::Ulaw, &tone);
+        s.audio(Law::Ulaw, &gap);
+    }
+    // An RFC 4733 sentinel: once it is reported, every packet before it was read.
+    s.event('D', 101);
+    assert_eq!(digits_until(&m, 'D'), "159*0#D");
+}
+
+#[test]
+fn a_minute_of_espeak_speech_over_rtp_gives_no_digit() {
+    if !have("sox") || !have("espeak-ng") {
+        return;
+    }
+    let dir = TempDir::new("speech");
+    let text = "Thank you for calling. Your call is important to us. Please stay on the line and \
+        the next available agent will answer. For opening hours, press one. To speak to an \
+        operator, press zero. Our offices are closed on public holidays. Please have your \
+        account number ready. Calls may be recorded for training and quality purposes.";
+    let m = start();
+    let peer = Peer::new();
+    let port = play(&m, 30, peer.addr(), Codec::Pcma, MediaSource::Silence);
+    peer.recv(); // the stream is open
+    m.cmd(MediaCmd::CollectDigits { stream: StreamId(30), dtmf_pt: Some(96) });
+    let mut s = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 0x99);
+    let mut seconds = 0.0;
+    for (i, (voice, pitch)) in [("en", "50"), ("en+f3", "70"), ("en-us+m3", "30"), ("en+f4", "99")].iter().enumerate() {
+        let wav = dir.path(&format!("s{i}.wav"));
+        let raw = dir.path(&format!("s{i}.alaw"));
+        run("espeak-ng", &["-v", voice, "-p", pitch, "-w", p(&wav), text]);
+        run("sox", &["-D", p(&wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", "a-law", "-b", "8", p(&raw)]);
+        let codes = std::fs::read(&raw).unwrap();
+        seconds += codes.len() as f64 / 8000.0;
+        // Paced in 1 s bursts so the socket buffer never overflows.
+        for sec in codes.chunks(8000) {
+            s.audio(Law::Alaw, sec);
+            // Pacing the sender, not waiting for anything.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(seconds >= 60.0, "only {seconds} s of speech");
+    s.event('#', 96);
+    assert_eq!(digits_until(&m, '#'), "#", "talk-off in {seconds:.0} s of speech");
+    assert_eq!(MediaStats::get(&m.stats().wrong_payload_type), 0);
+}
+
+#[test]
+fn garbage_wrong_ssrc_and_truncated_packets_are_dropped_and_counted() {
+    let m = start();
+    let peer = Peer::new();
+    let port = play(&m, 40, peer.addr(), Codec::Pcmu, MediaSource::Silence);
+    peer.recv(); // the stream is open
+    m.cmd(MediaCmd::CollectDigits { stream: StreamId(40), dtmf_pt: Some(101) });
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut s = Sender::new(peer.rtp.try_clone().unwrap(), to, 0xAAAA);
+    s.audio(Law::Ulaw, &[0xFF; 320]);
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x: u32 = 12345;
+    let mut good = RtpHeader { payload_type: 0, sequence: 1, timestamp: 1, ssrc: 0xBBBB, ..Default::default() }.to_packet(&[0xFF; 160]);
+    // 40 rounds of 50: each round ends with a digit that must come through, which
+    // also keeps the socket buffers from overflowing.
+    for round in 0..40 {
+        for i in 0..50 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let len = (x % 200) as usize;
+            let junk: Vec<u8> = (0..len).map(|k| (x >> (k % 24)) as u8).collect();
+            other.send_to(&junk, to).unwrap();
+            other.send_to(&good[..((round * 50 + i) % good.len())], to).unwrap();
+            other.send_to(&junk, SocketAddr::new(to.ip(), port + 1)).unwrap();
+        }
+        good[3] = good[3].wrapping_add(1);
+        other.send_to(&good, to).unwrap(); // a second source: wrong SSRC
+        s.audio(Law::Ulaw, &[0xFF; 160]); // the first source stays alive
+        let d = if round % 2 == 0 { '7' } else { '8' };
+        s.event(d, 101);
+        assert_eq!(digits_until(&m, d), d.to_string(), "round {round}");
+    }
+    let st = m.stats();
+    assert!(MediaStats::get(&st.bad_packets) > 1000, "{}", MediaStats::get(&st.bad_packets));
+    assert!(MediaStats::get(&st.wrong_ssrc) >= 20, "{}", MediaStats::get(&st.wrong_ssrc));
+    assert!(MediaStats::get(&st.rtcp_bad) > 1000);
+    // The stream still sends to the first source.
+    let (h, _, _) = peer.recv();
+    assert_eq!(h.payload_type, 0);
+}
+
+#[test]
+fn rtp_timeout_after_silence_from_a_peer_that_had_sent() {
+    let m = start_with(Duration::from_millis(300));
+    let peer = Peer::new();
+    let port = play(&m, 50, peer.addr(), Codec::Pcmu, MediaSource::Silence);
+    peer.recv(); // the stream is open
+    let _quiet = play(&m, 51, peer.addr(), Codec::Pcmu, MediaSource::Silence);
+    let mut s = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 5);
+    s.audio(Law::Ulaw, &[0xFF; 480]);
+    let t = Instant::now();
+    assert_eq!(m.event(), MediaEvent::RtpTimeout { stream: StreamId(50) });
+    assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    // Stream 51 never received RTP: no timeout for it; 50 reports only once.
+    assert!(m.ev.recv_timeout(Duration::from_millis(600)).is_err());
+}
+
+#[test]
+fn relay_forwards_both_ways_and_stop_resumes_the_other() {
+    let m = start();
+    let (pa, pb) = (Peer::new(), Peer::new());
+    let port_a = play(&m, 60, pa.addr(), Codec::Pcmu, MediaSource::MusicOnHold);
+    let port_b = play(&m, 61, pb.addr(), Codec::Pcmu, MediaSource::MusicOnHold);
+    pa.recv();
+    pb.recv(); // both streams are open
+    m.cmd(MediaCmd::Relay { a: StreamId(60), b: StreamId(61) });
+    let mut sa = Sender::new(pa.rtp.try_clone().unwrap(), format!("127.0.0.1:{port_a}").parse().unwrap(), 0xA);
+    let mut sb = Sender::new(pb.rtp.try_clone().unwrap(), format!("127.0.0.1:{port_b}").parse().unwrap(), 0xB);
+    // Wait until B's receiver sees A's SSRC (music on hold may still be in flight).
+    sa.audio(Law::Ulaw, &[0x11; 160]);
+    let h = loop {
+        let (h, payload, _) = pb.recv();
+        if h.ssrc == 0xA {
+            assert_eq!(payload, vec![0x11; 160]);
+            break h;
+        }
+        sa.audio(Law::Ulaw, &[0x11; 160]);
+    };
+    assert_eq!(h.payload_type, 0);
+    sb.audio(Law::Ulaw, &[0x22; 160]);
+    loop {
+        let (h, _, _) = pa.recv();
+        if h.ssrc == 0xB {
+            break;
+        }
+        sb.audio(Law::Ulaw, &[0x22; 160]);
+    }
+    assert!(MediaStats::get(&m.stats().relayed) >= 2);
+    // Stopping A: B goes back to its own music on hold.
+    m.cmd(MediaCmd::Stop { stream: StreamId(60) });
+    loop {
+        let (h, payload, _) = pb.recv();
+        if h.ssrc != 0xA && payload.iter().any(|&c| c != 0x11) {
+            break;
+        }
+    }
+}
