@@ -6,6 +6,9 @@
 pub const SIP_MAX_MESSAGE: usize = 65_535;
 /// Bytes buffered per SIP TCP connection while framing a message.
 pub const SIP_TCP_BUFFER: usize = 2 * SIP_MAX_MESSAGE;
+/// Receive buffer asked for the SIP UDP socket (bytes; the kernel caps it at
+/// net.core.rmem_max): absorbs bursts while the engine loop is briefly off the CPU.
+pub const SIP_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 /// Simultaneous SIP TCP connections.
 pub const SIP_TCP_CONNECTIONS: usize = 1024;
 /// Simultaneous CTI connections (TCP + WebSocket).
