@@ -56,6 +56,13 @@ pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
         Some(a) => {
             let std = std::net::UdpSocket::bind(a).map_err(|e| format!("cannot listen for SIP on udp {a}: {e}"))?;
             std.set_nonblocking(true).map_err(|e| e.to_string())?;
+            // The default receive buffer (~200 KiB) holds a few milliseconds of a busy
+            // box's datagrams: a short stall of the loop (another process on the core)
+            // would drop requests and cost the phones retransmissions. The kernel caps
+            // the request at net.core.rmem_max; a refusal only leaves the default.
+            if let Err(e) = nix::sys::socket::setsockopt(&std, nix::sys::socket::sockopt::RcvBuf, &limits::SIP_UDP_RECV_BUFFER) {
+                log::warn!("SIP udp: cannot enlarge the receive buffer: {e}");
+            }
             Some(Rc::new(UdpSocket::from_std(std).map_err(|e| e.to_string())?))
         }
         None => None,

@@ -1,0 +1,345 @@
+"""Shared plumbing of the SIP and CTI benchmarks (scripts/bench/sip, scripts/bench/cti).
+
+A benchmark measures; it asserts nothing. Everything here is on loopback and every
+process it starts is bounded in time and stopped by the script.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+BIN = os.path.join(ROOT, "target", "release", "ctibox")
+SIPP_DIR = os.path.join(ROOT, "scripts", "bench", "sipp")
+TEST_SIPP_DIR = os.path.join(ROOT, "tests", "sipp")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    log("+ " + " ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT, check=True, **kw)
+
+
+def prepare():
+    """Installs what is missing (scripts/deps) and builds the release binary."""
+    if not shutil.which("sipp"):
+        sh([os.path.join(ROOT, "scripts", "deps")])
+    sh(["cargo", "build", "--locked", "--release", "--bin", "ctibox"])
+
+
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def wait_for_low_load(limit=1.0, max_wait_s=120):
+    """Waits (bounded) for the 1-minute load average to fall under `limit`; returns it."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        one = float(open("/proc/loadavg").read().split()[0])
+        if one < limit or time.monotonic() >= deadline:
+            return loadavg()
+        log("bench: load %.2f >= %.2f, waiting (at most %d s more)" % (
+            one, limit, deadline - time.monotonic()))
+        time.sleep(10)
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split(":", 1)[1].split()[0]) / 1024 / 1024
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
+    sipp = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
+    sipp = re.search(r"SIPp v[\S]+", sipp)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "Cargo.toml",
+                            "Cargo.lock"], cwd=ROOT, capture_output=True, text=True).stdout
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": mem,
+            "kernel": platform.release(), "rustc": rustc,
+            "sipp": sipp.group(0) if sipp else "SIPp",
+            "commit": commit + (" (with uncommitted changes in src)" if dirty.strip() else ""),
+            "date": datetime.date.today().isoformat(),
+            "python": platform.python_version()}
+
+
+def write_doc(name, section):
+    begin, end = "<!-- bench:%s:begin -->" % name, "<!-- bench:%s:end -->" % name
+    text = open(DOC).read()
+    block = begin + "\n" + section.rstrip() + "\n" + end
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
+                      flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    open(DOC, "w").write(text)
+    log("bench/%s: wrote %s" % (name, os.path.relpath(DOC, ROOT)))
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A free loopback port outside the RTP range (16384-32767) of the default config."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not 16384 <= port <= 32767:
+            return port
+    raise RuntimeError("no free port")
+
+
+def free_udp_tcp_port():
+    """A port free for both UDP and TCP."""
+    for _ in range(100):
+        p = free_port(socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            t.close()
+    raise RuntimeError("no free port")
+
+
+def hash_secret(secret):
+    out = subprocess.run([BIN, "hash-secret"], input=secret.encode(), capture_output=True,
+                         check=True)
+    return out.stdout.decode().strip()
+
+
+# Two SIP phones with known passwords (neither contains its number or name).
+CALLER, CALLER_PW = "1001", "Bench-Secret-Alpha-7q"
+CALLEE, CALLEE_PW = "1002", "Bench-Secret-Bravo-8r"
+
+
+def sip_config(sip_port, http_port, cti_port, extra=""):
+    return f"""
+[system]
+name = "bench"
+[sip]
+udp = "127.0.0.1:{sip_port}"
+realm = "ctibox"
+# SIPp speaks MD5 only and answers the first challenge.
+digest_algorithms = ["md5"]
+[sip.throttle]
+# A load generator is no scanner: never ban it.
+auth_failures = 1000
+window_s = 1
+ban_s = 1
+[cti]
+listen = "127.0.0.1:{cti_port}"
+[http]
+listen = "127.0.0.1:{http_port}"
+[board]
+name = "sim"
+
+[[partition]]
+name = "internal"
+[[calling_search_space]]
+name = "all"
+partitions = ["internal"]
+
+[[line]]
+dn = "{CALLER}"
+partition = "internal"
+display_name = "Bench caller"
+[[line]]
+dn = "{CALLEE}"
+partition = "internal"
+[[device]]
+name = "phone-caller"
+type = "sip_phone"
+username = "{CALLER}"
+password = "{CALLER_PW}"
+lines = ["{CALLER}"]
+css = "all"
+[[device]]
+name = "phone-callee"
+type = "sip_phone"
+username = "{CALLEE}"
+password = "{CALLEE_PW}"
+lines = ["{CALLEE}"]
+css = "all"
+""" + extra
+
+
+class Box:
+    """The release binary on a fresh data dir and a given config, on loopback."""
+
+    def __init__(self, config_extra="", tmp=None):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="ctibox-bench-")
+        self.sip_port = free_udp_tcp_port()
+        self.http_port = free_port()
+        self.cti_port = free_port()
+        cfg = os.path.join(self.tmp, "ctibox.toml")
+        with open(cfg, "w") as f:
+            f.write(sip_config(self.sip_port, self.http_port, self.cti_port, config_extra))
+        data = tempfile.mkdtemp(prefix="data-", dir=self.tmp)
+        self.stderr_path = os.path.join(self.tmp, "box-%d.log" % self.sip_port)
+        self.err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([BIN, "run", "--config", cfg, "--data-dir", data],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.err)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.status()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("ctibox did not start: " +
+                                       open(self.stderr_path).read()[-2000:])
+                time.sleep(0.05)
+
+    def status(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/status" % self.http_port,
+                                    timeout=5) as r:
+            return json.loads(r.read())
+
+    def proc_status(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            st = dict(l.split(":", 1) for l in f if ":" in l)
+        return {k: v.strip() for k, v in st.items()}
+
+    def rss_kib(self):
+        return int(self.proc_status()["VmRSS"].split()[0])
+
+    def cpu_s(self):
+        """utime + stime of the box so far, in seconds."""
+        with open("/proc/%d/stat" % self.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+        if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 keeps logs and SIPp files
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Sipp:
+    """One SIPp process; its statistics come from its -trace_stat CSV file."""
+
+    def __init__(self, box, scenario, service, port, args, tag, auth=None):
+        self.port = port
+        self.stat = os.path.join(box.tmp, "%s-%d.csv" % (tag, port))
+        self.errs = os.path.join(box.tmp, "%s-%d-errors.log" % (tag, port))
+        cmd = ["sipp", "127.0.0.1:%d" % box.sip_port, "-sf", scenario, "-s", service,
+               "-i", "127.0.0.1", "-p", str(port), "-mp", str(free_port(socket.SOCK_DGRAM)),
+               "-nostdin", "-trace_stat", "-stf", self.stat, "-fd", "1",
+               "-trace_err", "-error_file", self.errs,
+               # SIPp's own socket buffers as large as the box's (4 MiB), so the
+               # generator does not drop what the box sends in a burst.
+               "-buff_size", str(4 * 1024 * 1024)] + args
+        if auth:
+            cmd += ["-au", auth[0], "-ap", auth[1]]
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.rc = None
+        self.cpu = None
+
+    def poll(self):
+        """The exit code if it has ended (reaped here, with its CPU time), else None."""
+        if self.rc is None:
+            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.rc = os.waitstatus_to_exitcode(status)
+                self.cpu = ru.ru_utime + ru.ru_stime
+                self.proc.returncode = self.rc
+        return self.rc
+
+    def wait(self, timeout):
+        """Waits at most `timeout` s (then stops it); returns the exit code."""
+        deadline = time.monotonic() + timeout
+        stopping = False
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                # Past its time: ask it to stop (SIPp dumps its stats), then kill.
+                self.proc.send_signal(signal.SIGKILL if stopping else signal.SIGINT)
+                stopping = True
+                deadline = time.monotonic() + 5
+            time.sleep(0.05)
+        return self.rc
+
+    def kill(self):
+        if self.poll() is None:
+            self.proc.kill()
+            self.wait(10)
+
+    def stats(self):
+        """The last line of the stat file as a dict of the cumulative (C) columns."""
+        try:
+            lines = [l for l in open(self.stat).read().splitlines() if l.strip()]
+        except OSError:
+            return {}
+        if len(lines) < 2:
+            return {}
+        head = lines[0].rstrip(";").split(";")
+        last = lines[-1].rstrip(";").split(";")
+        out = {}
+        for k, v in zip(head, last):
+            if k.endswith("(C)"):
+                k = k[:-3]
+            elif k.endswith("(P)"):
+                continue
+            try:
+                out[k] = float(v) if "." in v else int(v)
+            except ValueError:
+                out[k] = v
+        return out
+
+
+def failure_kinds(st):
+    """The non-zero Failed* counters of a SIPp stats dict, as 'Kind=N' strings."""
+    return ["%s=%d" % (k[len("Failed"):], v) for k, v in sorted(st.items())
+            if k.startswith("Failed") and k != "FailedCall" and isinstance(v, int) and v]
+
+
+def register_callee(box, port, timeout=15):
+    s = Sipp(box, os.path.join(TEST_SIPP_DIR, "reg_only.xml"), CALLEE, port,
+             ["-m", "1", "-timeout", "%ds" % timeout, "-timeout_error"], "register",
+             auth=(CALLEE, CALLEE_PW))
+    rc = s.wait(timeout + 5)
+    if rc != 0:
+        raise RuntimeError("callee registration failed (sipp exit %s)" % rc)
+
+
+def udp_drops():
+    """Datagrams the kernel dropped per bound loopback UDP port (/proc/net/udp 'drops':
+    the socket's receive buffer was full)."""
+    out = {}
+    with open("/proc/net/udp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            port = int(p[1].split(":")[1], 16)
+            out[port] = out.get(port, 0) + int(p[-1])
+    return out
