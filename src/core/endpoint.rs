@@ -344,9 +344,10 @@ impl SipEndpoint {
                 match a {
                     Action::Respond(stx, r) => self.txn.respond(now, stx, &r, origin),
                     Action::Request { txn, request, to } => {
-                        if self.txn.send(now, txn, request, to).is_err() {
+                        if let Err(e) = self.txn.send(now, txn, request, to) {
+                            log::warn!("sip: cannot start a client transaction: {e:?}");
                             let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
-                            self.b2bua.handle_txn_timeout(&mut cx, txn);
+                            self.b2bua.handle_unsendable(&mut cx, txn);
                         }
                     }
                     Action::Stateless { message, to } => transmit(out, message, to),

@@ -636,7 +636,20 @@ impl B2bua {
         }
     }
 
-    /// The client transaction ended without a final answer (Timer B/F) or could not be sent.
+    /// A request could not even start its transaction (the table is full): an INVITE's
+    /// caller is told the box is overloaded (503), not that nobody answered.
+    pub fn handle_unsendable(&mut self, cx: &mut Ctx<'_>, txn: ClientTxn) {
+        if let Some(&(id, _, Purpose::Invite)) = self.client.get(&txn) {
+            self.client.remove(&txn);
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.b_invite = None;
+            }
+            return self.fail(id, 503, "Service Unavailable (transaction capacity)");
+        }
+        self.handle_txn_timeout(cx, txn);
+    }
+
+    /// The client transaction ended without a final answer (Timer B/F).
     pub fn handle_txn_timeout(&mut self, cx: &mut Ctx<'_>, txn: ClientTxn) {
         let Some((id, side, purpose)) = self.client.remove(&txn) else { return };
         match purpose {
