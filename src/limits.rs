@@ -69,3 +69,6 @@ pub const MEDIA_RECV_BURST: usize = 32;
 pub const MEDIA_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Prompt files queued toward the loader thread.
 pub const MEDIA_LOAD_QUEUE: usize = 64;
+/// SCHED_FIFO priority of the media thread (below the kernel's own threaded IRQs at 50
+/// would starve them; the unit allows up to 95).
+pub const MEDIA_RT_PRIORITY: i32 = 40;

@@ -189,6 +189,15 @@ fn main() {
             q(0.999),
             lat_us.last().copied().unwrap_or(0)
         );
+        let d = &stats.relay_delay;
+        println!(
+            "  added by the box (kernel arrival to forwarded, {} samples) us: p50 {} p99 {} p99.9 {} max {}",
+            d.count(),
+            d.quantile(0.5).as_micros(),
+            d.quantile(0.99).as_micros(),
+            d.quantile(0.999).as_micros(),
+            d.max().as_micros()
+        );
     } else {
         println!(
             "  paced packets {}; send lateness vs schedule us: p50 {} p99 {} p99.9 {} max {}",

@@ -206,7 +206,10 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
         }
         Ok(())
     });
-    let runtime: ThreadBody = Box::new(move || rt.run());
+    let runtime: ThreadBody = Box::new(move || {
+        realtime_priority();
+        rt.run()
+    });
     Ok((handle, vec![("media", runtime), ("media-load", loader)]))
 }
 
@@ -316,7 +319,9 @@ impl Runtime {
         for _ in 0..crate::limits::MEDIA_RECV_BURST {
             let Some(Some(s)) = self.slots.get_mut(slot) else { return };
             let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
-            let (len, from) = match sock.recv_from(buf) {
+            let relaying = s.relay.is_some();
+            let got = if relaying { recv_stamped(sock, buf) } else { sock.recv_from(buf).map(|(n, f)| (n, f, None)) };
+            let (len, from, arrived) = match got {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -341,7 +346,14 @@ impl Runtime {
                 if let Some(Some(o)) = self.slots.get(p) {
                     let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
                     match sock.send_to(data, to) {
-                        Ok(_) => inc(&self.stats.relayed),
+                        Ok(_) => {
+                            inc(&self.stats.relayed);
+                            // Added latency: kernel arrival to forwarded.
+                            if let Some(at) = arrived {
+                                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                                self.stats.relay_delay.record(now.saturating_sub(at));
+                            }
+                        }
                         Err(_) => inc(&self.stats.send_errors),
                     }
                 }
@@ -556,6 +568,10 @@ impl Runtime {
             if let Some(s) = self.slots[x].as_mut() {
                 s.relay = Some(y);
                 s.tick_gen += 1; // no more paced frames while relayed
+                // Kernel arrival times, to measure the latency the relay adds.
+                if let Err(e) = nix::sys::socket::setsockopt(&s.rtp, nix::sys::socket::sockopt::ReceiveTimestampns, &true) {
+                    log::debug!("media: stream {}: no receive timestamps: {e}", s.id.0);
+                }
             }
         }
     }
@@ -623,5 +639,45 @@ impl Runtime {
             self.stats.thread_cpu_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
         }
         self.housekeeping_at = now + HOUSEKEEPING;
+    }
+}
+
+/// Receives one datagram with the kernel's arrival time (SO_TIMESTAMPNS, enabled on
+/// relayed streams), as time since the Unix epoch.
+fn recv_stamped(sock: &std::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr, Option<std::time::Duration>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT).map_err(std::io::Error::from)?;
+    let mut at = None;
+    for c in msg.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmTimestampns(ts) = c {
+            at = Some(std::time::Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32));
+        }
+    }
+    let from = msg
+        .address
+        .and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| std::net::SocketAddr::from((v4.ip(), v4.port())))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::SocketAddr::from((v6.ip(), v6.port()))))
+        })
+        .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+    Ok((msg.bytes, from, at))
+}
+
+/// Real-time priority for the thread that paces RTP (SCHED_FIFO, priority
+/// `limits::MEDIA_RT_PRIORITY`), so other work on the board cannot delay packets. Needs
+/// CAP_SYS_NICE or an RLIMIT_RTPRIO (the systemd unit grants LimitRTPRIO=95); without
+/// it the thread keeps the normal policy and says so once.
+fn realtime_priority() {
+    let param = nix::libc::sched_param { sched_priority: crate::limits::MEDIA_RT_PRIORITY };
+    // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
+    let rc = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) };
+    if rc == 0 {
+        log::info!("media: real-time priority (SCHED_FIFO {})", crate::limits::MEDIA_RT_PRIORITY);
+    } else {
+        log::info!("media: no real-time priority ({}); running at normal priority", std::io::Error::last_os_error());
     }
 }

@@ -39,7 +39,60 @@ pub struct MediaStats {
     pub relatched: AtomicU64,
     /// CPU time the media thread has used (ns), refreshed every housekeeping pass.
     pub thread_cpu_ns: AtomicU64,
-    lateness: Box<[AtomicU64]>,
+    lateness: Histogram,
+    /// Added latency of relayed packets: from the kernel's receive timestamp to the
+    /// return of the forwarding `sendto`.
+    pub relay_delay: Histogram,
+}
+
+/// A lock-free histogram of durations in `BUCKET_US` buckets.
+pub struct Histogram(Box<[AtomicU64]>);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram((0..BUCKETS).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        let b = ((d.as_micros() as u64) / BUCKET_US).min(BUCKETS as u64 - 1) as usize;
+        self.0[b].fetch_add(1, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    /// The `p`-quantile (0..=1), to the upper edge of its bucket.
+    pub fn quantile(&self, p: f64) -> Duration {
+        let counts: Vec<u64> = self.0.iter().map(|b| b.load(Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let want = ((total as f64) * p).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Duration::from_micros((i as u64 + 1) * BUCKET_US);
+            }
+        }
+        Duration::from_micros(BUCKETS as u64 * BUCKET_US)
+    }
+
+    /// The largest bucket with a sample in it (upper edge).
+    pub fn max(&self) -> Duration {
+        let i = self.0.iter().rposition(|b| b.load(Relaxed) > 0).map_or(0, |i| i + 1);
+        Duration::from_micros(i as u64 * BUCKET_US)
+    }
+
+    pub fn reset(&self) {
+        for b in self.0.iter() {
+            b.store(0, Relaxed);
+        }
+    }
 }
 
 impl Default for MediaStats {
@@ -64,7 +117,8 @@ impl Default for MediaStats {
             frames_skipped: z(),
             relatched: z(),
             thread_cpu_ns: z(),
-            lateness: (0..BUCKETS).map(|_| z()).collect(),
+            lateness: Histogram::default(),
+            relay_delay: Histogram::default(),
         }
     }
 }
@@ -80,42 +134,26 @@ impl MediaStats {
 
     /// Records how late one paced packet left.
     pub(super) fn record_lateness(&self, late: Duration) {
-        let b = ((late.as_micros() as u64) / BUCKET_US).min(BUCKETS as u64 - 1) as usize;
-        self.lateness[b].fetch_add(1, Relaxed);
+        self.lateness.record(late);
     }
 
     /// Paced packets recorded since the last reset.
     pub fn lateness_count(&self) -> u64 {
-        self.lateness.iter().map(|b| b.load(Relaxed)).sum()
+        self.lateness.count()
     }
 
     /// The `p`-quantile (0..=1) of lateness, to the upper edge of its bucket.
     pub fn lateness_quantile(&self, p: f64) -> Duration {
-        let counts: Vec<u64> = self.lateness.iter().map(|b| b.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return Duration::ZERO;
-        }
-        let want = ((total as f64) * p).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= want {
-                return Duration::from_micros((i as u64 + 1) * BUCKET_US);
-            }
-        }
-        Duration::from_micros(BUCKETS as u64 * BUCKET_US)
+        self.lateness.quantile(p)
     }
 
     /// The largest lateness bucket with a packet in it (upper edge).
     pub fn lateness_max(&self) -> Duration {
-        let i = self.lateness.iter().rposition(|b| b.load(Relaxed) > 0).map_or(0, |i| i + 1);
-        Duration::from_micros(i as u64 * BUCKET_US)
+        self.lateness.max()
     }
 
     pub fn reset_lateness(&self) {
-        for b in self.lateness.iter() {
-            b.store(0, Relaxed);
-        }
+        self.lateness.reset();
+        self.relay_delay.reset();
     }
 }
