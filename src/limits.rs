@@ -72,3 +72,5 @@ pub const MEDIA_LOAD_QUEUE: usize = 64;
 /// SCHED_FIFO priority of the media thread (below the kernel's own threaded IRQs at 50
 /// would starve them; the unit allows up to 95).
 pub const MEDIA_RT_PRIORITY: i32 = 40;
+/// SIP requests without a Via branch (RFC 2543 peers) awaiting an answer at once.
+pub const SIP_MAX_UNKEYED: usize = 1024;

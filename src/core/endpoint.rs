@@ -181,7 +181,7 @@ impl SipEndpoint {
                     return;
                 }
                 let incoming = self.txn.on_request(now, req, origin);
-                self.dispatch(now, cfg, rng, incoming, origin);
+                self.dispatch(now, cfg, rng, incoming, origin, out);
             }
             Ok(Message::Response(resp)) => {
                 if let Some(stray) = self.txn.on_response(now, resp) {
@@ -191,24 +191,24 @@ impl SipEndpoint {
                 }
             }
         }
-        self.pump(now, cfg, rng, origin, out);
+        self.pump(now, cfg, rng, out);
     }
 
-    fn dispatch(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, incoming: Incoming, origin: Origin) {
+    fn dispatch(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, incoming: Incoming, origin: Origin, out: &mut VecDeque<Output>) {
         match incoming {
             Incoming::Absorbed => {}
             Incoming::Overloaded(req) => {
                 if req.method != Method::Ack {
                     let mut r = answer(&req, 503, &rng.token(12));
                     r.reason = "Service Unavailable (too many transactions)".into();
-                    self.txn.respond(now, ServerTxn(0), &r, origin);
+                    transmit(out, r.to_bytes(), origin);
                 }
             }
             Incoming::Ack(req) => self.b2bua.handle_ack(&req),
             Incoming::Cancel { cancel, request, invite } => {
                 let code = if invite.is_some() { 200 } else { 481 };
                 let r = answer(&request, code, &rng.token(12));
-                self.txn.respond(now, cancel, &r, origin);
+                self.txn.respond(now, cancel, &r);
                 if let Some(inv) = invite {
                     let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: timers_of(cfg).t1, t2: timers_of(cfg).t2, cti_open: &self.cti_open };
                     self.b2bua.handle_cancel(&mut cx, inv);
@@ -221,7 +221,7 @@ impl SipEndpoint {
     fn handle_request(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, stx: ServerTxn, req: Request, origin: Origin) {
         let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
         let tag = rng.token(12);
-        let respond = |txn: &mut TxnLayer, r: Response| txn.respond(now, stx, &r, origin);
+        let respond = |txn: &mut TxnLayer, r: Response| txn.respond(now, stx, &r);
         match req.method {
             Method::Register => {
                 let mut g = Guard { now, cfg, nonces: &mut self.nonces, throttle: &mut self.throttle };
@@ -234,7 +234,7 @@ impl SipEndpoint {
                         }
                         respond(&mut self.txn, res.response);
                     }
-                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r, origin)),
+                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r)),
                 }
             }
             Method::Invite if !in_dialog => {
@@ -247,7 +247,7 @@ impl SipEndpoint {
                         let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
                         self.b2bua.handle_invite(&mut cx, stx, req, origin, &name);
                     }
-                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r, origin)),
+                    Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r)),
                 }
             }
             Method::Options if !in_dialog => {
@@ -308,8 +308,7 @@ impl SipEndpoint {
             }
             self.dirty = true;
         }
-        let origin = Origin { source: ([0, 0, 0, 0], 0).into(), transport: super::Transport::Udp, conn: None, local: ([0, 0, 0, 0], 0).into() };
-        self.pump(now, cfg, rng, origin, out);
+        self.pump(now, cfg, rng, out);
     }
 
     /// Runs a CTI command against the B2BUA, then moves what it produced along.
@@ -319,14 +318,13 @@ impl SipEndpoint {
             let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng: &mut *rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
             f(&mut self.b2bua, &mut cx)
         };
-        let origin = Origin { source: ([0, 0, 0, 0], 0).into(), transport: super::Transport::Udp, conn: None, local: ([0, 0, 0, 0], 0).into() };
-        self.pump(now, cfg, rng, origin, out);
+        self.pump(now, cfg, rng, out);
         r
     }
 
     /// Moves work between the transaction layer and the B2BUA until both are quiet,
     /// then emits the transmissions.
-    fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, origin: Origin, out: &mut VecDeque<Output>) {
+    fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
         let t = timers_of(cfg);
         for _ in 0..64 {
             let mut progressed = false;
@@ -342,7 +340,7 @@ impl SipEndpoint {
             for a in actions {
                 progressed = true;
                 match a {
-                    Action::Respond(stx, r) => self.txn.respond(now, stx, &r, origin),
+                    Action::Respond(stx, r) => self.txn.respond(now, stx, &r),
                     Action::Request { txn, request, to } => {
                         if let Err(e) = self.txn.send(now, txn, request, to) {
                             log::warn!("sip: cannot start a client transaction: {e:?}");

@@ -125,6 +125,9 @@ pub struct TxnLayer {
     client_keys: HashMap<(String, Method), ClientTxn>,
     timers: Timers<Timer>,
     next_server: u64,
+    /// Requests without a branch to key a transaction on (RFC 2543 peers): where to
+    /// answer them, until their final response. Bounded; the oldest go first.
+    unkeyed: std::collections::BTreeMap<ServerTxn, Origin>,
     limit: usize,
     out: Vec<(Vec<u8>, Origin)>,
     events: Vec<ClientEvent>,
@@ -231,6 +234,12 @@ impl TxnLayer {
             let state = if invite { State::Proceeding } else { State::Trying };
             self.servers.insert(id, Server { key: k, invite, state, origin, last: None, interval: self.timers_cfg.t1 });
         }
+        if key.is_none() {
+            if self.unkeyed.len() >= crate::limits::SIP_MAX_UNKEYED {
+                self.unkeyed.pop_first();
+            }
+            self.unkeyed.insert(id, origin);
+        }
         if req.method == Method::Cancel {
             let invite = key.and_then(|k| self.server_keys.get(&(k.0, k.1, true)).copied());
             let invite = invite.filter(|i| self.servers.get(i).is_some_and(|s| s.state == State::Proceeding));
@@ -239,12 +248,20 @@ impl TxnLayer {
         Incoming::New(id, req)
     }
 
-    /// The TU answers a server transaction.
-    pub fn respond(&mut self, now: Time, id: ServerTxn, resp: &Response, fallback: Origin) {
+    /// The TU answers a server transaction. An answer for a transaction that has
+    /// ended is dropped (it has nowhere to go).
+    pub fn respond(&mut self, now: Time, id: ServerTxn, resp: &Response) {
         let bytes = resp.to_bytes();
         let Some(s) = self.servers.get_mut(&id) else {
-            // No transaction (a request without a branch): answer statelessly.
-            self.out.push((bytes, fallback));
+            // A request without a branch: answered statelessly, to where it came from.
+            if let Some(o) = self.unkeyed.get(&id).copied() {
+                if resp.status >= 200 {
+                    self.unkeyed.remove(&id);
+                }
+                self.out.push((bytes, o));
+            } else {
+                log::debug!("sip: answer {} for an ended transaction dropped", resp.status);
+            }
             return;
         };
         if matches!(s.state, State::Completed | State::Confirmed | State::Accepted) {
@@ -558,7 +575,7 @@ mod tests {
         let mut l = TxnLayer::new(SipTimers::default(), 10);
         let inv = req("INVITE", "z9hG4bK5");
         let Incoming::New(stx, _) = l.on_request(ms(0), inv.clone(), origin(false)) else { panic!() };
-        l.respond(ms(1), stx, &resp(&inv, 180), origin(false));
+        l.respond(ms(1), stx, &resp(&inv, 180));
         assert_eq!(sends(&mut l), 1);
         // A retransmitted INVITE gets the last provisional again.
         assert!(matches!(l.on_request(ms(500), inv.clone(), origin(false)), Incoming::Absorbed));
@@ -569,7 +586,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Final 487: retransmitted on Timer G until the ACK, which is absorbed.
-        l.respond(ms(700), stx, &resp(&inv, 487), origin(false));
+        l.respond(ms(700), stx, &resp(&inv, 487));
         sends(&mut l);
         // Timer G: T1 after the 487, then doubling (1000 ms).
         assert_eq!(run(&mut l, 2_250), vec![1_200, 2_200]);
@@ -582,7 +599,7 @@ mod tests {
         let mut l = TxnLayer::new(SipTimers::default(), 10);
         let inv = req("INVITE", "z9hG4bK6");
         let Incoming::New(stx, _) = l.on_request(ms(0), inv.clone(), origin(false)) else { panic!() };
-        l.respond(ms(5), stx, &resp(&inv, 200), origin(false));
+        l.respond(ms(5), stx, &resp(&inv, 200));
         sends(&mut l);
         assert!(matches!(l.on_request(ms(400), inv.clone(), origin(false)), Incoming::Absorbed), "RFC 6026 Accepted");
         assert!(matches!(l.on_request(ms(450), req("ACK", "z9hG4bK6"), origin(false)), Incoming::Ack(_)), "the 2xx ACK goes to the TU");
@@ -598,5 +615,21 @@ mod tests {
         }
         assert!(matches!(l.on_request(ms(3), req("OPTIONS", "z9hG4bKc"), origin(false)), Incoming::Overloaded(_)));
         assert_eq!(l.send(ms(3), ClientTxn(9), req("BYE", "z9hG4bKd"), origin(false)), Err(SendError::Capacity));
+    }
+
+    #[test]
+    fn branchless_requests_are_answered_where_they_came_from_and_ended_ones_not_at_all() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let mut r = req("OPTIONS", "x");
+        r.headers.set(crate::core::sip::HeaderName::Via, "SIP/2.0/UDP 127.0.0.1:5070");
+        let Incoming::New(stx, r) = l.on_request(ms(0), r, origin(false)) else { panic!() };
+        l.respond(ms(1), stx, &resp(&r, 200));
+        let (_, to) = l.poll_transmit().expect("answered");
+        assert_eq!(to.source, origin(false).source);
+        // That was final: a second answer has nowhere to go and is dropped.
+        l.respond(ms(2), stx, &resp(&r, 200));
+        assert!(l.poll_transmit().is_none());
+        l.respond(ms(3), ServerTxn(999), &resp(&r, 200));
+        assert!(l.poll_transmit().is_none(), "no transaction, no destination");
     }
 }
