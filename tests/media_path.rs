@@ -504,3 +504,47 @@ fn relay_forwards_both_ways_and_stop_resumes_the_other() {
         }
     }
 }
+
+#[test]
+fn digits_are_sent_as_rfc4733_events_in_place_of_audio() {
+    use ctibox::core::media::telephone_event::{EventReceiver, ReceivedEvent};
+    use ctibox::core::Time;
+    let m = start();
+    let peer = Peer::new();
+    play(&m, 90, peer.addr(), Codec::Pcmu, MediaSource::MusicOnHold);
+    // Audio first, then the digits replace it.
+    let (h, _, _) = peer.recv();
+    assert_eq!(h.payload_type, 0);
+    m.cmd(MediaCmd::SendDigits { stream: StreamId(90), digits: "1#9x".into(), dtmf_pt: 101 });
+    let mut rx = EventReceiver::new();
+    let mut got = String::new();
+    let mut markers = 0;
+    let started = Instant::now();
+    while got.len() < 3 {
+        let (h, payload, at) = peer.recv();
+        if h.payload_type != 101 {
+            continue;
+        }
+        assert_eq!(payload.len(), 4, "a telephone-event payload");
+        markers += usize::from(h.marker);
+        let ev = TelephoneEvent::decode(&payload).unwrap();
+        rx.handle_packet(Time((at - started).as_micros() as u64), h.marker, h.timestamp, &ev);
+        while let Some(e) = rx.poll_event() {
+            if let ReceivedEvent::End { event, duration, timed_out: false, .. } = e {
+                assert_eq!(duration, 800, "100 ms at 8 kHz");
+                got.push(Digit::from_event(event).unwrap().to_char());
+            }
+        }
+    }
+    assert_eq!(got, "1#9", "each digit once, in order; the unknown 'x' skipped");
+    assert_eq!(markers, 3, "one marker per event");
+    // Audio resumes after the last event.
+    loop {
+        let (h, payload, _) = peer.recv();
+        if h.payload_type == 0 {
+            assert_eq!(payload.len(), 160);
+            break;
+        }
+    }
+    m.cmd(MediaCmd::Stop { stream: StreamId(90) });
+}

@@ -106,6 +106,10 @@ pub enum MediaCmd {
     /// CollectDigits / Stop because relayed calls are the media path's capacity
     /// measure (docs/BENCHMARKS.md) and a B2BUA needs it for NAT-bound phones.
     Relay { a: StreamId, b: StreamId },
+    /// Send DTMF `digits` (0-9, *, #, A-D) as RFC 4733 telephone-events with payload
+    /// type `dtmf_pt`, 100 ms each with 60 ms between them, in place of the stream's
+    /// audio while they play.
+    SendDigits { stream: StreamId, digits: String, dtmf_pt: u8 },
 }
 
 /// Events from the media path.

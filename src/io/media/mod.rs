@@ -399,6 +399,15 @@ impl Runtime {
         log::debug!("media: {cmd:?}");
         match cmd {
             MediaCmd::Play { stream, local_port, remote, codec, source } => self.play(stream, local_port, remote, codec, source),
+            MediaCmd::SendDigits { stream, digits, dtmf_pt } => match self.ids.get(&stream).and_then(|&i| self.slots[i].as_mut()) {
+                Some(s) => {
+                    let taken = s.dtmf.push(&digits, dtmf_pt);
+                    if taken < digits.chars().count() {
+                        log::debug!("media: stream {}: {} of {:?} queued as DTMF", stream.0, taken, digits);
+                    }
+                }
+                None => log::debug!("media: SendDigits on unknown stream {}", stream.0),
+            },
             MediaCmd::CollectDigits { stream, dtmf_pt } => match self.ids.get(&stream).and_then(|&i| self.slots[i].as_mut()) {
                 Some(s) => s.collect = Some(Collect::new(dtmf_pt)),
                 None => log::debug!("media: collect digits on unknown stream {}", stream.0),

@@ -76,6 +76,73 @@ pub struct Stream {
     pub collect: Option<Collect>,
     /// The slot of the stream this one is relayed with.
     pub relay: Option<usize>,
+    /// DTMF to send (RFC 4733), and the one being sent.
+    pub dtmf: DtmfOut,
+}
+
+/// Telephone-events waiting to be sent on a stream, one packet per 20 ms frame.
+#[derive(Default)]
+pub struct DtmfOut {
+    pub pt: u8,
+    pending: std::collections::VecDeque<u8>,
+    /// The event under way.
+    run: Option<EventRun>,
+    /// Frames of audio still to send before the next event.
+    gap: u8,
+}
+
+/// One telephone-event being sent: its packets (marker, payload), the next one to
+/// send, and the event's RTP timestamp (the same on all its packets).
+struct EventRun {
+    packets: Vec<(bool, crate::core::media::telephone_event::TelephoneEvent)>,
+    next: usize,
+    timestamp: u32,
+}
+
+/// Pending digits per stream, at most.
+pub const DTMF_QUEUE: usize = 32;
+/// 100 ms events, a packet every 20 ms, 60 ms between events.
+const DTMF_DURATION: u16 = 800;
+const DTMF_GAP_FRAMES: u8 = 3;
+
+impl DtmfOut {
+    /// Queues digits; returns how many were taken (unknown characters are skipped).
+    pub fn push(&mut self, digits: &str, pt: u8) -> usize {
+        self.pt = pt;
+        let mut taken = 0;
+        for c in digits.chars() {
+            if self.pending.len() >= DTMF_QUEUE {
+                break;
+            }
+            if let Some(d) = crate::core::media::dtmf::Digit::from_char(c) {
+                self.pending.push_back(d.event());
+                taken += 1;
+            }
+        }
+        taken
+    }
+
+    /// The event packet to send in place of audio this frame, if any.
+    fn next(&mut self, timestamp: u32) -> Option<(bool, [u8; 4], u32)> {
+        if self.run.is_none() {
+            if self.gap > 0 {
+                self.gap -= 1;
+                return None;
+            }
+            let event = self.pending.pop_front()?;
+            let packets = crate::core::media::telephone_event::sender_run(event, 10, DTMF_DURATION, FRAME_SAMPLES as u16);
+            self.run = Some(EventRun { packets, next: 0, timestamp });
+        }
+        let run = self.run.as_mut()?;
+        let (marker, ev) = run.packets[run.next];
+        let out = (marker, ev.encode(), run.timestamp);
+        run.next += 1;
+        if run.next == run.packets.len() {
+            self.run = None;
+            self.gap = DTMF_GAP_FRAMES;
+        }
+        Some(out)
+    }
 }
 
 /// What a received datagram asks the runtime to do.
@@ -128,6 +195,7 @@ impl Stream {
             last_sr: None,
             collect: None,
             relay: None,
+            dtmf: DtmfOut::default(),
         }
     }
 
@@ -146,12 +214,24 @@ impl Stream {
         let done = self.source.next_frame(self.law, &mut payload);
         let mut pkt = [0u8; rtp::HEADER_LEN + FRAME_SAMPLES];
         pkt[0] = rtp::RTP_VERSION << 6;
-        pkt[1] = (u8::from(!self.sent_any) << 7) | self.law.payload_type();
         pkt[2..4].copy_from_slice(&self.seq.to_be_bytes());
-        pkt[4..8].copy_from_slice(&self.timestamp().to_be_bytes());
         pkt[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        pkt[12..].copy_from_slice(&payload);
-        match self.rtp.send_to(&pkt, self.remote) {
+        // A DTMF event replaces the audio of this frame (RFC 4733 §2.5).
+        let len = match self.dtmf.next(self.timestamp()) {
+            Some((marker, ev, ts)) => {
+                pkt[1] = (u8::from(marker) << 7) | (self.dtmf.pt & 0x7F);
+                pkt[4..8].copy_from_slice(&ts.to_be_bytes());
+                pkt[12..16].copy_from_slice(&ev);
+                rtp::HEADER_LEN + 4
+            }
+            None => {
+                pkt[1] = (u8::from(!self.sent_any) << 7) | self.law.payload_type();
+                pkt[4..8].copy_from_slice(&self.timestamp().to_be_bytes());
+                pkt[12..].copy_from_slice(&payload);
+                pkt.len()
+            }
+        };
+        match self.rtp.send_to(&pkt[..len], self.remote) {
             Ok(_) => {
                 inc(&stats.packets_sent);
                 self.sent_any = true;
