@@ -3,42 +3,15 @@
 //! generated into a temporary directory at test time and removed afterwards. A test
 //! whose tool is missing says so and passes; CI installs both through scripts/deps.
 
+mod common;
+use common::{have, run_tool, TempDir};
 use ctibox::core::media::dtmf::{Digit, DtmfDetector, DtmfEvent};
 use ctibox::core::media::g711::{self, Law};
 use ctibox::core::media::wav::{self, WavEncoding, WavError};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: `{tool}` is not installed (scripts/deps installs it)");
-    }
-    ok
-}
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ctibox-media-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
-fn run(tool: &str, args: &[&str]) {
-    let out = Command::new(tool).args(args).output().unwrap();
-    assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -56,13 +29,13 @@ fn write_raw16(path: &Path, s: &[i16]) {
 
 /// SoX encodes a raw PCM16 file to raw G.711 (no dither).
 fn sox_encode(dir: &TempDir, pcm: &[i16], law: Law) -> Vec<u8> {
-    let (src, dst) = (dir.path("in.raw"), dir.path("out.g711"));
+    let (src, dst) = (dir.file("in.raw"), dir.file("out.g711"));
     write_raw16(&src, pcm);
     let enc = if law == Law::Ulaw { "mu-law" } else { "a-law" };
     let mut args = vec!["-D", "-L"];
     args.extend(RAW16);
     args.extend([p(&src), "-t", "raw", "-e", enc, "-b", "8", p(&dst)]);
-    run("sox", &args);
+    run_tool("sox", &args);
     std::fs::read(&dst).unwrap()
 }
 
@@ -72,12 +45,12 @@ fn sox_signal(dir: &TempDir) -> Vec<i16> {
     for (i, synth) in
         [["3", "sine", "100-3900", "gain", "-0.1"], ["2", "whitenoise", "gain", "-45", ""]].iter().enumerate()
     {
-        let f = dir.path(&format!("sig{i}.raw"));
+        let f = dir.file(&format!("sig{i}.raw"));
         let mut args = vec!["-D", "-n", "-L"];
         args.extend(RAW16);
         args.extend([p(&f), "synth"]);
         args.extend(synth.iter().filter(|a| !a.is_empty()));
-        run("sox", &args);
+        run_tool("sox", &args);
         s.extend(read_raw16(&f));
     }
     s
@@ -152,13 +125,13 @@ fn g711_decode_tables_match_sox() {
     let dir = TempDir::new("g711dec");
     for (law, enc, table) in [(Law::Ulaw, "mu-law", &g711::ULAW_TO_LINEAR), (Law::Alaw, "a-law", &g711::ALAW_TO_LINEAR)]
     {
-        let src = dir.path("codes.g711");
+        let src = dir.file("codes.g711");
         std::fs::write(&src, (0..=255u8).collect::<Vec<u8>>()).unwrap();
-        let dst = dir.path("codes.raw");
+        let dst = dir.file("codes.raw");
         let mut args = vec!["-D", "-t", "raw", "-r", "8000", "-e", enc, "-b", "8", "-c", "1", p(&src), "-L"];
         args.extend(RAW16);
         args.push(p(&dst));
-        run("sox", &args);
+        run_tool("sox", &args);
         assert_eq!(read_raw16(&dst), table.to_vec(), "{law:?}");
     }
 }
@@ -181,7 +154,7 @@ fn detect(samples: &[i16]) -> String {
 fn sox_digit(dir: &TempDir, d: Digit, secs: &str, law: Option<Law>) -> Vec<i16> {
     let (lo, hi) = d.freqs();
     let (lo, hi) = (format!("{lo}"), format!("{hi}"));
-    let f = dir.path("digit.raw");
+    let f = dir.file("digit.raw");
     let mut args = vec!["-D", "-n", "-L"];
     match law {
         None => args.extend(RAW16),
@@ -199,7 +172,7 @@ fn sox_digit(dir: &TempDir, d: Digit, secs: &str, law: Option<Law>) -> Vec<i16> 
         ]),
     }
     args.extend([p(&f), "synth", secs, "sine", &lo, "sine", &hi, "channels", "1", "gain", "-10"]);
-    run("sox", &args);
+    run_tool("sox", &args);
     match law {
         None => read_raw16(&f),
         Some(l) => std::fs::read(&f).unwrap().iter().map(|&c| l.decode(c)).collect(),
@@ -249,16 +222,16 @@ fn a_minute_of_espeak_speech_fires_no_digit() {
     let mut total = 0usize;
     // A man's and a woman's voice, at normal and high pitch.
     for (i, (voice, pitch)) in [("en", "50"), ("en+f3", "70"), ("en-us+m3", "30"), ("en+f4", "99")].iter().enumerate() {
-        let wav_path = dir.path(&format!("s{i}.wav"));
-        let raw_path = dir.path(&format!("s{i}.raw"));
-        run("espeak-ng", &["-v", voice, "-p", pitch, "-w", p(&wav_path), TEXT]);
+        let wav_path = dir.file(&format!("s{i}.wav"));
+        let raw_path = dir.file(&format!("s{i}.raw"));
+        run_tool("espeak-ng", &["-v", voice, "-p", pitch, "-w", p(&wav_path), TEXT]);
         // espeak-ng writes 22050 Hz: our prompt parser refuses it, sox converts it.
         let bytes = std::fs::read(&wav_path).unwrap();
         assert!(matches!(wav::parse(&bytes), Err(WavError::UnsupportedRate(_))));
         let mut args = vec!["-D", p(&wav_path), "-L"];
         args.extend(RAW16);
         args.push(p(&raw_path));
-        run("sox", &args);
+        run_tool("sox", &args);
         let speech = read_raw16(&raw_path);
         total += speech.len();
         assert_eq!(detect(&speech), "", "voice {voice} pitch {pitch}: talk-off");
@@ -281,18 +254,18 @@ fn sox_wav_files_parse() {
     }
     let dir = TempDir::new("wav");
     let signal = sox_signal(&dir);
-    let src = dir.path("sig.raw");
+    let src = dir.file("sig.raw");
     write_raw16(&src, &signal);
     for (enc, bits, want) in [
         ("signed-integer", "16", WavEncoding::Pcm16),
         ("mu-law", "8", WavEncoding::G711(Law::Ulaw)),
         ("a-law", "8", WavEncoding::G711(Law::Alaw)),
     ] {
-        let dst = dir.path("prompt.wav");
+        let dst = dir.file("prompt.wav");
         let mut args = vec!["-D", "-L"];
         args.extend(RAW16);
         args.extend([p(&src), "-e", enc, "-b", bits, p(&dst)]);
-        run("sox", &args);
+        run_tool("sox", &args);
         let w = wav::parse(&std::fs::read(&dst).unwrap()).unwrap();
         assert_eq!(w.encoding, want);
         assert_eq!(w.samples.len(), signal.len());

@@ -5,6 +5,8 @@
 //! wait: every wait is on a packet or an event, with a guard timeout.
 #![allow(clippy::disallowed_methods)] // a test of the shell reads the clock like the shell
 
+mod common;
+use common::{have, run_tool, TempDir};
 use ctibox::config::Codec;
 use ctibox::core::media::dtmf::Digit;
 use ctibox::core::media::g711::Law;
@@ -16,8 +18,7 @@ use ctibox::core::media::tone::{Country, ToneKind};
 use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
 use ctibox::io::media::{self, LoopAudio, MediaHandle, MediaSettings, MediaStats};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,30 +182,13 @@ fn tone_plays_the_plan_frequencies_in_alaw() {
     m.cmd(MediaCmd::Stop { stream: StreamId(2) });
 }
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ctibox-mediapath-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn prompt_plays_once_then_silence_and_failures_are_reported() {
     let m = start();
     let dir = TempDir::new("prompt");
     let tone: Vec<i16> = (0..4000).map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 8000.0).sin() * 8000.0) as i16).collect();
-    let path = dir.path("p.wav");
+    let path = dir.file("p.wav");
     std::fs::write(&path, ctibox::core::media::wav::write_pcm16(&tone)).unwrap();
     let peer = Peer::new();
     play(&m, 3, peer.addr(), Codec::Pcmu, MediaSource::Prompt(path));
@@ -223,7 +207,7 @@ fn prompt_plays_once_then_silence_and_failures_are_reported() {
         assert!(payload.iter().all(|&c| c == Law::Ulaw.silence()));
     }
     // A prompt that does not exist, a port in use.
-    play(&m, 4, peer.addr(), Codec::Pcmu, MediaSource::Prompt(dir.path("missing.wav")));
+    play(&m, 4, peer.addr(), Codec::Pcmu, MediaSource::Prompt(dir.file("missing.wav")));
     assert!(matches!(m.event(), MediaEvent::Failed { stream: StreamId(4), reason } if reason.contains("missing.wav")));
     let busy = peer.addr().port();
     m.cmd(MediaCmd::Play { stream: StreamId(5), local_port: busy, remote: peer.addr(), codec: Codec::Pcmu, source: MediaSource::Silence });
@@ -318,18 +302,7 @@ fn rfc4733_digits_come_exactly_once_and_rtp_is_symmetric() {
     assert!(MediaStats::get(&m.stats().relatched) >= 1);
 }
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: `{tool}` is not installed (scripts/deps installs it)");
-    }
-    ok
-}
 
-fn run(tool: &str, args: &[&str]) {
-    let out = Command::new(tool).args(args).output().unwrap();
-    assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -337,10 +310,10 @@ fn p(path: &Path) -> &str {
 
 /// SoX writes raw mu-law: `synth` arguments, or silence for `secs`.
 fn sox_ulaw(dir: &TempDir, name: &str, synth: &[&str]) -> Vec<u8> {
-    let f = dir.path(name);
+    let f = dir.file(name);
     let mut args = vec!["-D", "-n", "-r", "8000", "-c", "1", "-t", "raw", "-e", "mu-law", "-b", "8", p(&f), "synth"];
     args.extend(synth);
-    run("sox", &args);
+    run_tool("sox", &args);
     std::fs::read(&f).unwrap()
 }
 
@@ -387,10 +360,10 @@ fn a_minute_of_espeak_speech_over_rtp_gives_no_digit() {
     let mut s = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 0x99);
     let mut seconds = 0.0;
     for (i, (voice, pitch)) in [("en", "50"), ("en+f3", "70"), ("en-us+m3", "30"), ("en+f4", "99")].iter().enumerate() {
-        let wav = dir.path(&format!("s{i}.wav"));
-        let raw = dir.path(&format!("s{i}.alaw"));
-        run("espeak-ng", &["-v", voice, "-p", pitch, "-w", p(&wav), text]);
-        run("sox", &["-D", p(&wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", "a-law", "-b", "8", p(&raw)]);
+        let wav = dir.file(&format!("s{i}.wav"));
+        let raw = dir.file(&format!("s{i}.alaw"));
+        run_tool("espeak-ng", &["-v", voice, "-p", pitch, "-w", p(&wav), text]);
+        run_tool("sox", &["-D", p(&wav), "-r", "8000", "-c", "1", "-t", "raw", "-e", "a-law", "-b", "8", p(&raw)]);
         let codes = std::fs::read(&raw).unwrap();
         seconds += codes.len() as f64 / 8000.0;
         // Paced in 1 s bursts so the socket buffer never overflows.

@@ -24,6 +24,11 @@ pub fn bin() -> &'static str {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A path for `name` inside the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
     pub fn new(tag: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -180,4 +185,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// Whether an external tool (sox, espeak-ng) is installed; says SKIPPED if not.
+pub fn have(tool: &str) -> bool {
+    let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: `{tool}` is not installed (scripts/deps installs it)");
+    }
+    ok
+}
+
+/// Runs a tool and asserts it succeeded.
+pub fn run_tool(tool: &str, args: &[&str]) {
+    let out = Command::new(tool).args(args).output().unwrap();
+    assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
