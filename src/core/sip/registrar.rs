@@ -191,6 +191,10 @@ pub fn authenticate<'c>(g: &mut Guard<'c>, req: &Request, origin: &Origin, kind:
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Registrar {
     bindings: BTreeMap<String, Vec<Binding>>,
+    /// The earliest expiry, kept current by every change (the engine asks for it on
+    /// every loop iteration).
+    #[serde(skip)]
+    earliest: Option<Time>,
 }
 
 /// Result of handling a REGISTER.
@@ -220,7 +224,11 @@ impl Registrar {
 
     /// The earliest expiry, for the engine's timer.
     pub fn next_expiry(&self) -> Option<Time> {
-        self.bindings.values().flatten().map(|b| b.expires_at).min()
+        self.earliest
+    }
+
+    fn recompute_earliest(&mut self) {
+        self.earliest = self.bindings.values().flatten().map(|b| b.expires_at).min();
     }
 
     /// Drops expired bindings; returns the devices that lost their last contact.
@@ -233,6 +241,7 @@ impl Registrar {
             }
             !v.is_empty()
         });
+        self.recompute_earliest();
         gone
     }
 
@@ -245,6 +254,7 @@ impl Registrar {
             b.expires_at = now + left;
             b.conn = None;
         }
+        self.recompute_earliest();
     }
 
     /// Forgets the TCP connection a binding used once it closes (the contact stays; a
@@ -259,6 +269,13 @@ impl Registrar {
 
     /// Handles an authenticated REGISTER from `device` (RFC 3261 §10.3 steps 5-8).
     pub fn register(&mut self, now: Time, cfg: &Config, device: &Device, req: &Request, origin: &Origin, to_tag: &str) -> RegisterResult {
+        let r = self.apply_register(now, cfg, device, req, origin, to_tag);
+        // Whatever path it took (even a refusal after a first contact was stored).
+        self.recompute_earliest();
+        r
+    }
+
+    fn apply_register(&mut self, now: Time, cfg: &Config, device: &Device, req: &Request, origin: &Origin, to_tag: &str) -> RegisterResult {
         let refuse = |code: u16, reason: &str| {
             let mut r = Response::to_request(req, code, Some(to_tag));
             r.reason = reason.to_string();
@@ -356,6 +373,7 @@ impl Registrar {
         if self.bindings.get(&device.name).is_some_and(Vec::is_empty) {
             self.bindings.remove(&device.name);
         }
+
         let mut r = Response::to_request(req, 200, Some(to_tag));
         let at = r.headers.len() - 1;
         for (i, b) in self.contacts(&device.name).iter().enumerate() {
