@@ -119,6 +119,15 @@ pub(super) struct Call {
     pub(super) moh: Option<super::moh::Moh>,
 }
 
+/// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
+/// until the ACK comes, for 64*T1 (RFC 3261 §13.3.1.4).
+pub(super) fn start_2xx_retransmission(call: &mut Call, timers: &mut Timers<(u64, CallTimer)>, cx: &Ctx<'_>, message: Vec<u8>) {
+    if call.a.peer.transport == crate::core::Transport::Udp {
+        call.a_2xx = Some(Pending2xx { message, interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
+        timers.arm((call.id, CallTimer::Retransmit2xx), cx.now + cx.t1);
+    }
+}
+
 impl Call {
     /// A call with its caller side; nothing is routed or answered yet.
     fn new(id: u64, a: Leg, device: &str, caller_dn: String, caller_display: Option<String>, dialled: &str, max_forwards: u8) -> Call {
@@ -215,7 +224,7 @@ fn copy_body(from_headers: &crate::core::sip::Headers, body: &[u8], into: &mut R
     }
 }
 
-fn branch(rng: &mut EngineRng) -> String {
+pub(super) fn branch(rng: &mut EngineRng) -> String {
     format!("z9hG4bK{}", rng.token(16))
 }
 
@@ -373,8 +382,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.phone_ack_pending = None;
         let inactive = crate::core::sdp::with_direction(&call.a_sdp, crate::core::sdp::Direction::Inactive);
-        if let Some(mut ack) = call.a.request(Method::Ack, &b1) {
-            ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+        if let Some(mut ack) = call.a.ack(cseq, &b1) {
             ack.set_body("application/sdp", inactive);
             self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
         }
@@ -755,11 +763,8 @@ impl B2bua {
         if resp.status < 300 {
             // Answered: ACK the called leg now, answer the caller with its SDP.
             b.confirmed = true;
-            let mut ack = match b.request(Method::Ack, &branch(cx.rng)) {
-                Some(a) => a,
-                None => return,
-            };
-            ack.headers.set(HeaderName::CSeq, format!("{} ACK", b.local_cseq));
+            let cseq = b.local_cseq;
+            let Some(ack) = b.ack(cseq, &branch(cx.rng)) else { return };
             let to = b.peer;
             let bytes = ack.to_bytes();
             call.b_ack = Some(bytes.clone());
@@ -771,8 +776,7 @@ impl B2bua {
                 // Click-to-dial: the called party's answer goes to the phone in its ACK.
                 call.answered = true;
                 call.b_sdp = resp.body.clone();
-                if let Some(mut ack) = call.a.request(Method::Ack, &branch(cx.rng)) {
-                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                if let Some(mut ack) = call.a.ack(cseq, &branch(cx.rng)) {
                     if !resp.body.is_empty() {
                         let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
                         ack.set_body(&ct, resp.body.clone());
@@ -801,10 +805,7 @@ impl B2bua {
             call.b_sdp = resp.body.clone();
             log::info!("call {id}: answered");
             let watchers = call.watchers.clone();
-            if call.a.peer.transport == crate::core::Transport::Udp {
-                call.a_2xx = Some(Pending2xx { message: r.to_bytes(), interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
-                self.timers.arm((id, CallTimer::Retransmit2xx), cx.now + cx.t1);
-            }
+            start_2xx_retransmission(call, &mut self.timers, cx, r.to_bytes());
             self.invites.remove(&stx);
             self.out.push(Action::Respond(stx, r));
             for w in watchers {
@@ -849,8 +850,7 @@ impl B2bua {
             }
         }
         let cseq = resp.cseq().map(|c| c.seq).unwrap_or(1);
-        if let Some(mut ack) = b.request(Method::Ack, &branch(cx.rng)) {
-            ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+        if let Some(ack) = b.ack(cseq, &branch(cx.rng)) {
             self.out.push(Action::Stateless { message: ack.to_bytes(), to: b.peer });
         }
         if let Some(bye) = b.request(Method::Bye, &branch(cx.rng)) {
@@ -1024,9 +1024,7 @@ impl B2bua {
         let sent_on = if to_side == Side::A { Some(&mut call.a) } else { call.b.as_mut() };
         if let Some(l) = sent_on {
             if (200..300).contains(&resp.status) && resp.cseq().is_ok_and(|c| c.method == Method::Invite) {
-                let cseq = resp.cseq().map(|c| c.seq).unwrap_or(l.local_cseq);
-                if let Some(mut ack) = l.request(Method::Ack, &branch(cx.rng)) {
-                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                if let Some(ack) = l.ack_for(&resp, &branch(cx.rng)) {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }

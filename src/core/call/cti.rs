@@ -7,13 +7,13 @@
 //! lines an application watches. Part of the B2BUA; talks to CTI sessions through
 //! `Action::Cti`.
 
-use super::b2bua::{Action, B2bua, CallTimer, Ctx, Purpose};
+use super::b2bua::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
 use super::dialplan;
 use super::leg::{self, Side};
 use crate::config::{DeviceKind, LineKey};
 use crate::core::cti::wire::{self, CallInfo, CallState, EndReason, ErrorCode, EventKind, Media, MediaInfo};
 use crate::core::sdp::{self, Direction};
-use crate::core::sip::{HeaderName, Method, Response, SipHeaders};
+use crate::core::sip::{Method, Response, SipHeaders};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -228,10 +228,7 @@ impl B2bua {
         leg::set_contact(&mut r.headers, c.a.contact(&c.dialled));
         r.set_body("application/sdp", body);
         c.answered = true;
-        if c.a.peer.transport == crate::core::Transport::Udp {
-            c.a_2xx = Some(super::b2bua::Pending2xx { message: r.to_bytes(), interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
-            self.timers.arm((id, CallTimer::Retransmit2xx), cx.now + cx.t1);
-        }
+        super::b2bua::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         self.invites.remove(&stx);
         self.out.push(Action::Respond(stx, r));
@@ -324,7 +321,7 @@ impl B2bua {
         };
         let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
         let Some(leg) = leg else { return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected"))) };
-        let branch = format!("z9hG4bK{}", cx.rng.token(16));
+        let branch = branch(cx.rng);
         let Some(mut req) = leg.request(Method::Invite, &branch) else { return Err((ErrorCode::Internal, "cannot address the party".into())) };
         let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
         leg::set_contact(&mut req.headers, leg.contact(&user));
@@ -344,9 +341,7 @@ impl B2bua {
         let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
         if (200..300).contains(&resp.status) {
             if let Some(l) = leg {
-                let cseq = resp.cseq().map(|c| c.seq).unwrap_or(l.local_cseq);
-                if let Some(mut ack) = l.request(Method::Ack, &format!("z9hG4bK{}", cx.rng.token(16))) {
-                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                if let Some(ack) = l.ack_for(resp, &branch(cx.rng)) {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }
@@ -456,7 +451,7 @@ impl B2bua {
         let local = format!("<sip:{to}@{}>;tag={tag}", peer.local);
         let remote = format!("<sip:{}@{}>", line.dn, peer.local);
         let Some(uri) = crate::core::sip::Uri::parse(&binding.uri) else { return Err((ErrorCode::Internal, "bad contact".into())) };
-        let branch = format!("z9hG4bK{}", cx.rng.token(16));
+        let branch = branch(cx.rng);
         let mut req = crate::core::sip::Request::new(Method::Invite, uri, &leg::via(peer.local, tcp, &branch), &local, &remote, &call_id, 1, 70);
         leg::set_contact(&mut req.headers, leg::contact(to, peer.local, tcp));
         let txn = super::b2bua::ClientTxn(cx.rng.next_u64());

@@ -65,6 +65,21 @@ impl Leg {
         self.peer.transport == crate::core::Transport::Tcp
     }
 
+    /// ACK for a 2xx to the INVITE with CSeq number `cseq` (RFC 3261 §13.2.2.4: a new
+    /// transaction-less request with the INVITE's CSeq number).
+    pub fn ack(&mut self, cseq: u32, branch: &str) -> Option<Request> {
+        let mut ack = self.request(Method::Ack, branch)?;
+        ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+        Some(ack)
+    }
+
+    /// ACK for the 2xx `resp` (its CSeq number, else our last).
+    pub fn ack_for(&mut self, resp: &crate::core::sip::Response, branch: &str) -> Option<Request> {
+        use crate::core::sip::SipHeaders;
+        let cseq = resp.cseq().map(|c| c.seq).unwrap_or(self.local_cseq);
+        self.ack(cseq, branch)
+    }
+
     /// The Contact the box gives this peer.
     pub fn contact(&self, user: &str) -> String {
         contact(user, self.peer.local, self.tcp())

@@ -4,11 +4,11 @@
 //! the holder itself. When the holder resumes, its offer is relayed as usual, so media
 //! flows phone to phone again, and the music stops. Part of the B2BUA.
 
-use super::b2bua::{Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
+use super::b2bua::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
 use super::leg::{self, Side};
 use crate::config::Codec;
 use crate::core::sdp::{self, Direction};
-use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders};
+use crate::core::sip::{Method, Request, Response};
 use crate::core::{MediaCmd, MediaSource, StreamId};
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +73,7 @@ impl B2bua {
             self.media_ports.remove(&port);
             return false;
         };
-        let Some(mut reinvite) = held_leg.request(Method::Invite, &format!("z9hG4bK{}", cx.rng.token(16))) else {
+        let Some(mut reinvite) = held_leg.request(Method::Invite, &branch(cx.rng)) else {
             self.media_ports.remove(&port);
             return false;
         };
@@ -106,9 +106,7 @@ impl B2bua {
         let ok = (200..300).contains(&resp.status);
         if ok {
             if let Some(l) = held_leg {
-                let cseq = resp.cseq().map(|c| c.seq).unwrap_or(l.local_cseq);
-                if let Some(mut ack) = l.request(Method::Ack, &format!("z9hG4bK{}", cx.rng.token(16))) {
-                    ack.headers.set(HeaderName::CSeq, format!("{cseq} ACK"));
+                if let Some(ack) = l.ack_for(resp, &branch(cx.rng)) {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }
