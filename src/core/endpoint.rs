@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::Duration;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 
 /// Counters an operator reads on /status.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -252,9 +251,8 @@ impl SipEndpoint {
             }
             Method::Options if !in_dialog => {
                 let mut r = answer(&req, 200, &tag);
-                let at = r.headers.len() - 1;
-                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
-                r.headers.0.insert(at + 1, sip::Header { name: HeaderName::Accept, value: "application/sdp".into() });
+                r.headers.add(HeaderName::Allow, sip::ALLOW);
+                r.headers.add(HeaderName::Accept, "application/sdp");
                 respond(&mut self.txn, r);
             }
             _ if in_dialog => {
@@ -267,14 +265,12 @@ impl SipEndpoint {
             }
             Method::Other(_) => {
                 let mut r = answer(&req, 501, &tag);
-                let at = r.headers.len() - 1;
-                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                r.headers.add(HeaderName::Allow, sip::ALLOW);
                 respond(&mut self.txn, r);
             }
             _ => {
                 let mut r = answer(&req, 405, &tag);
-                let at = r.headers.len() - 1;
-                r.headers.0.insert(at, sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                r.headers.add(HeaderName::Allow, sip::ALLOW);
                 respond(&mut self.txn, r);
             }
         }

@@ -19,7 +19,6 @@ use std::time::Duration;
 pub const MAX_FORWARD_HOPS: u8 = 5;
 /// Calls up at once; past it new INVITEs get 503.
 pub const MAX_CALLS: usize = 8192;
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
 
 /// A server transaction the engine holds for the B2BUA (a request to answer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -549,7 +548,7 @@ impl B2bua {
         let tcp = peer.transport == crate::core::Transport::Tcp;
         let mut req = Request::new(Method::Invite, req_uri, &leg::via(peer.local, tcp, &branch(cx.rng)), &from, &to, &call_id, 1, call.max_forwards);
         leg::set_contact(&mut req.headers, leg::contact(&call.caller_dn, peer.local, tcp));
-        req.headers.0.insert(req.headers.len() - 1, crate::core::sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+        req.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
         if let Some((_, a_req)) = &call.a_invite {
             copy_body(&a_req.headers, &a_req.body, &mut req);
         } else if let Some(offer) = call.cti.as_ref().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {
@@ -796,7 +795,7 @@ impl B2bua {
             };
             let mut r = respond(&a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
             leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
-            r.headers.0.insert(r.headers.len() - 1, crate::core::sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+            r.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
             if !resp.body.is_empty() {
                 let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
                 r.set_body(&ct, resp.body.clone());
@@ -956,7 +955,7 @@ impl B2bua {
             }
             Method::Options => {
                 let mut r = respond(&req, 200, None, &tag);
-                r.headers.0.insert(r.headers.len() - 1, crate::core::sip::Header { name: HeaderName::Allow, value: ALLOW.into() });
+                r.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
                 self.out.push(Action::Respond(stx, r));
             }
             _ if call.cti.as_ref().is_some_and(|e| e.agreed.is_some()) => {

@@ -101,6 +101,5 @@ pub fn contact(user: &str, local: SocketAddr, tcp: bool) -> String {
 /// Adds `Contact` to a message's headers before Content-Length.
 pub fn set_contact(headers: &mut crate::core::sip::Headers, value: String) {
     headers.remove(&HeaderName::Contact);
-    let at = headers.0.iter().position(|h| h.name == HeaderName::ContentLength).unwrap_or(headers.0.len());
-    headers.0.insert(at, crate::core::sip::Header { name: HeaderName::Contact, value });
+    headers.add(HeaderName::Contact, value);
 }

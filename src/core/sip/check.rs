@@ -31,8 +31,7 @@ impl Rejection {
         let mut r = Response::to_request(req, self.code, Some(to_tag));
         r.reason = self.reason.clone();
         if let Some(h) = &self.header {
-            let at = r.headers.len().saturating_sub(1);
-            r.headers.0.insert(at, h.clone());
+            r.headers.add(h.name.clone(), h.value.clone());
         }
         r
     }

@@ -24,6 +24,9 @@ pub mod text;
 pub mod txn;
 pub mod uri;
 
+/// The methods the box handles, for Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+
 pub use check::{answer_unparsable, check_request, check_request_with, Policy, Rejection, Unparsable};
 pub use error::ParseError;
 pub use headers::{AuthParams, CSeq, Contact, MediaType, NameAddr, Reason, Via, BRANCH_COOKIE};

@@ -35,6 +35,12 @@ impl Headers {
     pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
         self.0.push(Header { name, value: value.into() });
     }
+    /// Adds a line just before Content-Length (or at the end): where a header added to
+    /// a message being built belongs, with the body's framing last.
+    pub fn add(&mut self, name: HeaderName, value: impl Into<String>) {
+        let at = self.0.iter().position(|h| h.name == HeaderName::ContentLength).unwrap_or(self.0.len());
+        self.0.insert(at, Header { name, value: value.into() });
+    }
     /// Removes every line of `name`.
     pub fn remove(&mut self, name: &HeaderName) {
         self.0.retain(|h| &h.name != name);

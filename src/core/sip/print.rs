@@ -111,12 +111,9 @@ impl Request {
 }
 
 fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body: Vec<u8>) {
-    if body.is_empty() {
-        headers.remove(&HeaderName::ContentType);
-    } else {
-        headers.remove(&HeaderName::ContentType);
-        let at = headers.0.iter().position(|h| h.name == HeaderName::ContentLength).unwrap_or(headers.0.len());
-        headers.0.insert(at, Header { name: HeaderName::ContentType, value: content_type.to_string() });
+    headers.remove(&HeaderName::ContentType);
+    if !body.is_empty() {
+        headers.add(HeaderName::ContentType, content_type);
     }
     headers.set(HeaderName::ContentLength, body.len().to_string());
     *slot = body;

@@ -120,9 +120,8 @@ pub fn authenticate<'c>(g: &mut Guard<'c>, req: &Request, origin: &Origin, kind:
     let realm = g.cfg.sip.realm.as_str();
     let challenge = |g: &mut Guard<'_>, stale: bool| {
         let mut r = Response::to_request(req, kind.code(), Some(to_tag));
-        let at = r.headers.len() - 1;
-        for (i, v) in g.nonces.challenges(g.now, origin.source.ip(), realm, stale, &g.cfg.sip.digest_algorithms).into_iter().enumerate() {
-            r.headers.0.insert(at + i, super::Header { name: kind.challenge_header(), value: v });
+        for v in g.nonces.challenges(g.now, origin.source.ip(), realm, stale, &g.cfg.sip.digest_algorithms) {
+            r.headers.add(kind.challenge_header(), v);
         }
         r
     };
@@ -318,8 +317,7 @@ impl Registrar {
                     let expires = a.expires().or(header_expires).unwrap_or(default);
                     if expires != 0 && expires < min {
                         let mut r = refuse(423, "Interval Too Brief");
-                        let at = r.response.headers.len() - 1;
-                        r.response.headers.0.insert(at, super::Header { name: HeaderName::MinExpires, value: min.to_string() });
+                        r.response.headers.add(HeaderName::MinExpires, min.to_string());
                         return r;
                     }
                 }
@@ -375,10 +373,9 @@ impl Registrar {
         }
 
         let mut r = Response::to_request(req, 200, Some(to_tag));
-        let at = r.headers.len() - 1;
-        for (i, b) in self.contacts(&device.name).iter().enumerate() {
+        for b in self.contacts(&device.name) {
             let left = b.expires_at.since(now).as_secs();
-            r.headers.0.insert(at + i, super::Header { name: HeaderName::Contact, value: format!("<{}>;expires={left}", b.uri) });
+            r.headers.add(HeaderName::Contact, format!("<{}>;expires={left}", b.uri));
         }
         RegisterResult { response: r, changed }
     }
