@@ -437,6 +437,25 @@ fn rtp_timeout_after_silence_from_a_peer_that_had_sent() {
     assert!(m.ev.recv_timeout(Duration::from_millis(600)).is_err());
 }
 
+/// Sends with `send` every 20 ms of silence at `to` until a packet from `ssrc` arrives
+/// there; returns its header and payload. Fails after the guard time.
+fn relayed(to: &Peer, mut send: impl FnMut(), ssrc: u32) -> (RtpHeader, Vec<u8>) {
+    let deadline = Instant::now() + GUARD;
+    to.rtp.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut b = [0u8; 2048];
+    loop {
+        assert!(Instant::now() < deadline, "nothing from SSRC {ssrc:#x} within the guard time");
+        send();
+        if let Ok((n, _)) = to.rtp.recv_from(&mut b) {
+            let p = rtp::parse(&b[..n]).expect("valid RTP");
+            if p.header.ssrc == ssrc {
+                to.rtp.set_read_timeout(Some(GUARD)).unwrap();
+                return (p.header, p.payload.to_vec());
+            }
+        }
+    }
+}
+
 #[test]
 fn relay_forwards_both_ways_and_stop_resumes_the_other() {
     let m = start();
@@ -448,25 +467,13 @@ fn relay_forwards_both_ways_and_stop_resumes_the_other() {
     m.cmd(MediaCmd::Relay { a: StreamId(60), b: StreamId(61) });
     let mut sa = Sender::new(pa.rtp.try_clone().unwrap(), format!("127.0.0.1:{port_a}").parse().unwrap(), 0xA);
     let mut sb = Sender::new(pb.rtp.try_clone().unwrap(), format!("127.0.0.1:{port_b}").parse().unwrap(), 0xB);
-    // Wait until B's receiver sees A's SSRC (music on hold may still be in flight).
-    sa.audio(Law::Ulaw, &[0x11; 160]);
-    let h = loop {
-        let (h, payload, _) = pb.recv();
-        if h.ssrc == 0xA {
-            assert_eq!(payload, vec![0x11; 160]);
-            break h;
-        }
-        sa.audio(Law::Ulaw, &[0x11; 160]);
-    };
-    assert_eq!(h.payload_type, 0);
-    sb.audio(Law::Ulaw, &[0x22; 160]);
-    loop {
-        let (h, _, _) = pa.recv();
-        if h.ssrc == 0xB {
-            break;
-        }
-        sb.audio(Law::Ulaw, &[0x22; 160]);
-    }
+    // Wait until B's receiver sees A's SSRC. A packet that reaches the media thread
+    // before the Relay command is not forwarded, and once relayed the music stops, so
+    // A keeps sending until one comes through (bounded by the guard).
+    let h = relayed(&pb, || sa.audio(Law::Ulaw, &[0x11; 160]), 0xA);
+    assert_eq!(h.0.payload_type, 0);
+    assert_eq!(h.1, vec![0x11; 160]);
+    relayed(&pa, || sb.audio(Law::Ulaw, &[0x22; 160]), 0xB);
     assert!(MediaStats::get(&m.stats().relayed) >= 2);
     // Stopping A: B goes back to its own music on hold.
     m.cmd(MediaCmd::Stop { stream: StreamId(60) });
