@@ -209,7 +209,7 @@ impl SipEndpoint {
                 let r = answer(&request, code, &rng.token(12));
                 self.txn.respond(now, cancel, &r);
                 if let Some(inv) = invite {
-                    let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: timers_of(cfg).t1, t2: timers_of(cfg).t2, cti_open: &self.cti_open };
+                    let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                     self.b2bua.handle_cancel(&mut cx, inv);
                 }
             }
@@ -242,8 +242,7 @@ impl SipEndpoint {
                     Ok(device) => {
                         let name = device.name.clone();
                         self.stats.calls_started += 1;
-                        let t = timers_of(cfg);
-                        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+                        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                         self.b2bua.handle_invite(&mut cx, stx, req, origin, &name);
                     }
                     Err(d) => self.denied(d, &mut |t, r| t.respond(now, stx, &r)),
@@ -256,8 +255,7 @@ impl SipEndpoint {
                 respond(&mut self.txn, r);
             }
             _ if in_dialog => {
-                let t = timers_of(cfg);
-                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                 self.b2bua.handle_in_dialog(&mut cx, stx, req);
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack => {
@@ -295,8 +293,7 @@ impl SipEndpoint {
     /// Timers of transactions, calls and registrations.
     pub fn handle_timeout(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
         self.txn.on_timeout(now);
-        let t = timers_of(cfg);
-        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+        let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
         self.b2bua.handle_timeout(&mut cx);
         if self.registrar.next_expiry().is_some_and(|e| e <= now) {
             for d in self.registrar.expire(now) {
@@ -309,9 +306,8 @@ impl SipEndpoint {
 
     /// Runs a CTI command against the B2BUA, then moves what it produced along.
     pub fn cti_command<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {
-        let t = timers_of(cfg);
         let r = {
-            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng: &mut *rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng: &mut *rng, cti_open: &self.cti_open };
             f(&mut self.b2bua, &mut cx)
         };
         self.pump(now, cfg, rng, out);
@@ -321,12 +317,11 @@ impl SipEndpoint {
     /// Moves work between the transaction layer and the B2BUA until both are quiet,
     /// then emits the transmissions.
     fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
-        let t = timers_of(cfg);
         for _ in 0..64 {
             let mut progressed = false;
             while let Some(ev) = self.txn.poll_event() {
                 progressed = true;
-                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+                let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                 match ev {
                     ClientEvent::Response(id, r) => self.b2bua.handle_response(&mut cx, id, r),
                     ClientEvent::Timeout(id) => self.b2bua.handle_txn_timeout(&mut cx, id),
@@ -340,7 +335,7 @@ impl SipEndpoint {
                     Action::Request { txn, request, to } => {
                         if let Err(e) = self.txn.send(now, txn, request, to) {
                             log::warn!("sip: cannot start a client transaction: {e:?}");
-                            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, t1: t.t1, t2: t.t2, cti_open: &self.cti_open };
+                            let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                             self.b2bua.handle_unsendable(&mut cx, txn);
                         }
                     }

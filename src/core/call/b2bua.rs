@@ -122,8 +122,8 @@ pub(super) struct Call {
 /// until the ACK comes, for 64*T1 (RFC 3261 §13.3.1.4).
 pub(super) fn start_2xx_retransmission(call: &mut Call, timers: &mut Timers<(u64, CallTimer)>, cx: &Ctx<'_>, message: Vec<u8>) {
     if call.a.peer.transport == crate::core::Transport::Udp {
-        call.a_2xx = Some(Pending2xx { message, interval: cx.t1, give_up: cx.now + cx.t1 * 64 });
-        timers.arm((call.id, CallTimer::Retransmit2xx), cx.now + cx.t1);
+        call.a_2xx = Some(Pending2xx { message, interval: cx.t1(), give_up: cx.now + cx.t1() * 64 });
+        timers.arm((call.id, CallTimer::Retransmit2xx), cx.now + cx.t1());
     }
 }
 
@@ -194,10 +194,19 @@ pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub registrar: &'a Registrar,
     pub rng: &'a mut EngineRng,
-    pub t1: Duration,
-    pub t2: Duration,
     /// Devices a live CTI application has open.
     pub cti_open: &'a std::collections::BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    /// RFC 3261 T1 from the configuration.
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(u64::from(self.cfg.sip.t1_ms))
+    }
+    /// RFC 3261 T2 from the configuration.
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(u64::from(self.cfg.sip.t2_ms))
+    }
 }
 
 fn respond(req: &Request, code: u16, reason: Option<&str>, tag: &str) -> Response {
@@ -1086,7 +1095,7 @@ impl B2bua {
                         continue;
                     }
                     self.out.push(Action::Stateless { message: p.message.clone(), to: call.a.peer });
-                    p.interval = (p.interval * 2).min(cx.t2);
+                    p.interval = (p.interval * 2).min(cx.t2());
                     let next = cx.now + p.interval;
                     self.timers.arm((id, CallTimer::Retransmit2xx), next);
                 }
