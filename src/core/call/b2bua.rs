@@ -225,10 +225,15 @@ fn dialled_of(req: &Request) -> Option<String> {
     }
 }
 
+/// A message's body with its Content-Type (SDP when unnamed), to pass on; `None` when
+/// there is no body.
+fn body_of(headers: &crate::core::sip::Headers, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    (!body.is_empty()).then(|| (headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string(), body.to_vec()))
+}
+
 fn copy_body(from_headers: &crate::core::sip::Headers, body: &[u8], into: &mut Request) {
-    if !body.is_empty() {
-        let ct = from_headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
-        into.set_body(&ct, body.to_vec());
+    if let Some((ct, b)) = body_of(from_headers, body) {
+        into.set_body(&ct, b);
     }
 }
 
@@ -758,9 +763,8 @@ impl B2bua {
             if let Some((stx, a_req)) = &call.a_invite {
                 let mut r = respond(a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
                 leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
-                if !resp.body.is_empty() {
-                    let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
-                    r.set_body(&ct, resp.body.clone());
+                if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
+                    r.set_body(&ct, b);
                 }
                 self.out.push(Action::Respond(*stx, r));
             }
@@ -785,9 +789,8 @@ impl B2bua {
                 call.answered = true;
                 call.b_sdp = resp.body.clone();
                 if let Some(mut ack) = call.a.ack(cseq, &branch(cx.rng)) {
-                    if !resp.body.is_empty() {
-                        let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
-                        ack.set_body(&ct, resp.body.clone());
+                    if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
+                        ack.set_body(&ct, b);
                     }
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
                 }
@@ -805,9 +808,8 @@ impl B2bua {
             let mut r = respond(&a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
             leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
             r.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
-            if !resp.body.is_empty() {
-                let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
-                r.set_body(&ct, resp.body.clone());
+            if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
+                r.set_body(&ct, b);
             }
             call.answered = true;
             call.b_sdp = resp.body.clone();
@@ -1045,9 +1047,8 @@ impl B2bua {
         // Contact as its new remote target).
         let user = if to_side == Side::A { call.caller_dn.clone() } else { call.dialled.clone() };
         leg::set_contact(&mut r.headers, from_leg.contact(&user));
-        if !resp.body.is_empty() {
-            let ct = resp.headers.get(&HeaderName::ContentType).unwrap_or("application/sdp").to_string();
-            r.set_body(&ct, resp.body.clone());
+        if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
+            r.set_body(&ct, b);
         }
         self.out.push(Action::Respond(stx, r));
     }
