@@ -31,14 +31,14 @@ fn boots_on_embedded_default_and_every_listed_port_answers() {
     assert_eq!(s["config_generation"], 1);
 
     // SIP over UDP reaches the engine: the receive counter moves.
-    let before = s["stats"]["sip_received"].as_u64().unwrap();
+    let before = s["sip"]["received"].as_u64().unwrap();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.send_to(b"OPTIONS sip:box SIP/2.0\r\nContent-Length: 0\r\n\r\n", b.sip).unwrap();
     // The datagram and the HTTP request go through one engine loop in order of
     // arrival; ask until the count moved (bounded by the harness guard).
     let mut moved = false;
     for _ in 0..200 {
-        if status(&b)["stats"]["sip_received"].as_u64().unwrap() > before {
+        if status(&b)["sip"]["received"].as_u64().unwrap() > before {
             moved = true;
             break;
         }

@@ -150,7 +150,6 @@ pub struct Restored {
 /// Counters an operator can read on /status.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
-    pub sip_received: u64,
     pub cti_messages: u64,
     pub http_requests: u64,
     pub reloads: u64,
@@ -219,7 +218,6 @@ impl Engine {
         match input {
             Input::Timeout => self.handle_timeouts(),
             Input::Sip { transport, conn, from, local, bytes } => {
-                self.stats.sip_received += 1;
                 let origin = crate::core::sip::registrar::Origin { source: from, transport, conn, local };
                 let cfg = self.config.clone();
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
