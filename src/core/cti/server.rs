@@ -173,14 +173,13 @@ impl Engine {
             }
             (Some(_), Request::Answer { call, media }) => {
                 let owned = self.cti_owned(conn);
-                let statics: BTreeMap<String, Option<AppMedia>> = owned.clone();
                 let cfg = self.config.clone();
                 let now = self.now;
                 let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| {
                     // The static media of the very device the call is at.
                     let at = b.cti_device_of(&call);
-                    let st = at.as_deref().and_then(|d| statics.get(d).copied().flatten().or_else(|| config_static(&cfg, d)));
-                    b.cti_answer(cx, &call, media.map(AppMedia::from), st, &|d| statics.contains_key(d))
+                    let st = at.as_deref().and_then(|d| owned.get(d).copied().flatten().or_else(|| config_static(&cfg, d)));
+                    b.cti_answer(cx, &call, media.map(AppMedia::from), st, &|d| owned.contains_key(d))
                 });
                 match r {
                     Ok(m) => Reply::ok(id.clone()).with("media", m.to_value()),
