@@ -3,7 +3,7 @@
 //! route patterns the most specific wins (fewest numbers matched, as CUCM's closest
 //! match), the earlier partition breaking ties. Pure lookups over the configuration.
 
-use crate::config::{Config, Device, DeviceKind, LineKey, RouteTarget};
+use crate::config::{Config, Device, LineKey, RouteTarget};
 
 /// Where a dialled number goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,11 +119,6 @@ pub fn devices_of<'c>(cfg: &'c Config, line: &LineKey) -> impl Iterator<Item = &
 pub fn forward_css<'c>(cfg: &'c Config, line: &LineKey) -> Option<&'c str> {
     let l = cfg.line(line)?;
     l.forward.css.as_deref().or_else(|| devices_of(cfg, line).find_map(|d| d.css.as_deref()))
-}
-
-/// Whether a device is a SIP phone (reachable through registrations).
-pub fn is_phone(d: &Device) -> bool {
-    matches!(d.kind, DeviceKind::SipPhone { .. })
 }
 
 #[cfg(test)]

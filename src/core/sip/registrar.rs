@@ -209,10 +209,6 @@ impl Registrar {
         self.bindings.get(device).map_or(&[], |v| v.as_slice())
     }
 
-    pub fn is_registered(&self, device: &str) -> bool {
-        !self.contacts(device).is_empty()
-    }
-
     /// Number of bindings across all devices.
     pub fn len(&self) -> usize {
         self.bindings.values().map(Vec::len).sum()
