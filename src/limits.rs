@@ -63,8 +63,12 @@ pub const MEDIA_CMD_QUEUE: usize = 4096;
 pub const MEDIA_RTP_TIMEOUT_MS: u64 = 30_000;
 /// RTCP sender reports are sent about this often per stream (ms).
 pub const MEDIA_RTCP_INTERVAL_MS: u64 = 5_000;
-/// Datagrams read from one socket per wake-up before serving the others (fairness).
-pub const MEDIA_RECV_BURST: usize = 32;
+/// While datagrams keep arriving the media thread wakes this often (µs) and reads all
+/// that came meanwhile, instead of waking for each; the most a datagram waits for it.
+pub const MEDIA_POLL_TICK_US: u64 = 200;
+/// Rounds of "one datagram from every readable socket" per wake-up before commands and
+/// housekeeping get their turn.
+pub const MEDIA_RECV_ROUNDS: usize = 8;
 /// Largest music-on-hold or prompt file read (bytes): 10 minutes of PCM16 plus headers.
 pub const MEDIA_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Prompt files queued toward the loader thread.

@@ -46,6 +46,7 @@ const MAX_BEHIND: u64 = 5;
 
 const TOKEN_WAKE: u64 = u64::MAX;
 const TOKEN_TIMER: u64 = u64::MAX - 1;
+const TOKEN_SOCKETS: u64 = u64::MAX - 2;
 
 /// What the media path needs from the configuration.
 pub struct MediaSettings {
@@ -163,10 +164,17 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
     let (load_tx, load_rx) = mpsc::sync_channel::<(usize, u64, PathBuf)>(crate::limits::MEDIA_LOAD_QUEUE);
     let handle = MediaHandle { tx: tx.clone(), waker: waker.clone(), stats: stats.clone() };
     let errno = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
-    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(errno)?;
+    // Three epoll sets: `sockets` holds every stream socket; `all` holds that set, the
+    // timer and the wake-up socket (waiting for anything); `quiet` holds only the timer
+    // and the wake-up socket (waiting out a poll tick, see `Runtime::run`).
+    let new_epoll = || Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(errno);
+    let (sockets, all, quiet) = (new_epoll()?, new_epoll()?, new_epoll()?);
     let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC).map_err(errno)?;
-    epoll.add(&wake_rx, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE)).map_err(errno)?;
-    epoll.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER)).map_err(errno)?;
+    for set in [&all, &quiet] {
+        set.add(&wake_rx, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE)).map_err(errno)?;
+        set.add(&timer, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TIMER)).map_err(errno)?;
+    }
+    all.add(&sockets.0, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SOCKETS)).map_err(errno)?;
     let mut seed = [0u8; 32];
     {
         use std::io::Read;
@@ -179,7 +187,9 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
         settings: Arc::new(settings),
         sink,
         stats,
-        epoll,
+        epoll: sockets,
+        all,
+        quiet,
         timer,
         armed: None,
         slots: Vec::new(),
@@ -219,7 +229,12 @@ struct Runtime {
     settings: Arc<MediaSettings>,
     sink: EventSink,
     stats: Arc<MediaStats>,
+    /// Every stream socket (token: slot * 2, +1 for RTCP).
     epoll: Epoll,
+    /// `epoll`, the timer and the wake-up socket.
+    all: Epoll,
+    /// The timer and the wake-up socket only.
+    quiet: Epoll,
     timer: TimerFd,
     armed: Option<Instant>,
     slots: Vec<Option<Stream>>,
@@ -238,12 +253,27 @@ struct Runtime {
 }
 
 impl Runtime {
+    /// The loop. Two ways to wait: while datagrams are arriving, the thread sleeps
+    /// until the next poll tick (`MEDIA_POLL_TICK_US`) on the timer alone and then
+    /// reads every socket that became readable meanwhile: one wake-up for a batch of
+    /// datagrams instead of one each, which is what the thread's time went to under
+    /// load (a wake-up costs more than forwarding a datagram). A tick that finds
+    /// nothing returns to waiting on the sockets themselves, so a quiet box does not
+    /// wake at the tick rate and a lone datagram is served at once. Paced sends keep
+    /// their own deadlines in both modes.
     fn run(mut self) -> Result<(), String> {
-        let mut events = vec![EpollEvent::empty(); 256];
+        let mut events = vec![EpollEvent::empty(); 64];
+        let mut ready = vec![EpollEvent::empty(); 256];
         let mut buf = vec![0u8; 2048];
+        let tick = Duration::from_micros(crate::limits::MEDIA_POLL_TICK_US);
+        // Some(tick end) while batching.
+        let mut batching: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            if let Some(t) = batching {
+                next = next.min(t);
+            }
             let timeout = if next <= now {
                 EpollTimeout::ZERO
             } else {
@@ -255,7 +285,8 @@ impl Runtime {
                 }
                 EpollTimeout::NONE
             };
-            let n = match self.epoll.wait(&mut events, timeout) {
+            let set = if batching.is_some() { &self.quiet } else { &self.all };
+            let n = match set.wait(&mut events, timeout) {
                 Ok(n) => n,
                 Err(nix::Error::EINTR) => 0,
                 Err(e) => return Err(format!("epoll_wait: {e}")),
@@ -270,12 +301,15 @@ impl Runtime {
                         let _ = self.timer.wait();
                         self.armed = None;
                     }
-                    token => {
-                        self.on_readable(token, &mut buf);
-                        self.send_due();
-                    }
+                    _ => {} // TOKEN_SOCKETS: read below in any case
                 }
             }
+            if batching.is_some_and(|t| Instant::now() < t) && !wake {
+                continue; // a paced send's deadline, not the tick
+            }
+            let (got, behind) = self.read_ready(&mut ready, &mut buf)?;
+            // Behind (sockets still readable after the last round): no tick's wait.
+            batching = (got > 0).then(|| if behind { Instant::now() } else { Instant::now() + tick });
             if wake {
                 let mut b = [0u8; 64];
                 while self.wake_rx.recv(&mut b).is_ok() {}
@@ -292,6 +326,31 @@ impl Runtime {
                 self.housekeeping();
             }
         }
+    }
+
+    /// Reads one datagram from every readable socket, again while some are readable
+    /// (level-triggered: a socket with more queued comes back in the next round), at
+    /// most `MEDIA_RECV_ROUNDS` rounds so commands and housekeeping are not starved.
+    /// Returns how many datagrams were read and whether the last round still found
+    /// sockets readable.
+    fn read_ready(&mut self, ready: &mut [EpollEvent], buf: &mut [u8]) -> Result<(usize, bool), String> {
+        let mut got = 0;
+        for _ in 0..crate::limits::MEDIA_RECV_ROUNDS {
+            let n = match self.epoll.wait(ready, EpollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => 0,
+                Err(e) => return Err(format!("epoll_wait: {e}")),
+            };
+            if n == 0 {
+                return Ok((got, false));
+            }
+            for ev in &ready[..n] {
+                self.on_readable(ev.data(), buf);
+                self.send_due();
+            }
+            got += n;
+        }
+        Ok((got, true))
     }
 
     fn time(&self, at: Instant) -> Time {
@@ -313,49 +372,48 @@ impl Runtime {
         }
     }
 
+    /// One datagram from a readable socket.
     fn on_readable(&mut self, token: u64, buf: &mut [u8]) {
         let slot = (token / 2) as usize;
         let is_rtcp = token % 2 == 1;
-        for _ in 0..crate::limits::MEDIA_RECV_BURST {
-            let Some(Some(s)) = self.slots.get_mut(slot) else { return };
-            let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
-            let relaying = s.relay.is_some();
-            let got = if relaying { recv_stamped(sock, buf) } else { sock.recv_from(buf).map(|(n, f)| (n, f, None)) };
-            let (len, from, arrived) = match got {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    // ICMP errors (port unreachable) surface here on Linux; not fatal.
-                    log::trace!("media: stream {}: recv: {e}", s.id.0);
-                    continue;
-                }
-            };
-            let now = Instant::now();
-            let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
-            let data = &buf[..len];
-            let effect = if is_rtcp {
-                s.on_rtcp(data, from, now, &self.stats)
-            } else {
-                s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
-            };
-            let (id, partner) = (s.id, s.relay);
-            if !self.digits.is_empty() {
-                self.flush_digits(id);
+        let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+        let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
+        let relaying = s.relay.is_some();
+        let got = if relaying { recv_stamped(sock, buf) } else { sock.recv_from(buf).map(|(n, f)| (n, f, None)) };
+        let (len, from, arrived) = match got {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // ICMP errors (port unreachable) surface here on Linux; not fatal.
+                log::trace!("media: stream {}: recv: {e}", s.id.0);
+                return;
             }
-            if let (RxEffect::Forward { rtcp }, Some(p)) = (effect, partner) {
-                if let Some(Some(o)) = self.slots.get(p) {
-                    let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
-                    match sock.send_to(data, to) {
-                        Ok(_) => {
-                            inc(&self.stats.relayed);
-                            // Added latency: kernel arrival to forwarded.
-                            if let Some(at) = arrived {
-                                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                                self.stats.relay_delay.record(now.saturating_sub(at));
-                            }
+        };
+        let now = Instant::now();
+        let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
+        let data = &buf[..len];
+        let effect = if is_rtcp {
+            s.on_rtcp(data, from, now, &self.stats)
+        } else {
+            s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
+        };
+        let (id, partner) = (s.id, s.relay);
+        if !self.digits.is_empty() {
+            self.flush_digits(id);
+        }
+        if let (RxEffect::Forward { rtcp }, Some(p)) = (effect, partner) {
+            if let Some(Some(o)) = self.slots.get(p) {
+                let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
+                match sock.send_to(data, to) {
+                    Ok(_) => {
+                        inc(&self.stats.relayed);
+                        // Added latency: kernel arrival to forwarded.
+                        if let Some(at) = arrived {
+                            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                            self.stats.relay_delay.record(now.saturating_sub(at));
                         }
-                        Err(_) => inc(&self.stats.send_errors),
                     }
+                    Err(_) => inc(&self.stats.send_errors),
                 }
             }
         }
