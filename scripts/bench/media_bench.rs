@@ -9,6 +9,13 @@
 //!   50 packets/s of RTP into each; reports how late each paced packet left against
 //!   its 20 ms schedule (measured inside the media thread).
 //! Both report the media thread's CPU use (CLOCK_THREAD_CPUTIME_ID) over the window.
+//!
+//! The generator must not be what is measured: it runs at real-time priority (30, below
+//! the media thread's 40) on the other CPU, sends each stream at its own phase in
+//! ~50 µs batches with sendmmsg, reads with recvmmsg, touches its sample buffers before
+//! the window (a first touch of a page can stall for milliseconds on a virtual
+//! machine), and reports how late it sent against the schedule, so a run whose input
+//! came in bursts can be told from one where the box was slow.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use ctibox::config::Codec;
@@ -17,7 +24,9 @@ use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
 use ctibox::io::media::{self, LoopAudio, MediaSettings, MediaStats};
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +35,52 @@ fn pin(cpu: usize) {
     let mut set = CpuSet::new();
     if set.set(cpu).is_ok() && sched_setaffinity(Pid::from_raw(0), &set).is_err() {
         eprintln!("warning: cannot pin to CPU {cpu}");
+    }
+}
+
+/// Datagrams per sendmmsg/recvmmsg call.
+const BATCH: usize = 64;
+
+/// Sends each (packet, destination) from `sock`, BATCH per sendmmsg; returns how many went.
+fn send_batch(sock: &UdpSocket, pkts: &[(Vec<u8>, SocketAddr)]) -> u64 {
+    use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn};
+    let mut sent = 0;
+    for chunk in pkts.chunks(BATCH) {
+        let iovs: Vec<[IoSlice; 1]> = chunk.iter().map(|(p, _)| [IoSlice::new(p)]).collect();
+        let addrs: Vec<Option<SockaddrIn>> = chunk
+            .iter()
+            .map(|(_, to)| match to {
+                SocketAddr::V4(v4) => Some(SockaddrIn::from(*v4)),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(chunk.len(), None);
+        let none: [ControlMessage; 0] = [];
+        if let Ok(r) = sendmmsg(sock.as_raw_fd(), &mut hdrs, &iovs, &addrs, none, MsgFlags::empty()) {
+            sent += r.count() as u64;
+        }
+    }
+    sent
+}
+
+/// Reads every queued datagram from `sock` (BATCH per recvmmsg) and gives each to `each`.
+fn recv_batch(sock: &UdpSocket, bufs: &mut [[u8; 512]], mut each: impl FnMut(&[u8])) {
+    use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+    loop {
+        let lens: Vec<usize> = {
+            let mut iovs: Vec<[IoSliceMut; 1]> = bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let mut hdrs = MultiHeaders::<SockaddrIn>::preallocate(iovs.len(), None);
+            match recvmmsg(sock.as_raw_fd(), &mut hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+                Ok(r) => r.map(|m| m.bytes).collect(),
+                Err(_) => Vec::new(),
+            }
+        };
+        for (b, &len) in bufs.iter().zip(&lens) {
+            each(&b[..len]);
+        }
+        if lens.len() < bufs.len() {
+            return;
+        }
     }
 }
 
@@ -116,11 +171,17 @@ fn main() {
     let end = warmup + Duration::from_secs(secs);
     let mut seq = vec![0u16; streams];
     let mut pkt = RtpHeader { payload_type: 0, ssrc: 1, ..Default::default() }.to_packet(&[0xFF; 160]);
-    let mut buf = [0u8; 2048];
+    let mut rbufs = vec![[0u8; 512]; BATCH];
     let mut lat_us: Vec<u32> = Vec::with_capacity(streams * 50 * secs as usize);
     // How late the generator itself sent each packet against its slot (a late
     // generator delivers bursts, which the box then has to absorb).
     let mut gen_late_us: Vec<u32> = Vec::with_capacity(streams * 50 * secs as usize);
+    // Touch every page of the sample buffers now, not during the measurement (on a
+    // virtual machine a first touch can fault to the host).
+    for v in [&mut lat_us, &mut gen_late_us] {
+        v.resize(v.capacity(), 1);
+        v.clear();
+    }
     let (mut sent, mut received, mut frame) = (0u64, 0u64, 0u64);
     let stats: &MediaStats = h.stats();
     let mut measuring = false;
@@ -144,39 +205,40 @@ fn main() {
         let frame_start = Duration::from_millis(20) * frame as u32;
         let phase_ns = now.saturating_sub(frame_start).as_nanos() as u64;
         let due_upto = ((phase_ns * streams as u64) / 20_000_000).min(streams as u64) as usize;
-        // Send every stream whose slot in this frame has come.
+        // Send every stream whose slot in this frame has come, in sendmmsg batches
+        // (one per generator socket): the generator must not be the bottleneck.
+        let ns = origin.elapsed().as_nanos() as u64;
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
         while next < due_upto {
             let (to, from_b) = targets[next];
             seq[next] = seq[next].wrapping_add(1);
             pkt[1] = 0; // PT 0, no marker
             pkt[2..4].copy_from_slice(&seq[next].to_be_bytes());
             pkt[8..12].copy_from_slice(&(next as u32 + 1).to_be_bytes());
-            let ns = origin.elapsed().as_nanos() as u64;
             pkt[12..20].copy_from_slice(&ns.to_be_bytes());
             if measuring {
                 let due_ns = frame_start.as_nanos() as u64 + next as u64 * 20_000_000 / streams as u64;
                 gen_late_us.push((ns.saturating_sub(due_ns) / 1000) as u32);
             }
-            let sock = if from_b { &gb } else { &ga };
-            if sock.send_to(&pkt, to).is_ok() {
-                sent += 1;
-            }
+            let out = if from_b { &mut pb } else { &mut pa };
+            out.push((pkt.clone(), to));
             next += 1;
         }
+        sent += send_batch(&ga, &pa) + send_batch(&gb, &pb);
         if next >= streams && phase_ns >= 20_000_000 {
             next = 0;
             frame += 1;
         }
         // Drain whatever came back.
         for sock in [&ga, &gb] {
-            while let Ok((len, _)) = sock.recv_from(&mut buf) {
+            recv_batch(sock, &mut rbufs, |data| {
                 received += 1;
-                if relay && measuring && len >= 20 && buf[1] & 0x7F == 0 && buf[8..12] != [0, 0, 0, 0] {
+                if relay && measuring && data.len() >= 20 && data[1] & 0x7F == 0 && data[8..12] != [0, 0, 0, 0] {
                     let at = origin.elapsed().as_nanos() as u64;
-                    let ns = u64::from_be_bytes(buf[12..20].try_into().unwrap());
+                    let ns = u64::from_be_bytes(data[12..20].try_into().unwrap());
                     lat_us.push((at.saturating_sub(ns) / 1000) as u32);
                 }
-            }
+            });
         }
         // Send in small batches: sleep ~50 µs between them (precise: the generator
         // runs at real-time priority, so no timer slack), which leaves its CPU to the
