@@ -126,13 +126,46 @@ fn main() {
             })
             .unwrap();
     }
+    // The noise probe: a thread on the media CPU at the highest real-time priority
+    // wakes every millisecond and records how late it woke. Work of ours cannot delay
+    // it (it preempts the media thread), so its tail is what the machine itself (IRQs,
+    // the hypervisor) took from that CPU during the run.
+    let probe_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let stop = probe_stop.clone();
+        std::thread::spawn(move || {
+            pin(0);
+            let param = nix::libc::sched_param { sched_priority: 99 };
+            // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
+            let rt = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } == 0;
+            let mut late_us: Vec<u32> = Vec::with_capacity(1000 * (secs as usize + 4));
+            late_us.resize(late_us.capacity(), 0);
+            late_us.clear();
+            let start = Instant::now();
+            let mut tick = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tick += 1;
+                let due = start + Duration::from_millis(1) * tick;
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if start.elapsed() >= Duration::from_secs(2) && late_us.len() < late_us.capacity() {
+                    late_us.push(Instant::now().saturating_duration_since(due).as_micros() as u32);
+                }
+            }
+            (rt, late_us)
+        })
+    };
     pin(1);
     // The generator at real-time priority too (below the media thread's), so other
     // work on its CPU does not make it send late in bursts (it reports its own
     // lateness below). Without CAP_SYS_NICE it stays at normal priority.
     let param = nix::libc::sched_param { sched_priority: 30 };
     // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
-    if unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } != 0 {
+    if std::env::var_os("GEN_NORMAL").is_some() {
+        eprintln!("generator at normal priority (GEN_NORMAL)");
+    } else if unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } != 0 {
         eprintln!("warning: generator at normal priority: {}", std::io::Error::last_os_error());
     }
 
@@ -246,6 +279,8 @@ fn main() {
         std::thread::sleep(Duration::from_micros(50));
     }
     let wall = t_measure.elapsed();
+    probe_stop.store(true, Ordering::Relaxed);
+    let (probe_rt, mut probe_us) = probe.join().unwrap();
     // The media thread publishes its CPU time every 100 ms.
     let cpu = MediaStats::get(&stats.thread_cpu_ns).saturating_sub(cpu0);
     let cpu_pct = cpu as f64 / wall.as_nanos() as f64 * 100.0;
@@ -291,5 +326,14 @@ fn main() {
             stats.lateness_max().as_micros()
         );
     }
+    probe_us.sort_unstable();
+    let pq = |p: f64| probe_us.get(((probe_us.len() as f64 * p) as usize).min(probe_us.len().saturating_sub(1))).copied().unwrap_or(0);
+    println!(
+        "  noise on the media CPU (1 ms probe{}, wake-up lateness) us: p99 {} p99.9 {} max {}",
+        if probe_rt { ", SCHED_FIFO 99" } else { ", normal priority" },
+        pq(0.99),
+        pq(0.999),
+        probe_us.last().copied().unwrap_or(0)
+    );
     println!("  load average at end: {}", load.trim());
 }
