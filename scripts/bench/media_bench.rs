@@ -139,7 +139,7 @@ fn main() {
             // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
             let rt = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } == 0;
             let mut late_us: Vec<u32> = Vec::with_capacity(1000 * (secs as usize + 4));
-            late_us.resize(late_us.capacity(), 0);
+            late_us.resize(late_us.capacity(), 1); // touch the pages now
             late_us.clear();
             let start = Instant::now();
             let mut tick = 0u32;
