@@ -49,34 +49,59 @@ fn tcp_listen(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
     sock.listen(1024).map_err(|e| format!("cannot listen for {what} on tcp {addr}: {e}"))
 }
 
+fn udp_listen(a: SocketAddr) -> Result<Rc<UdpSocket>, String> {
+    let std = std::net::UdpSocket::bind(a).map_err(|e| format!("cannot listen for SIP on udp {a}: {e}"))?;
+    std.set_nonblocking(true).map_err(|e| e.to_string())?;
+    // The default receive buffer (~200 KiB) holds a few milliseconds of a busy
+    // box's datagrams: a short stall of the loop (another process on the core)
+    // would drop requests and cost the phones retransmissions. The kernel caps
+    // the request at net.core.rmem_max; a refusal only leaves the default.
+    if let Err(e) = nix::sys::socket::setsockopt(&std, nix::sys::socket::sockopt::RcvBuf, &limits::SIP_UDP_RECV_BUFFER) {
+        log::warn!("SIP udp: cannot enlarge the receive buffer: {e}");
+    }
+    Ok(Rc::new(UdpSocket::from_std(std).map_err(|e| e.to_string())?))
+}
+
+/// Tries for one port number free on both transports when both ask for port 0.
+const SIP_ANY_PORT_TRIES: usize = 16;
+
 /// Binds everything in `plan`. A SIP TCP port of 0 follows the UDP port, so both
-/// transports share one number as phones expect.
+/// transports share one number as phones expect; when both are 0 and the port the
+/// kernel gave UDP is taken for TCP (an outgoing connection may hold it), another
+/// is tried.
 pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
-    let sip_udp = match plan.sip_udp {
-        Some(a) => {
-            let std = std::net::UdpSocket::bind(a).map_err(|e| format!("cannot listen for SIP on udp {a}: {e}"))?;
-            std.set_nonblocking(true).map_err(|e| e.to_string())?;
-            // The default receive buffer (~200 KiB) holds a few milliseconds of a busy
-            // box's datagrams: a short stall of the loop (another process on the core)
-            // would drop requests and cost the phones retransmissions. The kernel caps
-            // the request at net.core.rmem_max; a refusal only leaves the default.
-            if let Err(e) = nix::sys::socket::setsockopt(&std, nix::sys::socket::sockopt::RcvBuf, &limits::SIP_UDP_RECV_BUFFER) {
-                log::warn!("SIP udp: cannot enlarge the receive buffer: {e}");
-            }
-            Some(Rc::new(UdpSocket::from_std(std).map_err(|e| e.to_string())?))
-        }
-        None => None,
-    };
-    let sip_tcp = match plan.sip_tcp {
-        Some(mut a) => {
-            if a.port() == 0 {
-                if let Some(u) = sip_udp.as_ref().and_then(|s| s.local_addr().ok()) {
-                    a.set_port(u.port());
+    let (sip_udp, sip_tcp) = match (plan.sip_udp, plan.sip_tcp) {
+        (Some(u), Some(t)) if u.port() == 0 && t.port() == 0 => {
+            let mut tries = 0;
+            loop {
+                let udp = udp_listen(u)?;
+                let mut a = t;
+                a.set_port(udp.local_addr().map_err(|e| e.to_string())?.port());
+                match tcp_listen(a, "SIP") {
+                    Ok(tcp) => break (Some(udp), Some(tcp)),
+                    Err(e) if tries + 1 < SIP_ANY_PORT_TRIES => {
+                        log::debug!("{e}; trying another port");
+                        tries += 1;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            Some(tcp_listen(a, "SIP")?)
         }
-        None => None,
+        (u, t) => {
+            let udp = u.map(udp_listen).transpose()?;
+            let tcp = match t {
+                Some(mut a) => {
+                    if a.port() == 0 {
+                        if let Some(p) = udp.as_ref().and_then(|s| s.local_addr().ok()) {
+                            a.set_port(p.port());
+                        }
+                    }
+                    Some(tcp_listen(a, "SIP")?)
+                }
+                None => None,
+            };
+            (udp, tcp)
+        }
     };
     let cti = tcp_listen(plan.cti, "CTI")?;
     let http = tcp_listen(plan.http, "HTTP")?;
