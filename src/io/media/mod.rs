@@ -6,7 +6,7 @@
 //! One thread serves every stream: an epoll set holds all sockets, a wake-up socket
 //! for commands and a timerfd armed at the earliest send deadline. Frame `n` of a
 //! stream is due at `start + n * 20 ms` (a monotonic schedule, no drift); stream
-//! starts are put on a 1 ms grid so that many streams share a wake-up. See
+//! starts are put on a 250 µs grid so that many streams share a wake-up. See
 //! docs/media.md.
 
 mod source;
@@ -39,7 +39,7 @@ use stream::{Collect, RxEffect, Stream, FRAME};
 /// How often RTP timeouts, RFC 4733 event timeouts and the CPU figure are checked.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Stream starts are rounded up to this grid, so streams share wake-ups.
-const START_GRID: Duration = Duration::from_millis(1);
+const START_GRID: Duration = Duration::from_micros(250);
 /// A stream more than this many frames behind its schedule (the thread was starved)
 /// skips ahead rather than bursting the backlog out.
 const MAX_BEHIND: u64 = 5;
