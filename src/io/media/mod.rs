@@ -3,8 +3,9 @@
 //! ("media-load"), both registered with the supervisor. Audio never reaches the
 //! engine; what the streams notice comes back as `MediaEvent`s.
 //!
-//! One thread serves every stream: an epoll set holds all sockets, a wake-up socket
-//! for commands and a timerfd armed at the earliest send deadline. Frame `n` of a
+//! One thread serves every stream: an epoll set holds all sockets, two more hold it or
+//! not together with a wake-up socket for commands and a timerfd armed at the
+//! earliest deadline (it waits per datagram when quiet, on a poll tick under load). Frame `n` of a
 //! stream is due at `start + n * 20 ms` (a monotonic schedule, no drift); stream
 //! starts are put on a 250 µs grid so that many streams share a wake-up. See
 //! docs/media.md.
@@ -262,7 +263,8 @@ impl Runtime {
     /// wake at the tick rate and a lone datagram is served at once. Paced sends keep
     /// their own deadlines in both modes.
     fn run(mut self) -> Result<(), String> {
-        let mut events = vec![EpollEvent::empty(); 64];
+        // `all` and `quiet` hold three descriptors at most.
+        let mut events = vec![EpollEvent::empty(); 4];
         let mut ready = vec![EpollEvent::empty(); 256];
         let mut buf = vec![0u8; 2048];
         let tick = Duration::from_micros(crate::limits::MEDIA_POLL_TICK_US);
@@ -331,8 +333,8 @@ impl Runtime {
     /// Reads one datagram from every readable socket, again while some are readable
     /// (level-triggered: a socket with more queued comes back in the next round), at
     /// most `MEDIA_RECV_ROUNDS` rounds so commands and housekeeping are not starved.
-    /// Returns how many datagrams were read and whether the last round still found
-    /// sockets readable.
+    /// Returns how many readable sockets were served (a datagram each) and whether the
+    /// last round still found sockets readable.
     fn read_ready(&mut self, ready: &mut [EpollEvent], buf: &mut [u8]) -> Result<(usize, bool), String> {
         let mut got = 0;
         for _ in 0..crate::limits::MEDIA_RECV_ROUNDS {
