@@ -15,7 +15,8 @@
 //! ~50 µs batches with sendmmsg, reads with recvmmsg, touches its sample buffers before
 //! the window (a first touch of a page can stall for milliseconds on a virtual
 //! machine), and reports how late it sent against the schedule, so a run whose input
-//! came in bursts can be told from one where the box was slow.
+//! came in bursts can be told from one where the box was slow. GEN_NORMAL=1 keeps the
+//! generator at normal priority (for comparison: its bursts then grow).
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use ctibox::config::Codec;
