@@ -85,6 +85,11 @@ fn recv_batch(sock: &UdpSocket, bufs: &mut [[u8; 512]], mut each: impl FnMut(&[u
     }
 }
 
+/// The `p` quantile of sorted samples (0 when there are none).
+fn quantile(sorted: &[u32], p: f64) -> u32 {
+    sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
+}
+
 fn big_socket() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     let _ = nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
@@ -295,11 +300,11 @@ fn main() {
         MediaStats::get(&stats.send_errors)
     );
     gen_late_us.sort_unstable();
-    let g = |p: f64| gen_late_us.get(((gen_late_us.len() as f64 * p) as usize).min(gen_late_us.len().saturating_sub(1))).copied().unwrap_or(0);
+    let g = |p: f64| quantile(&gen_late_us, p);
     println!("  generator's own send lateness us: p50 {} p99 {} p99.9 {} max {}", g(0.5), g(0.99), g(0.999), gen_late_us.last().copied().unwrap_or(0));
     if relay {
         lat_us.sort_unstable();
-        let q = |p: f64| lat_us.get(((lat_us.len() as f64 * p) as usize).min(lat_us.len().saturating_sub(1))).copied().unwrap_or(0);
+        let q = |p: f64| quantile(&lat_us, p);
         println!(
             "  relayed {} packets; end-to-end latency us: p50 {} p99 {} p99.9 {} max {}",
             lat_us.len(),
@@ -328,7 +333,7 @@ fn main() {
         );
     }
     probe_us.sort_unstable();
-    let pq = |p: f64| probe_us.get(((probe_us.len() as f64 * p) as usize).min(probe_us.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pq = |p: f64| quantile(&probe_us, p);
     println!(
         "  noise on the media CPU (1 ms probe{}, wake-up lateness) us: p99 {} p99.9 {} max {}",
         if probe_rt { ", SCHED_FIFO 99" } else { ", normal priority" },
