@@ -85,6 +85,22 @@ fn recv_batch(sock: &UdpSocket, bufs: &mut [[u8; 512]], mut each: impl FnMut(&[u
     }
 }
 
+/// SCHED_FIFO at `priority` for the calling thread; false when not allowed.
+fn fifo(priority: i32) -> bool {
+    let param = nix::libc::sched_param { sched_priority: priority };
+    // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
+    unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) == 0 }
+}
+
+/// An empty sample buffer of `capacity` whose pages are already touched, so the
+/// measurement does not take first-touch faults (on a virtual machine they can go to
+/// the host and stall for milliseconds).
+fn touched(capacity: usize) -> Vec<u32> {
+    let mut v = vec![1u32; capacity];
+    v.clear();
+    v
+}
+
 /// The `p` quantile of sorted samples (0 when there are none).
 fn quantile(sorted: &[u32], p: f64) -> u32 {
     sorted.get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0)
@@ -141,12 +157,8 @@ fn main() {
         let stop = probe_stop.clone();
         std::thread::spawn(move || {
             pin(0);
-            let param = nix::libc::sched_param { sched_priority: 99 };
-            // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
-            let rt = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } == 0;
-            let mut late_us: Vec<u32> = Vec::with_capacity(1000 * (secs as usize + 4));
-            late_us.resize(late_us.capacity(), 1); // touch the pages now
-            late_us.clear();
+            let rt = fifo(99);
+            let mut late_us = touched(1000 * (secs as usize + 4));
             let start = Instant::now();
             let mut tick = 0u32;
             while !stop.load(Ordering::Relaxed) {
@@ -167,11 +179,9 @@ fn main() {
     // The generator at real-time priority too (below the media thread's), so other
     // work on its CPU does not make it send late in bursts (it reports its own
     // lateness below). Without CAP_SYS_NICE it stays at normal priority.
-    let param = nix::libc::sched_param { sched_priority: 30 };
-    // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
     if std::env::var_os("GEN_NORMAL").is_some() {
         eprintln!("generator at normal priority (GEN_NORMAL)");
-    } else if unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) } != 0 {
+    } else if !fifo(30) {
         eprintln!("warning: generator at normal priority: {}", std::io::Error::last_os_error());
     }
 
@@ -211,16 +221,10 @@ fn main() {
     let mut seq = vec![0u16; streams];
     let mut pkt = RtpHeader { payload_type: 0, ssrc: 1, ..Default::default() }.to_packet(&[0xFF; 160]);
     let mut rbufs = vec![[0u8; 512]; BATCH];
-    let mut lat_us: Vec<u32> = Vec::with_capacity(streams * 50 * secs as usize);
+    let mut lat_us = touched(streams * 50 * secs as usize);
     // How late the generator itself sent each packet against its slot (a late
     // generator delivers bursts, which the box then has to absorb).
-    let mut gen_late_us: Vec<u32> = Vec::with_capacity(streams * 50 * secs as usize);
-    // Touch every page of the sample buffers now, not during the measurement (on a
-    // virtual machine a first touch can fault to the host).
-    for v in [&mut lat_us, &mut gen_late_us] {
-        v.resize(v.capacity(), 1);
-        v.clear();
-    }
+    let mut gen_late_us = touched(streams * 50 * secs as usize);
     let (mut sent, mut received, mut frame) = (0u64, 0u64, 0u64);
     let stats: &MediaStats = h.stats();
     let mut measuring = false;
