@@ -69,6 +69,9 @@ pub const MEDIA_POLL_TICK_US: u64 = 200;
 /// Rounds of "one datagram from every readable socket" per wake-up before commands and
 /// housekeeping get their turn.
 pub const MEDIA_RECV_ROUNDS: usize = 8;
+/// On io_uring, a wait under traffic ends at this many completions even before the
+/// tick, so a heavy tick's receives are forwarded in parts, not all after all.
+pub const MEDIA_URING_BATCH: usize = 32;
 /// Largest music-on-hold or prompt file read (bytes): 10 minutes of PCM16 plus headers.
 pub const MEDIA_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Prompt files queued toward the loader thread.

@@ -129,6 +129,7 @@ fn main() {
         country: ctibox::core::media::tone::Country::Us,
         moh: Arc::new(LoopAudio::new(media::melody())),
         rtp_timeout: Duration::from_secs(30),
+        io: media::MediaIo::from_env(),
     };
     let sink = Box::new(move |e: MediaEvent| {
         if let MediaEvent::Failed { reason, .. } = &e {
@@ -295,7 +296,8 @@ fn main() {
     let cpu = MediaStats::get(&stats.thread_cpu_ns).saturating_sub(cpu0);
     let cpu_pct = cpu as f64 / wall.as_nanos() as f64 * 100.0;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("mode={mode} n={n} streams={streams} seconds={secs} failed={}", failed.load(Ordering::Relaxed));
+    let io = if MediaStats::get(&stats.io_uring) == 1 { "io_uring" } else { "epoll" };
+    println!("mode={mode} n={n} streams={streams} seconds={secs} io={io} failed={}", failed.load(Ordering::Relaxed));
     println!(
         "  media thread CPU {cpu_pct:.1}% of one core; sent {} pkt/s, received {} pkt/s; skipped frames {}, send errors {}",
         sent * 1000 / wall.as_millis().max(1) as u64,

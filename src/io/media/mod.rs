@@ -13,6 +13,7 @@
 mod source;
 mod stats;
 mod stream;
+mod uring;
 
 pub use source::{melody, LoopAudio};
 pub use stats::MediaStats;
@@ -58,6 +59,36 @@ pub struct MediaSettings {
     pub moh: Arc<LoopAudio>,
     /// `RtpTimeout` after this long without RTP (`MEDIA_RTP_TIMEOUT_MS`; tests shorten it).
     pub rtp_timeout: Duration,
+    /// How the media thread waits for and moves datagrams (read once, at its start).
+    pub io: MediaIo,
+}
+
+/// The media thread's I/O: io_uring where the kernel offers it (Linux 6.1 or later,
+/// not disabled by `kernel.io_uring_disabled` or a seccomp filter), epoll otherwise.
+/// `CTIBOX_MEDIA_IO=epoll` (or `io_uring`) in the environment chooses one for the
+/// appliance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaIo {
+    /// io_uring if it can be set up, else epoll.
+    Auto,
+    Epoll,
+    /// io_uring or the thread fails.
+    Uring,
+}
+
+impl MediaIo {
+    /// From `CTIBOX_MEDIA_IO` (unset or unknown: `Auto`, the latter with a warning).
+    pub fn from_env() -> MediaIo {
+        match std::env::var("CTIBOX_MEDIA_IO").as_deref() {
+            Err(_) | Ok("" | "auto") => MediaIo::Auto,
+            Ok("epoll") => MediaIo::Epoll,
+            Ok("io_uring") => MediaIo::Uring,
+            Ok(other) => {
+                log::warn!("media: CTIBOX_MEDIA_IO={other:?} is not auto, epoll or io_uring; using auto");
+                MediaIo::Auto
+            }
+        }
+    }
 }
 
 impl MediaSettings {
@@ -80,6 +111,7 @@ impl MediaSettings {
             country: tone_country(cfg.system.country),
             moh: Arc::new(LoopAudio::new(pcm)),
             rtp_timeout: Duration::from_millis(crate::limits::MEDIA_RTP_TIMEOUT_MS),
+            io: MediaIo::from_env(),
         }
     }
 }
@@ -100,7 +132,11 @@ enum Ctl {
     Cmd(MediaCmd),
     Settings(Arc<MediaSettings>),
     /// A prompt file the loader read (or could not).
-    Loaded { slot: usize, gen: u64, result: Result<Vec<i16>, String> },
+    Loaded {
+        slot: usize,
+        gen: u64,
+        result: Result<Vec<i16>, String>,
+    },
 }
 
 /// Where events go: returns false when there was no room (the event is counted as
@@ -204,6 +240,7 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
         load_tx,
         housekeeping_at: origin + HOUSEKEEPING,
         digits: Vec::new(),
+        uring: None,
     };
     let loader_waker = waker.clone();
     let loader: ThreadBody = Box::new(move || {
@@ -251,6 +288,9 @@ struct Runtime {
     load_tx: SyncSender<(usize, u64, PathBuf)>,
     housekeeping_at: Instant,
     digits: Vec<char>,
+    /// The io_uring backend, when the thread runs on it (`run_uring`); taken out while
+    /// its completions are handled.
+    uring: Option<Box<uring::Uring>>,
 }
 
 impl Runtime {
@@ -263,6 +303,19 @@ impl Runtime {
     /// wake at the tick rate and a lone datagram is served at once. Paced sends keep
     /// their own deadlines in both modes.
     fn run(mut self) -> Result<(), String> {
+        if self.settings.io != MediaIo::Epoll {
+            // Set up here: the ring belongs to the thread that submits (SINGLE_ISSUER).
+            match uring::Uring::new() {
+                Ok(u) => {
+                    log::info!("media: io_uring");
+                    self.stats.io_uring.store(1, std::sync::atomic::Ordering::Relaxed);
+                    self.uring = Some(Box::new(u));
+                    return self.run_uring();
+                }
+                Err(e) if self.settings.io == MediaIo::Uring => return Err(format!("io_uring: {e}")),
+                Err(e) => log::info!("media: no io_uring ({e}); epoll"),
+            }
+        }
         // `all` and `quiet` hold three descriptors at most.
         let mut events = vec![EpollEvent::empty(); 4];
         let mut ready = vec![EpollEvent::empty(); 256];
@@ -330,6 +383,133 @@ impl Runtime {
         }
     }
 
+    /// The loop on io_uring: the same two ways to wait as `run`, by the ring. Idle, a
+    /// wait for one completion returns at the first datagram. Under traffic the wait
+    /// is for `MEDIA_URING_BATCH` completions or the tick, whichever comes first (the
+    /// kernel does not wake the thread per datagram), and the kernel does the queued
+    /// receives, in this thread, before it returns. Completions are handled whenever
+    /// the thread is up (they cost no system call); the forwards they queue go out
+    /// together in one submission.
+    fn run_uring(mut self) -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let mut buf = vec![0u8; 2048];
+        let tick = Duration::from_micros(crate::limits::MEDIA_POLL_TICK_US);
+        let mut batching: Option<Instant> = None;
+        let wake_fd = self.wake_rx.as_raw_fd();
+        self.uring.as_mut().ok_or("no ring")?.arm_wake(wake_fd).map_err(|e| format!("io_uring: {e}"))?;
+        loop {
+            let now = Instant::now();
+            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            if let Some(t) = batching {
+                next = next.min(t);
+            }
+            let want = if batching.is_some() { crate::limits::MEDIA_URING_BATCH } else { 1 };
+            self.uring.as_mut().ok_or("no ring")?.wait(want, Some(next.saturating_duration_since(now)))?;
+            // Paced sends first: a burst of received datagrams must not delay them.
+            self.send_due();
+            let (got, wake) = self.reap_uring(&mut buf)?;
+            // A full batch: more may be queued, so no tick's wait.
+            let behind = got >= crate::limits::MEDIA_URING_BATCH;
+            batching = if got > 0 || behind {
+                Some(if behind { Instant::now() } else { batching.filter(|t| *t > Instant::now()).unwrap_or_else(|| Instant::now() + tick) })
+            } else {
+                None
+            };
+            if wake {
+                let mut b = [0u8; 64];
+                while self.wake_rx.recv(&mut b).is_ok() {}
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(ctl) => self.on_ctl(ctl),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            self.send_due();
+            if Instant::now() >= self.housekeeping_at {
+                self.housekeeping();
+            }
+        }
+    }
+
+    /// Handles every completion the ring holds, submits the forwards they queued and
+    /// records their added latency. Returns how many datagrams came and whether the
+    /// wake-up socket was readable.
+    fn reap_uring(&mut self, buf: &mut [u8]) -> Result<(usize, bool), String> {
+        use std::os::fd::AsRawFd;
+        let mut io = self.uring.take().ok_or("no ring")?;
+        let (mut got, mut wake) = (0, false);
+        // Bounded: a full ring's worth; the forwards' own completions come after their
+        // submission below and are taken in a second pass (so a failed send is counted
+        // before the thread sleeps).
+        let mut budget = io.capacity();
+        for pass in 0..2 {
+            if pass == 1 && !io.has_completions() {
+                break;
+            }
+            while budget > 0 {
+                let Some(ev) = io.next(buf) else { break };
+                budget -= 1;
+                let (token, gen, more, err) = match ev {
+                    uring::Event::Datagram { token, gen, len, from, arrived, more } => {
+                        if self.live(token, gen) {
+                            got += 1;
+                            self.on_datagram(token, &buf[..len], from, arrived, Some(&mut io));
+                        }
+                        (token, gen, more, 0)
+                    }
+                    uring::Event::NoDatagram { token, gen, err, more } => (token, gen, more, err),
+                    uring::Event::Wake { more } => {
+                        wake = true;
+                        if !more {
+                            io.arm_wake(self.wake_rx.as_raw_fd()).map_err(|e| format!("io_uring: {e}"))?;
+                        }
+                        continue;
+                    }
+                    uring::Event::Sent { ok } => {
+                        if !ok {
+                            self.stats.relayed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            inc(&self.stats.send_errors);
+                        }
+                        continue;
+                    }
+                };
+                if err == -nix::libc::ENOBUFS {
+                    inc(&self.stats.rx_buffers_exhausted);
+                } else if err < 0 && err != -nix::libc::ECANCELED {
+                    log::trace!("media: receive on token {token}: errno {}", -err);
+                }
+                // A receive that ended (buffers ran out, an ICMP error) is armed again.
+                if !more && err != -nix::libc::ECANCELED && self.live(token, gen) {
+                    if let Some(Some(s)) = self.slots.get((token / 2) as usize) {
+                        let fd = if token % 2 == 1 { s.rtcp.as_raw_fd() } else { s.rtp.as_raw_fd() };
+                        if let Err(e) = io.arm_recv(fd, token, gen) {
+                            log::warn!("media: stream {}: cannot re-arm its receive: {e}", s.id.0);
+                        }
+                    }
+                }
+            }
+            if let Err(e) = io.submit() {
+                self.uring = Some(io);
+                return Err(e);
+            }
+            if !io.arrivals.is_empty() {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                for at in io.arrivals.drain(..) {
+                    self.stats.relay_delay.record(now.saturating_sub(at));
+                }
+            }
+        }
+        self.uring = Some(io);
+        Ok((got, wake))
+    }
+
+    /// True when `token` still belongs to the stream generation `gen` (ring bits).
+    fn live(&self, token: u64, gen: u64) -> bool {
+        self.slots.get((token / 2) as usize).and_then(Option::as_ref).is_some_and(|s| uring::gen_bits(s.io_gen) == gen)
+    }
+
     /// Reads one datagram from every readable socket, again while some are readable
     /// (level-triggered: a socket with more queued comes back in the next round), at
     /// most `MEDIA_RECV_ROUNDS` rounds so commands and housekeeping are not starved.
@@ -378,7 +558,9 @@ impl Runtime {
     fn on_readable(&mut self, token: u64, buf: &mut [u8]) {
         let slot = (token / 2) as usize;
         let is_rtcp = token % 2 == 1;
-        let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+        let Some(Some(s)) = self.slots.get_mut(slot) else {
+            return;
+        };
         let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
         let relaying = s.relay.is_some();
         let got = if relaying { recv_stamped(sock, buf) } else { sock.recv_from(buf).map(|(n, f)| (n, f, None)) };
@@ -391,14 +573,21 @@ impl Runtime {
                 return;
             }
         };
+        self.on_datagram(token, &buf[..len], from, arrived, None);
+    }
+
+    /// A datagram received for `token` (slot * 2, +1 for RTCP), with its kernel arrival
+    /// time on relayed streams. A relayed one is forwarded: through the ring when
+    /// given (submitted by the caller), else at once.
+    fn on_datagram(&mut self, token: u64, data: &[u8], from: SocketAddr, arrived: Option<Duration>, ring: Option<&mut uring::Uring>) {
+        let slot = (token / 2) as usize;
+        let is_rtcp = token % 2 == 1;
+        let Some(Some(s)) = self.slots.get_mut(slot) else {
+            return;
+        };
         let now = Instant::now();
         let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
-        let data = &buf[..len];
-        let effect = if is_rtcp {
-            s.on_rtcp(data, from, now, &self.stats)
-        } else {
-            s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
-        };
+        let effect = if is_rtcp { s.on_rtcp(data, from, now, &self.stats) } else { s.on_rtp(data, from, now, time, &self.stats, &mut self.digits) };
         let (id, partner) = (s.id, s.relay);
         if !self.digits.is_empty() {
             self.flush_digits(id);
@@ -406,6 +595,14 @@ impl Runtime {
         if let (RxEffect::Forward { rtcp }, Some(p)) = (effect, partner) {
             if let Some(Some(o)) = self.slots.get(p) {
                 let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
+                if let Some(r) = ring {
+                    use std::os::fd::AsRawFd;
+                    if r.send(sock.as_raw_fd(), data, to, arrived) {
+                        // Counted now; a send that fails is taken back at its completion.
+                        inc(&self.stats.relayed);
+                        return;
+                    }
+                }
                 match sock.send_to(data, to) {
                     Ok(_) => {
                         inc(&self.stats.relayed);
@@ -438,7 +635,9 @@ impl Runtime {
                 if self.gens.get(slot) != Some(&gen) {
                     return; // the stream stopped meanwhile
                 }
-                let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+                let Some(Some(s)) = self.slots.get_mut(slot) else {
+                    return;
+                };
                 let id = s.id;
                 match result {
                     Ok(pcm) => {
@@ -562,19 +761,34 @@ impl Runtime {
                 return;
             }
         };
-        let flags = EpollFlags::EPOLLIN;
-        let reg = self
-            .epoll
-            .add(&rtp, EpollEvent::new(flags, slot as u64 * 2))
-            .and_then(|()| self.epoll.add(&rtcp, EpollEvent::new(flags, slot as u64 * 2 + 1)));
-        if let Err(e) = reg {
+        let reg = match self.uring.as_mut() {
+            Some(u) => {
+                use std::os::fd::AsRawFd;
+                let r = u.arm_recv(rtp.as_raw_fd(), slot as u64 * 2, gen).and_then(|()| u.arm_recv(rtcp.as_raw_fd(), slot as u64 * 2 + 1, gen));
+                if r.is_err() {
+                    u.cancel_fd(rtp.as_raw_fd());
+                    u.cancel_fd(rtcp.as_raw_fd());
+                }
+                r.map_err(|e| format!("io_uring: {e}"))
+            }
+            None => {
+                let flags = EpollFlags::EPOLLIN;
+                self.epoll
+                    .add(&rtp, EpollEvent::new(flags, slot as u64 * 2))
+                    .and_then(|()| self.epoll.add(&rtcp, EpollEvent::new(flags, slot as u64 * 2 + 1)))
+                    .map_err(|e| format!("epoll: {e}"))
+            }
+        };
+        if let Err(reason) = reg {
+            self.gens[slot] = 0;
             self.free.push(slot);
-            self.emit(MediaEvent::Failed { stream: id, reason: format!("epoll: {e}") });
+            self.emit(MediaEvent::Failed { stream: id, reason });
             return;
         }
         let start = self.grid(Instant::now());
         let random = self.rng.next_u64();
-        let s = Stream::new(id, rtp, rtcp, local_port, remote, law, src, random, start);
+        let mut s = Stream::new(id, rtp, rtcp, local_port, remote, law, src, random, start);
+        s.io_gen = gen;
         self.heap.push(Reverse((start, slot, gen, s.tick_gen)));
         self.slots[slot] = Some(s);
         self.ids.insert(id, slot);
@@ -591,12 +805,23 @@ impl Runtime {
     }
 
     fn close(&mut self, slot: usize, bye: bool) {
-        let Some(mut s) = self.slots.get_mut(slot).and_then(Option::take) else { return };
+        let Some(mut s) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
         if bye {
             s.send_bye(Instant::now(), &self.stats);
         }
-        let _ = self.epoll.delete(&s.rtp);
-        let _ = self.epoll.delete(&s.rtcp);
+        match self.uring.as_mut() {
+            Some(u) => {
+                use std::os::fd::AsRawFd;
+                u.cancel_fd(s.rtp.as_raw_fd());
+                u.cancel_fd(s.rtcp.as_raw_fd());
+            }
+            None => {
+                let _ = self.epoll.delete(&s.rtp);
+                let _ = self.epoll.delete(&s.rtcp);
+            }
+        }
         self.ids.remove(&s.id);
         self.gens[slot] = 0;
         self.free.push(slot);
@@ -637,7 +862,7 @@ impl Runtime {
             if let Some(s) = self.slots[x].as_mut() {
                 s.relay = Some(y);
                 s.tick_gen += 1; // no more paced frames while relayed
-                // Kernel arrival times, to measure the latency the relay adds.
+                                 // Kernel arrival times, to measure the latency the relay adds.
                 if let Err(e) = nix::sys::socket::setsockopt(&s.rtp, nix::sys::socket::sockopt::ReceiveTimestampns, &true) {
                     log::debug!("media: stream {}: no receive timestamps: {e}", s.id.0);
                 }
@@ -648,7 +873,9 @@ impl Runtime {
     fn send_due(&mut self) {
         loop {
             let now = Instant::now();
-            let Some(&Reverse((due, slot, gen, tick))) = self.heap.peek() else { return };
+            let Some(&Reverse((due, slot, gen, tick))) = self.heap.peek() else {
+                return;
+            };
             if due > now {
                 return;
             }
@@ -656,7 +883,9 @@ impl Runtime {
             if self.gens.get(slot) != Some(&gen) {
                 continue;
             }
-            let Some(Some(s)) = self.slots.get_mut(slot) else { continue };
+            let Some(Some(s)) = self.slots.get_mut(slot) else {
+                continue;
+            };
             if s.tick_gen != tick || s.relay.is_some() {
                 continue;
             }

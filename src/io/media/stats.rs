@@ -26,7 +26,8 @@ pub struct MediaStats {
     pub rtcp_received: AtomicU64,
     pub rtcp_bad: AtomicU64,
     pub rtcp_sent: AtomicU64,
-    /// Packets forwarded between the two streams of a relay.
+    /// Packets forwarded between the two streams of a relay (on io_uring counted when
+    /// queued, and taken back if the send then fails).
     pub relayed: AtomicU64,
     pub digits: AtomicU64,
     /// Events the engine inbox had no room for.
@@ -35,6 +36,11 @@ pub struct MediaStats {
     pub commands_dropped: AtomicU64,
     /// Frames not sent because the thread fell more than `MAX_BEHIND` behind.
     pub frames_skipped: AtomicU64,
+    /// 1 while the media thread runs on io_uring, 0 on epoll.
+    pub io_uring: AtomicU64,
+    /// io_uring receives that found no free buffer (the datagram waited in its socket
+    /// until the receive was armed again).
+    pub rx_buffers_exhausted: AtomicU64,
     /// Sender-side remote address changes (symmetric RTP).
     pub relatched: AtomicU64,
     /// CPU time the media thread has used (ns), refreshed every housekeeping pass.
@@ -115,6 +121,8 @@ impl Default for MediaStats {
             events_dropped: z(),
             commands_dropped: z(),
             frames_skipped: z(),
+            io_uring: z(),
+            rx_buffers_exhausted: z(),
             relatched: z(),
             thread_cpu_ns: z(),
             lateness: Histogram::default(),

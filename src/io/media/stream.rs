@@ -78,6 +78,9 @@ pub struct Stream {
     pub relay: Option<usize>,
     /// DTMF to send (RFC 4733), and the one being sent.
     pub dtmf: DtmfOut,
+    /// The generation the sockets were opened under (io_uring completions carry it,
+    /// so one for a closed socket is not taken for its slot's next stream).
+    pub io_gen: u64,
 }
 
 /// Telephone-events waiting to be sent on a stream, one packet per 20 ms frame.
@@ -196,6 +199,7 @@ impl Stream {
             collect: None,
             relay: None,
             dtmf: DtmfOut::default(),
+            io_gen: 0,
         }
     }
 
