@@ -72,6 +72,9 @@ pub const MEDIA_RECV_ROUNDS: usize = 8;
 /// On io_uring, a wait under traffic ends at this many completions even before the
 /// tick, so a heavy tick's receives are forwarded in parts, not all after all.
 pub const MEDIA_URING_BATCH: usize = 32;
+/// On io_uring, queued forwards are submitted every this many, so the first of a batch
+/// do not wait for the last.
+pub const MEDIA_URING_SUBMIT: usize = 8;
 /// Largest music-on-hold or prompt file read (bytes): 10 minutes of PCM16 plus headers.
 pub const MEDIA_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Prompt files queued toward the loader thread.

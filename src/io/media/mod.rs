@@ -132,11 +132,7 @@ enum Ctl {
     Cmd(MediaCmd),
     Settings(Arc<MediaSettings>),
     /// A prompt file the loader read (or could not).
-    Loaded {
-        slot: usize,
-        gen: u64,
-        result: Result<Vec<i16>, String>,
-    },
+    Loaded { slot: usize, gen: u64, result: Result<Vec<i16>, String> },
 }
 
 /// Where events go: returns false when there was no room (the event is counted as
@@ -456,6 +452,13 @@ impl Runtime {
                         if self.live(token, gen) {
                             got += 1;
                             self.on_datagram(token, &buf[..len], from, arrived, Some(&mut io));
+                            // Forwards go out every few datagrams, not all after the batch.
+                            if io.queued() >= crate::limits::MEDIA_URING_SUBMIT {
+                                if let Err(e) = self.submit_forwards(&mut io) {
+                                    self.uring = Some(io);
+                                    return Err(e);
+                                }
+                            }
                         }
                         (token, gen, more, 0)
                     }
@@ -490,19 +493,26 @@ impl Runtime {
                     }
                 }
             }
-            if let Err(e) = io.submit() {
+            if let Err(e) = self.submit_forwards(&mut io) {
                 self.uring = Some(io);
                 return Err(e);
-            }
-            if !io.arrivals.is_empty() {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                for at in io.arrivals.drain(..) {
-                    self.stats.relay_delay.record(now.saturating_sub(at));
-                }
             }
         }
         self.uring = Some(io);
         Ok((got, wake))
+    }
+
+    /// Submits the queued forwards and records their added latency (kernel arrival to
+    /// this submission, which sends them).
+    fn submit_forwards(&self, io: &mut uring::Uring) -> Result<(), String> {
+        io.submit()?;
+        if !io.arrivals.is_empty() {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            for at in io.arrivals.drain(..) {
+                self.stats.relay_delay.record(now.saturating_sub(at));
+            }
+        }
+        Ok(())
     }
 
     /// True when `token` still belongs to the stream generation `gen` (ring bits).
@@ -558,9 +568,7 @@ impl Runtime {
     fn on_readable(&mut self, token: u64, buf: &mut [u8]) {
         let slot = (token / 2) as usize;
         let is_rtcp = token % 2 == 1;
-        let Some(Some(s)) = self.slots.get_mut(slot) else {
-            return;
-        };
+        let Some(Some(s)) = self.slots.get_mut(slot) else { return };
         let sock = if is_rtcp { &s.rtcp } else { &s.rtp };
         let relaying = s.relay.is_some();
         let got = if relaying { recv_stamped(sock, buf) } else { sock.recv_from(buf).map(|(n, f)| (n, f, None)) };
@@ -582,12 +590,14 @@ impl Runtime {
     fn on_datagram(&mut self, token: u64, data: &[u8], from: SocketAddr, arrived: Option<Duration>, ring: Option<&mut uring::Uring>) {
         let slot = (token / 2) as usize;
         let is_rtcp = token % 2 == 1;
-        let Some(Some(s)) = self.slots.get_mut(slot) else {
-            return;
-        };
+        let Some(Some(s)) = self.slots.get_mut(slot) else { return };
         let now = Instant::now();
         let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
-        let effect = if is_rtcp { s.on_rtcp(data, from, now, &self.stats) } else { s.on_rtp(data, from, now, time, &self.stats, &mut self.digits) };
+        let effect = if is_rtcp {
+            s.on_rtcp(data, from, now, &self.stats)
+        } else {
+            s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
+        };
         let (id, partner) = (s.id, s.relay);
         if !self.digits.is_empty() {
             self.flush_digits(id);
@@ -635,9 +645,7 @@ impl Runtime {
                 if self.gens.get(slot) != Some(&gen) {
                     return; // the stream stopped meanwhile
                 }
-                let Some(Some(s)) = self.slots.get_mut(slot) else {
-                    return;
-                };
+                let Some(Some(s)) = self.slots.get_mut(slot) else { return };
                 let id = s.id;
                 match result {
                     Ok(pcm) => {

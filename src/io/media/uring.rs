@@ -225,6 +225,11 @@ impl Uring {
         true
     }
 
+    /// Entries queued and not yet submitted.
+    pub(super) fn queued(&mut self) -> usize {
+        self.ring.submission().len()
+    }
+
     /// Submits what is queued without waiting.
     pub(super) fn submit(&mut self) -> Result<(), String> {
         match self.ring.submit() {
