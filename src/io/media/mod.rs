@@ -311,6 +311,8 @@ impl Runtime {
                 Err(e) if self.settings.io == MediaIo::Uring => return Err(format!("io_uring: {e}")),
                 Err(e) => log::info!("media: no io_uring ({e}); epoll"),
             }
+        } else {
+            log::info!("media: epoll (CTIBOX_MEDIA_IO)");
         }
         // `all` and `quiet` hold three descriptors at most.
         let mut events = vec![EpollEvent::empty(); 4];
@@ -478,13 +480,21 @@ impl Runtime {
                         continue;
                     }
                 };
-                if err == -nix::libc::ENOBUFS {
+                use nix::libc::{ECANCELED, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOBUFS};
+                if err == -ENOBUFS {
                     inc(&self.stats.rx_buffers_exhausted);
-                } else if err < 0 && err != -nix::libc::ECANCELED {
+                } else if err < 0 && err != -ECANCELED {
                     log::trace!("media: receive on token {token}: errno {}", -err);
                 }
-                // A receive that ended (buffers ran out, an ICMP error) is armed again.
-                if !more && err != -nix::libc::ECANCELED && self.live(token, gen) {
+                // A receive that ended for a passing reason (buffers ran out, an ICMP
+                // error, a datagram that could not be read) is armed again. Any other
+                // error would come back at once: that socket stops receiving, said
+                // once, and the stream's RTP timeout reports it.
+                let passing = matches!(-err, 0 | ENOBUFS | ECONNREFUSED | EHOSTUNREACH | ENETUNREACH);
+                if !more && !passing && err != -ECANCELED && self.live(token, gen) {
+                    log::error!("media: token {token}: receive failed (errno {}); not armed again", -err);
+                }
+                if !more && passing && self.live(token, gen) {
                     if let Some(Some(s)) = self.slots.get((token / 2) as usize) {
                         let fd = if token % 2 == 1 { s.rtcp.as_raw_fd() } else { s.rtp.as_raw_fd() };
                         if let Err(e) = io.arm_recv(fd, token, gen) {

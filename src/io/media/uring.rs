@@ -127,7 +127,49 @@ impl Uring {
         // SAFETY: the mapping is page-aligned, `RX_BUFFERS` entries long and lives
         // until `drop`, which comes after the ring (and its registration) is gone.
         unsafe { u.ring.submitter().register_buf_ring_with_flags(u.buf_ring as u64, RX_BUFFERS, BGID, 0)? };
+        u.self_test()?;
         Ok(u)
+    }
+
+    /// One datagram through the ring on loopback, with the operations the runtime uses
+    /// (a multishot receive into a provided buffer, a send with a destination address,
+    /// a cancel): a kernel that sets the ring up but lacks one of them is found here,
+    /// and the runtime uses epoll, rather than losing media later.
+    fn self_test(&mut self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fail = |what: &str| std::io::Error::other(format!("self-test: {what}"));
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let (to, from) = (rx.local_addr()?, tx.local_addr()?);
+        self.arm_recv(rx.as_raw_fd(), 0, 0)?;
+        if !self.send(tx.as_raw_fd(), b"ctibox", to, None) {
+            return Err(fail("send not queued"));
+        }
+        let (mut sent, mut got) = (false, None);
+        let mut buf = [0u8; 16];
+        for _ in 0..100 {
+            self.wait(1, Some(Duration::from_millis(10))).map_err(std::io::Error::other)?;
+            while let Some(ev) = self.next(&mut buf) {
+                match ev {
+                    Event::Sent { ok } if ok => sent = true,
+                    Event::Sent { .. } => return Err(fail("send failed")),
+                    Event::Datagram { len, from: f, .. } => got = Some((len, f)),
+                    Event::NoDatagram { err, .. } => return Err(fail(&format!("receive failed (errno {})", -err))),
+                    Event::Wake { .. } => {}
+                }
+            }
+            if sent && got.is_some() {
+                break;
+            }
+        }
+        let through = sent && got == Some((6, from)) && &buf[..6] == b"ctibox";
+        self.cancel_fd(rx.as_raw_fd());
+        while self.next(&mut buf).is_some() {}
+        if through {
+            Ok(())
+        } else {
+            Err(fail("the datagram did not come through"))
+        }
     }
 
     /// Puts buffer `bid` at the ring's tail (visible to the kernel after `publish_tail`).
