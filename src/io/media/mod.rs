@@ -363,20 +363,8 @@ impl Runtime {
             let (got, behind) = self.read_ready(&mut ready, &mut buf)?;
             // Behind (sockets still readable after the last round): no tick's wait.
             batching = (got > 0).then(|| if behind { Instant::now() } else { Instant::now() + tick });
-            if wake {
-                let mut b = [0u8; 64];
-                while self.wake_rx.recv(&mut b).is_ok() {}
-            }
-            loop {
-                match self.rx.try_recv() {
-                    Ok(ctl) => self.on_ctl(ctl),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
-                }
-            }
-            self.send_due();
-            if Instant::now() >= self.housekeeping_at {
-                self.housekeeping();
+            if !self.after_wake(wake) {
+                return Ok(());
             }
         }
     }
@@ -408,25 +396,13 @@ impl Runtime {
             let (got, wake) = self.reap_uring(&mut buf)?;
             // A full batch: more may be queued, so no tick's wait.
             let behind = got >= crate::limits::MEDIA_URING_BATCH;
-            batching = if got > 0 || behind {
+            batching = if got > 0 {
                 Some(if behind { Instant::now() } else { batching.filter(|t| *t > Instant::now()).unwrap_or_else(|| Instant::now() + tick) })
             } else {
                 None
             };
-            if wake {
-                let mut b = [0u8; 64];
-                while self.wake_rx.recv(&mut b).is_ok() {}
-            }
-            loop {
-                match self.rx.try_recv() {
-                    Ok(ctl) => self.on_ctl(ctl),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
-                }
-            }
-            self.send_due();
-            if Instant::now() >= self.housekeeping_at {
-                self.housekeeping();
+            if !self.after_wake(wake) {
+                return Ok(());
             }
         }
     }
@@ -528,6 +504,28 @@ impl Runtime {
     /// True when `token` still belongs to the stream generation `gen` (ring bits).
     fn live(&self, token: u64, gen: u64) -> bool {
         self.slots.get((token / 2) as usize).and_then(Option::as_ref).is_some_and(|s| uring::gen_bits(s.io_gen) == gen)
+    }
+
+    /// The end of every pass of either loop: drains the wake-up socket if it woke the
+    /// thread, takes the commands, sends what is due and does housekeeping when due.
+    /// False when the engine side is gone (the thread ends).
+    fn after_wake(&mut self, wake: bool) -> bool {
+        if wake {
+            let mut b = [0u8; 64];
+            while self.wake_rx.recv(&mut b).is_ok() {}
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(ctl) => self.on_ctl(ctl),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        self.send_due();
+        if Instant::now() >= self.housekeeping_at {
+            self.housekeeping();
+        }
+        true
     }
 
     /// Reads one datagram from every readable socket, again while some are readable
