@@ -466,16 +466,15 @@ impl Runtime {
                 // error, a datagram that could not be read) is armed again. Any other
                 // error would come back at once: that socket stops receiving, said
                 // once, and the stream's RTP timeout reports it.
-                let passing = matches!(-err, 0 | ENOBUFS | ECONNREFUSED | EHOSTUNREACH | ENETUNREACH);
-                if !more && !passing && err != -ECANCELED && self.live(token, gen) {
-                    log::error!("media: token {token}: receive failed (errno {}); not armed again", -err);
+                if more || err == -ECANCELED || !self.live(token, gen) {
+                    continue;
                 }
-                if !more && passing && self.live(token, gen) {
-                    if let Some(Some(s)) = self.slots.get((token / 2) as usize) {
-                        let fd = if token % 2 == 1 { s.rtcp.as_raw_fd() } else { s.rtp.as_raw_fd() };
-                        if let Err(e) = io.arm_recv(fd, token, gen) {
-                            log::warn!("media: stream {}: cannot re-arm its receive: {e}", s.id.0);
-                        }
+                if !matches!(-err, 0 | ENOBUFS | ECONNREFUSED | EHOSTUNREACH | ENETUNREACH) {
+                    log::error!("media: token {token}: receive failed (errno {}); not armed again", -err);
+                } else if let Some(Some(s)) = self.slots.get((token / 2) as usize) {
+                    let fd = if token % 2 == 1 { s.rtcp.as_raw_fd() } else { s.rtp.as_raw_fd() };
+                    if let Err(e) = io.arm_recv(fd, token, gen) {
+                        log::warn!("media: stream {}: cannot re-arm its receive: {e}", s.id.0);
                     }
                 }
             }
@@ -493,7 +492,7 @@ impl Runtime {
     fn submit_forwards(&self, io: &mut uring::Uring) -> Result<(), String> {
         io.submit()?;
         if !io.arrivals.is_empty() {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let now = wall_clock();
             for at in io.arrivals.drain(..) {
                 self.stats.relay_delay.record(now.saturating_sub(at));
             }
@@ -626,8 +625,7 @@ impl Runtime {
                         inc(&self.stats.relayed);
                         // Added latency: kernel arrival to forwarded.
                         if let Some(at) = arrived {
-                            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                            self.stats.relay_delay.record(now.saturating_sub(at));
+                            self.stats.relay_delay.record(wall_clock().saturating_sub(at));
                         }
                     }
                     Err(_) => inc(&self.stats.send_errors),
@@ -782,8 +780,7 @@ impl Runtime {
                 use std::os::fd::AsRawFd;
                 let r = u.arm_recv(rtp.as_raw_fd(), slot as u64 * 2, gen).and_then(|()| u.arm_recv(rtcp.as_raw_fd(), slot as u64 * 2 + 1, gen));
                 if r.is_err() {
-                    u.cancel_fd(rtp.as_raw_fd());
-                    u.cancel_fd(rtcp.as_raw_fd());
+                    u.cancel_fds(&[rtp.as_raw_fd(), rtcp.as_raw_fd()]);
                 }
                 r.map_err(|e| format!("io_uring: {e}"))
             }
@@ -830,8 +827,7 @@ impl Runtime {
         match self.uring.as_mut() {
             Some(u) => {
                 use std::os::fd::AsRawFd;
-                u.cancel_fd(s.rtp.as_raw_fd());
-                u.cancel_fd(s.rtcp.as_raw_fd());
+                u.cancel_fds(&[s.rtp.as_raw_fd(), s.rtcp.as_raw_fd()]);
             }
             None => {
                 let _ = self.epoll.delete(&s.rtp);
@@ -954,6 +950,13 @@ impl Runtime {
         }
         self.housekeeping_at = now + HOUSEKEEPING;
     }
+}
+
+/// Time since the Unix epoch: the clock of the kernel's receive timestamps
+/// (SO_TIMESTAMPNS), against which the relay's added latency is measured, and of
+/// RTCP's NTP timestamps.
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// Receives one datagram with the kernel's arrival time (SO_TIMESTAMPNS, enabled on

@@ -13,7 +13,7 @@ use crate::core::media::telephone_event::{EventReceiver, ReceivedEvent, Telephon
 use crate::core::media::{FRAME_SAMPLES, SAMPLE_RATE};
 use crate::core::{StreamId, Time};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// One RTP frame: 20 ms.
 pub const FRAME: Duration = Duration::from_millis(20);
@@ -408,7 +408,7 @@ impl Stream {
 
 /// The wall clock as a 64-bit NTP timestamp.
 fn ntp_now() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = super::wall_clock();
     let secs = d.as_secs() + 2_208_988_800;
     let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
     (secs << 32) | frac

@@ -163,7 +163,7 @@ impl Uring {
             }
         }
         let through = sent && got == Some((6, from)) && &buf[..6] == b"ctibox";
-        self.cancel_fd(rx.as_raw_fd());
+        self.cancel_fds(&[rx.as_raw_fd()]);
         while self.next(&mut buf).is_some() {}
         if through {
             Ok(())
@@ -218,16 +218,18 @@ impl Uring {
         Ok(())
     }
 
-    /// Cancels everything in flight on `fd` and runs the cancellations' completions,
-    /// so the socket can be closed (a request holds its file open) and its port bound
-    /// again at once.
-    pub(super) fn cancel_fd(&mut self, fd: RawFd) {
+    /// Cancels everything in flight on `fds` and runs the cancellations' completions,
+    /// so the sockets can be closed (a request holds its file open) and their ports
+    /// bound again at once.
+    pub(super) fn cancel_fds(&mut self, fds: &[RawFd]) {
         // Entries queued but not submitted cannot be cancelled: submit them first.
         let _ = self.ring.submit();
-        match self.ring.submitter().register_sync_cancel(None, types::CancelBuilder::fd(types::Fd(fd)).all()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => log::warn!("media: io_uring cancel on fd {fd}: {e}"),
+        for &fd in fds {
+            match self.ring.submitter().register_sync_cancel(None, types::CancelBuilder::fd(types::Fd(fd)).all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("media: io_uring cancel on fd {fd}: {e}"),
+            }
         }
         // The cancelled request lets go of the socket when its completion is run, which
         // DEFER_TASKRUN leaves to this thread's next wait: run it now (all pending work,
@@ -413,7 +415,7 @@ mod tests {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = s.local_addr().unwrap();
         u.arm_recv(s.as_raw_fd(), 4, 1).unwrap();
-        u.cancel_fd(s.as_raw_fd());
+        u.cancel_fds(&[s.as_raw_fd()]);
         drop(s);
         let again = std::net::UdpSocket::bind(addr);
         assert!(again.is_ok(), "port still held: {again:?}");
