@@ -82,5 +82,9 @@ pub const MEDIA_LOAD_QUEUE: usize = 64;
 /// SCHED_FIFO priority of the media thread (below the kernel's own threaded IRQs at 50
 /// would starve them; the unit allows up to 95).
 pub const MEDIA_RT_PRIORITY: i32 = 40;
+/// Threads that verify Argon2 CTI secrets (off the engine loop, at nice 10).
+pub const CTI_VERIFY_WORKERS: usize = 1;
+/// Secret checks queued for them; a login past it is answered "capacity" at once.
+pub const CTI_VERIFY_QUEUE: usize = 8;
 /// SIP requests without a Via branch (RFC 2543 peers) awaiting an answer at once.
 pub const SIP_MAX_UNKEYED: usize = 1024;

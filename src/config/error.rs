@@ -61,7 +61,7 @@ pub enum Reason {
     WrongTarget { name: String, device_type: &'static str },
     Unreachable(Box<Unreachable>),
     NoForwardCss { line: String, forward: &'static str },
-    BadSecret { name: String, why: &'static str },
+    BadSecret { name: String, why: String },
     WeakPassword { name: String, why: &'static str },
     NotForPort { key: &'static str, kind: &'static str },
     RequiredForPort { key: &'static str, kind: &'static str },

@@ -19,7 +19,7 @@ mod validate_plan;
 
 pub use error::{ConfigError, Reason, Unreachable};
 pub use model::*;
-pub use secrets::{hash_secret, resolve_generated};
+pub use secrets::{hash_secret, resolve_generated, verify_phc};
 
 pub(crate) use error::from_toml;
 pub(crate) use validate::Ctx;

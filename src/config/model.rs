@@ -125,6 +125,8 @@ pub struct CtiConfig {
     pub listen: SocketAddr,
     pub heartbeat_s: u32,
     pub max_apps: u32,
+    /// Failed logins per source address before it is refused for a while.
+    pub throttle: Throttle,
 }
 
 #[derive(Debug, Clone)]

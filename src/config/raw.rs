@@ -84,6 +84,8 @@ pub(super) struct RawCti {
     pub listen: OS<String>,
     pub heartbeat_s: OS<i64>,
     pub max_apps: OS<i64>,
+    #[serde(default)]
+    pub throttle: RawThrottle,
 }
 
 #[derive(Deserialize, Default)]

@@ -64,10 +64,7 @@ impl AppSecret {
     /// Whether `presented` is the secret. Unresolved `Generate` never verifies.
     pub fn verify(&self, presented: &str) -> bool {
         match self {
-            AppSecret::Hash(phc) => match PasswordHash::new(phc) {
-                Ok(h) => Argon2::default().verify_password(presented.as_bytes(), &h).is_ok(),
-                Err(_) => false,
-            },
+            AppSecret::Hash(phc) => verify_phc(phc, presented),
             AppSecret::Generate => false,
             AppSecret::Generated(s) => constant_time_eq(s.as_bytes(), presented.as_bytes()),
         }
@@ -93,18 +90,47 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Checks an app secret's form: "generate" or an Argon2id PHC string.
-pub fn parse_app_secret(s: &str) -> Result<AppSecret, &'static str> {
+/// Largest Argon2 memory cost accepted in a configured secret (KiB): one login must
+/// not take more than this from a 1 GiB board (the default is 19 MiB).
+pub const ARGON2_MAX_M_KIB: u32 = 64 * 1024;
+/// Largest Argon2 pass count accepted.
+pub const ARGON2_MAX_T: u32 = 8;
+/// Largest memory x passes (KiB): bounds one verification's time (about 4 x the
+/// default's, some 0.3 s on a Raspberry Pi 4).
+pub const ARGON2_MAX_WORK: u64 = 160 * 1024;
+/// Largest Argon2 parallelism accepted (the box verifies on one thread).
+pub const ARGON2_MAX_P: u32 = 4;
+
+/// Checks an app secret's form: "generate" or an Argon2id PHC string whose cost a
+/// small board can afford on every login.
+pub fn parse_app_secret(s: &str) -> Result<AppSecret, String> {
     if s == GENERATE {
         return Ok(AppSecret::Generate);
     }
     if !s.starts_with("$argon2id$") {
-        return Err("must be \"generate\" or an Argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$SALT$HASH; see `ctibox hash-secret`)");
+        return Err("must be \"generate\" or an Argon2id PHC string ($argon2id$v=19$m=...,t=...,p=...$SALT$HASH; see `ctibox hash-secret`)".into());
     }
-    match PasswordHash::new(s) {
-        Ok(h) if h.hash.is_some() && h.salt.is_some() => Ok(AppSecret::Hash(s.to_string())),
-        Ok(_) => Err("is an Argon2id PHC string without salt or hash"),
-        Err(_) => Err("is not a well-formed Argon2id PHC string"),
+    let h = match PasswordHash::new(s) {
+        Ok(h) if h.hash.is_some() && h.salt.is_some() => h,
+        Ok(_) => return Err("is an Argon2id PHC string without salt or hash".into()),
+        Err(_) => return Err("is not a well-formed Argon2id PHC string".into()),
+    };
+    let p = argon2::Params::try_from(&h).map_err(|e| format!("has Argon2 parameters that are not valid: {e}"))?;
+    let (m, t, par) = (p.m_cost(), p.t_cost(), p.p_cost());
+    if m > ARGON2_MAX_M_KIB || t > ARGON2_MAX_T || par > ARGON2_MAX_P || u64::from(m) * u64::from(t) > ARGON2_MAX_WORK {
+        return Err(format!(
+            "costs more than the box affords per login (m={m} KiB, t={t}, p={par}; at most m={ARGON2_MAX_M_KIB}, t={ARGON2_MAX_T}, p={ARGON2_MAX_P}, m*t={ARGON2_MAX_WORK}); hash it again with `ctibox hash-secret`"
+        ));
+    }
+    Ok(AppSecret::Hash(s.to_string()))
+}
+
+/// Verifies `presented` against an Argon2id PHC string. Slow on purpose (tens of
+/// milliseconds): the shell runs it on its verifier thread, never on the engine loop.
+pub fn verify_phc(phc: &str, presented: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default().verify_password(presented.as_bytes(), &h).is_ok(),
+        Err(_) => false,
     }
 }
 
@@ -294,5 +320,22 @@ mod tests {
         assert!(AppSecret::Generated("abc".into()).verify("abc"));
         assert!(!AppSecret::Generate.verify(""));
         assert_eq!(format!("{:?}", Password::Plain("x".into())), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn argon2_costs_a_board_cannot_afford_are_refused() {
+        let h = hash_secret("s3cret-for-crm", &[7u8; 16]).unwrap();
+        assert!(h.contains("$m=19456,t=2,p=1$"), "{h}");
+        for (params, why) in [
+            ("m=1048576,t=2,p=1", "m=1048576 KiB"),
+            ("m=19456,t=64,p=1", "t=64"),
+            ("m=19456,t=2,p=16", "p=16"),
+            ("m=40000,t=8,p=1", "m=40000 KiB, t=8"),
+        ] {
+            let e = parse_app_secret(&h.replace("m=19456,t=2,p=1", params)).unwrap_err();
+            assert!(e.contains("costs more than the box affords") && e.contains(why), "{params}: {e}");
+        }
+        // At the bounds it is accepted.
+        assert!(parse_app_secret(&h.replace("m=19456,t=2,p=1", "m=65536,t=2,p=4")).is_ok());
     }
 }

@@ -116,6 +116,11 @@ pub(crate) fn validate(raw: &RawConfig, text: &str, file: &str) -> Result<Config
         listen: raw.cti.listen.as_ref().and_then(|a| c.addr(a, "cti.listen")).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 2748))),
         heartbeat_s: c.int(&raw.cti.heartbeat_s, "cti.heartbeat_s", 30, 5, 3600) as u32,
         max_apps: c.int(&raw.cti.max_apps, "cti.max_apps", 16, 1, crate::limits::CTI_CONNECTIONS as i64) as u32,
+        throttle: Throttle {
+            auth_failures: c.int(&raw.cti.throttle.auth_failures, "cti.throttle.auth_failures", 5, 1, 1000) as u32,
+            window_s: c.int(&raw.cti.throttle.window_s, "cti.throttle.window_s", 60, 1, 86_400) as u32,
+            ban_s: c.int(&raw.cti.throttle.ban_s, "cti.throttle.ban_s", 300, 1, 604_800) as u32,
+        },
     };
     let http = HttpConfig {
         listen: raw.http.listen.as_ref().and_then(|a| c.addr(a, "http.listen")).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080))),

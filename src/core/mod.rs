@@ -67,6 +67,38 @@ pub enum Input {
     Reload(Arc<Config>),
     /// Something the media path noticed (a digit, the end of a prompt, lost RTP).
     Media(MediaEvent),
+    /// The verdict on an `Output::VerifySecret` job.
+    SecretVerified { ticket: u64, verdict: Verdict },
+    /// A connection's task panicked; the shell closed the connection (`conn` is
+    /// `None` for an HTTP request that had no engine connection yet).
+    ConnPanicked { conn: Option<ConnId> },
+}
+
+/// A secret check the engine hands to the shell: Argon2 is slow on purpose (tens of
+/// milliseconds, megabytes of memory), so it never runs on the engine loop. The shell
+/// verifies on its own bounded worker and answers with `Input::SecretVerified`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifyJob {
+    pub ticket: u64,
+    /// The Argon2id PHC string from the configuration (its cost was bounded at load).
+    pub phc: String,
+    pub presented: String,
+}
+
+impl std::fmt::Debug for VerifyJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifyJob {{ ticket: {}, <redacted> }}", self.ticket)
+    }
+}
+
+/// The outcome of a `VerifyJob`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    Mismatch,
+    /// The verifier had no room (a fixed number of checks in flight): not a failure
+    /// of the secret; the application may retry.
+    Busy,
 }
 
 /// A media stream the engine asked for, numbered by the engine.
@@ -139,6 +171,8 @@ pub enum Output {
     Persist { name: &'static str, bytes: Vec<u8> },
     /// A command for the media path.
     Media(MediaCmd),
+    /// Check a secret off the engine loop; answer with `Input::SecretVerified`.
+    VerifySecret(VerifyJob),
 }
 
 /// Inputs arriving before the engine runs: state restored from the data directory.
@@ -153,6 +187,8 @@ pub struct Stats {
     pub cti_messages: u64,
     pub http_requests: u64,
     pub reloads: u64,
+    /// Connection tasks that panicked (each closed its connection).
+    pub conn_task_panics: u64,
 }
 
 /// Engine timers. Each variant says which state machine owns it.
@@ -188,7 +224,8 @@ impl Engine {
         if let Some(r) = restored.registrations {
             sip.restore(r, now);
         }
-        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip, cti: Default::default() }
+        let cti = cti::server::CtiSessions::new(&config);
+        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip, cti }
     }
 
     /// The SIP side, for inspection (tests, status).
@@ -227,7 +264,15 @@ impl Engine {
                 self.sip.connection_closed(conn);
                 self.cti_close_session(conn, true);
             }
-            Input::CtiOpened { conn, .. } => self.handle_cti_opened(conn),
+            Input::ConnPanicked { conn } => {
+                self.stats.conn_task_panics += 1;
+                if let Some(conn) = conn {
+                    self.sip.connection_closed(conn);
+                    self.cti_close_session(conn, true);
+                }
+            }
+            Input::CtiOpened { conn, peer, .. } => self.handle_cti_opened(conn, peer),
+            Input::SecretVerified { ticket, verdict } => self.cti_secret_verified(ticket, verdict),
             Input::CtiMessage { conn, text } => self.handle_cti_message(conn, &text),
             Input::Http { conn, request } => self.handle_http(conn, request),
             Input::Reload(config) => self.handle_reload(config),
@@ -252,6 +297,7 @@ impl Engine {
             match key {
                 TimerKey::Housekeeping => {
                     self.sip.sweep(self.now);
+                    self.cti.sweep(self.now);
                     self.timers.arm(TimerKey::Housekeeping, self.now + HOUSEKEEPING);
                 }
             }
@@ -271,14 +317,15 @@ impl Engine {
         self.stats.reloads += 1;
         log::info!("config: generation {} applied from {}", self.generation, config.source);
         self.sip.reconfigure(&config);
+        self.cti.reconfigure(&config);
         self.config = config;
     }
 
     // ---- CTI wire: hello, parsing, replies (src/core/cti/wire.rs) ----
 
     /// A CTI application connected: greet it.
-    fn handle_cti_opened(&mut self, conn: ConnId) {
-        self.cti_opened(conn);
+    fn handle_cti_opened(&mut self, conn: ConnId, peer: SocketAddr) {
+        self.cti_opened(conn, peer);
     }
 
     /// One CTI message: a readable request goes to `handle_cti`; anything else is
@@ -325,6 +372,7 @@ impl Engine {
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,
             "cti_apps": self.cti.apps(),
+            "cti": self.cti.stats,
         });
         serde_json::to_vec(&v).unwrap_or_default()
     }

@@ -130,6 +130,8 @@ pub struct Driver {
     pub inbox: mpsc::Sender<Event>,
     /// The media path's command queue (None: media commands are dropped and logged).
     pub media: Option<super::media::MediaHandle>,
+    /// Argon2 checks of CTI logins (None: every check is answered `Busy`).
+    pub verifier: Option<super::verifier::Verifier>,
 }
 
 impl Driver {
@@ -143,7 +145,7 @@ impl Driver {
             tokio::select! {
                 ev = inbox.recv() => match ev {
                     Some(Event::Input(input)) => {
-                        if let Input::ConnClosed { conn } = &input {
+                        if let Input::ConnClosed { conn } | Input::ConnPanicked { conn: Some(conn) } = &input {
                             self.conns.remove(conn);
                             self.dialed.retain(|_, c| c != conn);
                         }
@@ -169,8 +171,32 @@ impl Driver {
     }
 
     async fn drain(&mut self) {
+        // Checks the verifier had no room for, answered once the outputs are drained.
+        let mut busy: Vec<u64> = Vec::new();
+        loop {
+            self.drain_once(&mut busy).await;
+            if busy.is_empty() {
+                return;
+            }
+            let now = self.clock.now();
+            for ticket in busy.drain(..) {
+                self.engine.handle_input(now, Input::SecretVerified { ticket, verdict: crate::core::Verdict::Busy });
+            }
+        }
+    }
+
+    async fn drain_once(&mut self, busy: &mut Vec<u64>) {
         while let Some(out) = self.engine.poll_output() {
             match out {
+                Output::VerifySecret(job) => {
+                    let rejected = match &self.verifier {
+                        Some(v) => v.submit(job).err(),
+                        None => Some(job),
+                    };
+                    if let Some(job) = rejected {
+                        busy.push(job.ticket);
+                    }
+                }
                 Output::Transmit { transport: Transport::Udp, to, bytes, .. } => {
                     if let Some(sock) = &self.udp {
                         if let Err(e) = sock.try_send_to(&bytes, to) {

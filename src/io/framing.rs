@@ -41,6 +41,10 @@ pub fn sip_frame(buf: &[u8]) -> Frame {
             let Some(n) = std::str::from_utf8(value).ok().and_then(|s| s.parse::<usize>().ok()) else {
                 return Frame::Broken("bad Content-Length");
             };
+            // Refused before any arithmetic: a body can never exceed the message cap.
+            if n > limits::SIP_MAX_CONTENT_LENGTH {
+                return Frame::Broken("Content-Length over the message limit");
+            }
             if length.is_some_and(|l| l != n) {
                 return Frame::Broken("conflicting Content-Length");
             }
@@ -49,7 +53,9 @@ pub fn sip_frame(buf: &[u8]) -> Frame {
     }
     // RFC 3261 §18.3: Content-Length is mandatory on streams.
     let Some(length) = length else { return Frame::Broken("missing Content-Length on a stream") };
-    let total = head_end + 4 + length;
+    let Some(total) = head_end.checked_add(4).and_then(|t| t.checked_add(length)) else {
+        return Frame::Broken("message too large");
+    };
     if total > limits::SIP_MAX_MESSAGE {
         return Frame::Broken("message too large");
     }
@@ -134,6 +140,28 @@ mod tests {
             sip_frame(b"A sip:a SIP/2.0\r\nl: 5\r\nContent-Length: 13\r\n\r\n"),
             Frame::Broken("conflicting Content-Length")
         );
+    }
+
+    #[test]
+    fn content_lengths_past_the_cap_are_refused_before_any_sum() {
+        // 2^64 - 30: the sum with the head's length once wrapped to a zero-length frame.
+        assert_eq!(sip_frame(b"A\r\nl: 18446744073709551586\r\n\r\n"), Frame::Broken("Content-Length over the message limit"));
+        assert_eq!(sip_frame(b"A\r\nl: 18446744073709551615\r\n\r\n"), Frame::Broken("Content-Length over the message limit"));
+        assert_eq!(sip_frame(b"A\r\nl: 18446744073709551616\r\n\r\n"), Frame::Broken("bad Content-Length"));
+        assert_eq!(sip_frame(b"A\r\nl: 65536\r\n\r\n"), Frame::Broken("Content-Length over the message limit"));
+        // At the cap the body is awaited, and head + body over the cap is refused.
+        assert_eq!(sip_frame(b"A\r\nl: 65400\r\n\r\n"), Frame::Incomplete);
+        assert_eq!(sip_frame(b"A\r\nl: 65535\r\n\r\n"), Frame::Broken("message too large"));
+    }
+
+    #[test]
+    fn a_frame_is_never_empty() {
+        for m in [&b"A\r\nl: 0\r\n\r\n"[..], b"\r\n", b"\n"] {
+            match sip_frame(m) {
+                Frame::Message(n) | Frame::KeepAlive(n) => assert!(n > 0 && n <= m.len(), "{m:?}: {n}"),
+                other => panic!("{m:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub async fn http_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Res
         }
         let slot = HttpSlot::take(&open);
         let inbox = inbox.clone();
-        tokio::task::spawn_local(serve(stream, peer, inbox, slot));
+        super::writer::spawn_conn(None, inbox.clone(), serve(stream, peer, inbox, slot));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::driver::Event;
 use super::framing;
-use super::writer::{attach, next_conn_id, read_loop};
+use super::writer::{attach, next_conn_id, read_loop, spawn_conn};
 use crate::core::{CtiTransport, Input, Transport};
 use crate::limits;
 use std::net::SocketAddr;
@@ -181,20 +181,35 @@ pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> 
             log::warn!("sip: refusing tcp connection from {from}: {} open", open.get());
             continue;
         }
+        let slot = TcpSlot::take(&open);
         let conn = next_conn_id();
         // The connection's own local address, not the (maybe wildcard) listener's.
         let local = stream.local_addr().unwrap_or(local);
         let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
-        let inbox = inbox.clone();
-        let open = open.clone();
-        open.set(open.get() + 1);
-        tokio::task::spawn_local(async move {
+        let reader_inbox = inbox.clone();
+        spawn_conn(Some(conn), inbox.clone(), async move {
+            let _slot = slot;
             let deliver = |msg: &[u8]| {
                 Some(Input::Sip { transport: Transport::Tcp, conn: Some(conn), from, local, bytes: msg.to_vec() })
             };
-            read_loop(rd, conn, limits::SIP_TCP_BUFFER, framing::sip_frame, deliver, inbox).await;
-            open.set(open.get() - 1);
+            read_loop(rd, conn, limits::SIP_TCP_BUFFER, framing::sip_frame, deliver, reader_inbox).await;
         });
+    }
+}
+
+/// One place among `SIP_TCP_CONNECTIONS`, given back on drop (also when the task panics).
+struct TcpSlot(Rc<std::cell::Cell<usize>>);
+
+impl TcpSlot {
+    fn take(open: &Rc<std::cell::Cell<usize>>) -> TcpSlot {
+        open.set(open.get() + 1);
+        TcpSlot(open.clone())
+    }
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -231,8 +246,9 @@ pub async fn cti_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Resu
         let Some(rd) = attach(stream, conn, &inbox).await else { return Err("engine inbox closed".into()) };
         let opened = Input::CtiOpened { conn, peer, transport: CtiTransport::Tcp };
         inbox.send(Event::Input(opened)).await.map_err(|_| "engine inbox closed".to_string())?;
-        let inbox = inbox.clone();
-        tokio::task::spawn_local(async move {
+        let reader_inbox = inbox.clone();
+        spawn_conn(Some(conn), inbox.clone(), async move {
+            let inbox = reader_inbox;
             let deliver = |line: &[u8]| {
                 let text = String::from_utf8_lossy(line).trim_end_matches(['\r', '\n']).to_string();
                 (!text.trim().is_empty()).then_some(Input::CtiMessage { conn, text })

@@ -12,4 +12,5 @@ pub mod media;
 pub mod notify;
 pub mod run;
 pub mod supervisor;
+pub mod verifier;
 pub mod writer;

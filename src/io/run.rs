@@ -192,6 +192,7 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         dialed: Default::default(),
         inbox: inbox_tx.clone(),
         media: None,
+        verifier: None,
     };
     let mut driver = driver;
     {
@@ -223,6 +224,13 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         }
     };
     driver.media = Some(media.clone());
+    match super::verifier::Verifier::start(&sup, inbox_tx.clone()) {
+        Ok(v) => driver.verifier = Some(v),
+        Err(e) => {
+            eprintln!("ctibox: cannot start the secret verifier: {e}");
+            return 1;
+        }
+    }
     sup.spawn("engine", driver.run(inbox_rx));
     if let Some(s) = bound.sip_udp {
         sup.spawn("sip-udp", listeners::sip_udp_loop(s, inbox_tx.clone()));

@@ -13,6 +13,34 @@ use tokio::sync::mpsc;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Spawns one connection's task. A panic inside it (a bug, never input: parsers do
+/// not panic) ends only that task: the panic is logged, the engine is told
+/// (`ConnPanicked`, counted on /status) and drops the connection, and whatever the
+/// task owned, its connection slot included, is dropped with it.
+pub fn spawn_conn<F>(conn: Option<ConnId>, inbox: mpsc::Sender<Event>, fut: F)
+where
+    F: std::future::Future<Output = ()> + 'static,
+{
+    use futures_util::FutureExt;
+    tokio::task::spawn_local(async move {
+        let result = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+        if let Err(p) = result {
+            let what = conn.map_or_else(|| "http request".to_string(), |c| format!("conn {}", c.0));
+            log::error!("{what}: task panicked ({}); connection closed", super::supervisor::panic_text(p));
+            let _ = inbox.send(Event::Input(Input::ConnPanicked { conn })).await;
+        }
+    });
+}
+
+/// Fault injection for tests (CTIBOX_FAULT=panic-on-marker): a connection task that
+/// reads a frame holding this marker panics, as a bug would.
+const FAULT_MARKER: &[u8] = b"ctibox-fault: panic";
+
+fn fault_panics() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CTIBOX_FAULT").as_deref() == Ok("panic-on-marker"))
+}
+
 pub fn next_conn_id() -> ConnId {
     ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed))
 }
@@ -58,7 +86,15 @@ where
         buf.extend_from_slice(&chunk[..n]);
         loop {
             match frame(&buf) {
+                // A framer that makes no progress would spin this loop forever.
+                Frame::Message(0) | Frame::KeepAlive(0) => {
+                    log::warn!("conn {}: empty frame; closing", conn.0);
+                    break 'outer;
+                }
                 Frame::Message(len) => {
+                    if fault_panics() && buf[..len].windows(FAULT_MARKER.len()).any(|w| w == FAULT_MARKER) {
+                        panic!("fault injection: marker in a frame");
+                    }
                     let input = deliver(&buf[..len]);
                     buf.drain(..len);
                     if let Some(input) = input {
@@ -85,7 +121,7 @@ where
 /// queued on `rx`; reads it like an accepted one. A failed connect reports the
 /// connection closed, so the engine's transactions time out as for a lost datagram.
 pub fn dial_sip(to: std::net::SocketAddr, conn: ConnId, rx: mpsc::Receiver<Vec<u8>>, inbox: mpsc::Sender<Event>) {
-    tokio::task::spawn_local(async move {
+    spawn_conn(Some(conn), inbox.clone(), async move {
         let connect = tokio::time::timeout(std::time::Duration::from_secs(5), TcpStream::connect(to)).await;
         let stream = match connect {
             Ok(Ok(s)) => s,

@@ -8,33 +8,81 @@
 use super::wire::{self, DeviceInfo, ErrorCode, Event, EventKind, Reply, Request, RequestId};
 use crate::config::DeviceKind;
 use crate::core::call::cti::AppMedia;
+use crate::config::{AppSecret, Config};
+use crate::core::throttle::{Throttle, ThrottlePolicy};
 use crate::core::timer::Timers;
-use crate::core::{ConnId, Engine, Output};
+use crate::core::{ConnId, Engine, Output, Time, Verdict, VerifyJob};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-#[derive(Default)]
 struct Session {
+    /// Where the application connected from (failed logins are counted per address).
+    peer: IpAddr,
     app: Option<String>,
+    /// A login whose secret the shell is verifying: its ticket, request and app name.
+    pending: Option<(u64, RequestId, String)>,
     seq: u64,
     /// Open devices, with the static media termination given at open (CTI ports).
     devices: BTreeMap<String, Option<AppMedia>>,
 }
 
+/// Login counters an operator reads on /status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CtiStats {
+    pub logins: u64,
+    pub login_failures: u64,
+    /// Logins refused at once because their source was banned.
+    pub logins_throttled: u64,
+    /// Logins answered "capacity" because the verifier was full.
+    pub logins_busy: u64,
+    /// Sources banned for failed logins.
+    pub bans: u64,
+}
+
 /// All CTI connections.
-#[derive(Default)]
 pub struct CtiSessions {
     sessions: HashMap<ConnId, Session>,
     owners: BTreeMap<String, ConnId>,
     heartbeats: Timers<ConnId>,
+    /// Failed logins per source address, like SIP's digest failures.
+    throttle: Throttle,
+    next_ticket: u64,
+    pub stats: CtiStats,
+}
+
+fn policy_of(cfg: &Config) -> ThrottlePolicy {
+    let t = &cfg.cti.throttle;
+    ThrottlePolicy {
+        limit: t.auth_failures,
+        window: Duration::from_secs(u64::from(t.window_s)),
+        ban: Duration::from_secs(u64::from(t.ban_s)),
+    }
 }
 
 impl CtiSessions {
+    pub fn new(cfg: &Config) -> CtiSessions {
+        CtiSessions {
+            sessions: HashMap::new(),
+            owners: BTreeMap::new(),
+            heartbeats: Timers::default(),
+            throttle: Throttle::new(policy_of(cfg)),
+            next_ticket: 0,
+            stats: CtiStats::default(),
+        }
+    }
     pub fn next_timeout(&self) -> Option<crate::core::Time> {
         self.heartbeats.next()
     }
     pub fn apps(&self) -> usize {
         self.sessions.values().filter(|s| s.app.is_some()).count()
+    }
+    pub(crate) fn reconfigure(&mut self, cfg: &Config) {
+        self.throttle.set_policy(policy_of(cfg));
+    }
+    pub(crate) fn sweep(&mut self, now: Time) {
+        self.throttle.sweep(now);
     }
 }
 
@@ -48,8 +96,9 @@ impl Engine {
     }
 
     /// A CTI connection opened: greet it; it has one heartbeat window to log in.
-    pub(crate) fn cti_opened(&mut self, conn: ConnId) {
-        self.cti.sessions.insert(conn, Session::default());
+    pub(crate) fn cti_opened(&mut self, conn: ConnId, peer: SocketAddr) {
+        let session = Session { peer: peer.ip(), app: None, pending: None, seq: 0, devices: BTreeMap::new() };
+        self.cti.sessions.insert(conn, session);
         let at = self.now + self.heartbeat_window();
         self.cti.heartbeats.arm(conn, at);
         self.out.push_back(Output::CtiSend { conn, text: wire::hello() });
@@ -125,7 +174,10 @@ impl Engine {
         let logout = matches!(request, Request::Logout);
         // The reply goes out before any event the request causes.
         let start = self.out.len();
-        let reply = self.cti_request(conn, &id, request);
+        let Some(reply) = self.cti_request(conn, &id, request) else {
+            // A login waiting for its secret check: the reply comes with the verdict.
+            return;
+        };
         let logged_out = logout && matches!(reply, Reply::Ok { .. });
         self.out.insert(start, Output::CtiSend { conn, text: reply.to_json() });
         self.cti_deliver();
@@ -134,11 +186,22 @@ impl Engine {
         }
     }
 
-    fn cti_request(&mut self, conn: ConnId, id: &RequestId, request: Request) -> Reply {
-        let Some(session) = self.cti.sessions.get(&conn) else { return err(id, ErrorCode::Internal, "no session for this connection") };
+    /// The reply to one request; `None` only for a login whose secret is being checked.
+    fn cti_request(&mut self, conn: ConnId, id: &RequestId, request: Request) -> Option<Reply> {
+        let Some(session) = self.cti.sessions.get(&conn) else { return Some(err(id, ErrorCode::Internal, "no session for this connection")) };
+        if session.pending.is_some() {
+            return Some(err(id, ErrorCode::InvalidState, format!("a login is being checked on this connection; {} must wait for its reply", request.name())));
+        }
         let app = session.app.clone();
+        if let (None, Request::Login { app, secret, protocol }) = (&app, &request) {
+            return self.cti_login(conn, id, app, secret, *protocol);
+        }
+        Some(self.cti_session_request(conn, id, app, request))
+    }
+
+    fn cti_session_request(&mut self, conn: ConnId, id: &RequestId, app: Option<String>, request: Request) -> Reply {
         match (&app, request) {
-            (None, Request::Login { app, secret, protocol }) => self.cti_login(conn, id, app, secret, protocol),
+            (None, Request::Login { .. }) => err(id, ErrorCode::Internal, "login handled above"),
             (Some(a), Request::Login { .. }) => err(id, ErrorCode::AlreadyLoggedIn, format!("already logged in as {a}")),
             (None, r) => err(id, ErrorCode::NotLoggedIn, format!("log in before {}", r.name())),
             (Some(_), Request::Heartbeat) => Reply::ok(id.clone()),
@@ -226,15 +289,72 @@ impl Engine {
         }
     }
 
-    fn cti_login(&mut self, conn: ConnId, id: &RequestId, app: String, secret: String, protocol: Option<u32>) -> Reply {
+    /// A login: refused at once from a banned source; a generated secret is compared
+    /// here (constant time, microseconds); an Argon2id hash goes to the shell's
+    /// verifier and the reply waits for `Input::SecretVerified`.
+    fn cti_login(&mut self, conn: ConnId, id: &RequestId, app: &str, secret: &str, protocol: Option<u32>) -> Option<Reply> {
         if protocol.is_some_and(|p| p != 1) {
-            return err(id, ErrorCode::UnsupportedProtocol, format!("protocol {} is not supported; this server speaks 1", protocol.unwrap_or(0)));
+            return Some(err(id, ErrorCode::UnsupportedProtocol, format!("protocol {} is not supported; this server speaks 1", protocol.unwrap_or(0))));
         }
-        let ok = self.config.app_user(&app).is_some_and(|u| u.secret.verify(&secret));
+        let peer = self.cti.sessions.get(&conn)?.peer;
+        if self.cti.throttle.is_banned(self.now, peer) {
+            self.cti.stats.logins_throttled += 1;
+            log::debug!("cti: login from banned {peer} on conn {} refused", conn.0);
+            return Some(err(id, ErrorCode::Throttled, format!("too many failed logins from {peer}; try again later")));
+        }
+        let ok = match self.config.app_user(app).map(|u| &u.secret) {
+            Some(AppSecret::Hash(phc)) => {
+                self.cti.next_ticket += 1;
+                let ticket = self.cti.next_ticket;
+                if let Some(s) = self.cti.sessions.get_mut(&conn) {
+                    s.pending = Some((ticket, id.clone(), app.to_string()));
+                }
+                self.out.push_back(Output::VerifySecret(VerifyJob { ticket, phc: phc.clone(), presented: secret.to_string() }));
+                return None;
+            }
+            Some(s) => s.verify(secret),
+            None => false,
+        };
+        Some(self.cti_login_verdict(conn, id, app, ok))
+    }
+
+    /// The shell's verdict on a login's secret.
+    pub(crate) fn cti_secret_verified(&mut self, ticket: u64, verdict: Verdict) {
+        let found = self.cti.sessions.iter_mut().find(|(_, s)| s.pending.as_ref().is_some_and(|p| p.0 == ticket));
+        // The connection may have closed meanwhile: nothing to answer.
+        let Some((&conn, s)) = found else { return };
+        let Some((_, id, app)) = s.pending.take() else { return };
+        let reply = match verdict {
+            Verdict::Busy => {
+                self.cti.stats.logins_busy += 1;
+                log::warn!("cti: login for {app:?} on conn {}: the secret verifier is full", conn.0);
+                err(&id, ErrorCode::Capacity, "too many logins are being checked; try again shortly")
+            }
+            Verdict::Match | Verdict::Mismatch => self.cti_login_verdict(conn, &id, &app, verdict == Verdict::Match),
+        };
+        self.out.push_back(Output::CtiSend { conn, text: reply.to_json() });
+        self.cti_deliver();
+    }
+
+    fn cti_login_verdict(&mut self, conn: ConnId, id: &RequestId, app: &str, ok: bool) -> Reply {
+        let Some(peer) = self.cti.sessions.get(&conn).map(|s| s.peer) else { return err(id, ErrorCode::Internal, "no session for this connection") };
         if !ok {
-            log::warn!("cti: login refused for application {app:?} on conn {}", conn.0);
+            self.cti.stats.login_failures += 1;
+            match self.cti.throttle.failure(self.now, peer) {
+                crate::core::throttle::Verdict::Banned(until) => {
+                    self.cti.stats.bans += 1;
+                    let secs = until.since(self.now).as_secs();
+                    log::warn!("cti: {peer} banned for {secs} s after {} failed logins", self.config.cti.throttle.auth_failures);
+                }
+                crate::core::throttle::Verdict::Counted(n) => {
+                    log::warn!("cti: login refused for application {app:?} from {peer} on conn {} ({n} failed)", conn.0);
+                }
+            }
             return err(id, ErrorCode::AuthFailed, "unknown application or wrong secret");
         }
+        self.cti.throttle.success(peer);
+        self.cti.stats.logins += 1;
+        let app = app.to_string();
         let live = self.cti.sessions.iter().filter(|(_, s)| s.app.as_deref() == Some(app.as_str())).count();
         if live == 0 && self.cti.apps() >= self.config.cti.max_apps as usize {
             return err(id, ErrorCode::Capacity, format!("{} applications are logged in already", self.config.cti.max_apps));
@@ -340,8 +460,11 @@ mod tests {
     //! Sessions on the engine's virtual clock: a silent application is closed when its
     //! heartbeat window passes, and its device is free again; a talking one is not.
     use crate::core::rng::EngineRng;
-    use crate::core::{ConnId, CtiTransport, Engine, Input, Output, Restored, Time};
+    use crate::core::{ConnId, CtiTransport, Engine, Input, Output, Restored, Time, Verdict};
     use std::sync::Arc;
+
+    const LOGIN: &str = r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#;
+    const WRONG: &str = r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-78"}"#;
 
     fn engine() -> Engine {
         let hash = crate::config::hash_secret("Test-secret-77", &[7; 16]).unwrap();
@@ -365,6 +488,25 @@ mod tests {
         out.iter().filter_map(|o| if let Output::CtiSend { text, .. } = o { Some(text.clone()) } else { None }).collect()
     }
 
+    fn open_conn(e: &mut Engine, now: Time, conn: ConnId, peer: &str) {
+        e.handle_input(now, Input::CtiOpened { conn, peer: peer.parse().unwrap(), transport: CtiTransport::Tcp });
+        while e.poll_output().is_some() {}
+    }
+
+    /// Sends a login and plays the shell's verifier: the engine must hand the Argon2
+    /// check out (no reply yet), and the reply comes with the verdict.
+    fn login(e: &mut Engine, now: Time, conn: ConnId, text: &str) -> Vec<String> {
+        let out = send(e, now, conn, text);
+        let jobs: Vec<_> = out.iter().filter_map(|o| if let Output::VerifySecret(j) = o { Some(j.clone()) } else { None }).collect();
+        if jobs.is_empty() {
+            return texts(&out); // answered at once (throttled, malformed...)
+        }
+        assert_eq!((jobs.len(), texts(&out).len()), (1, 0), "one check handed out and no reply before it: {out:?}");
+        let verdict = if crate::config::verify_phc(&jobs[0].phc, &jobs[0].presented) { Verdict::Match } else { Verdict::Mismatch };
+        e.handle_input(now, Input::SecretVerified { ticket: jobs[0].ticket, verdict });
+        texts(&std::iter::from_fn(|| e.poll_output()).collect::<Vec<_>>())
+    }
+
     #[test]
     fn silent_application_is_closed_after_its_heartbeat_window() {
         let mut e = engine();
@@ -372,7 +514,7 @@ mod tests {
         e.handle_input(Time::ZERO, Input::CtiOpened { conn: a, peer: "127.0.0.1:9".parse().unwrap(), transport: CtiTransport::Tcp });
         while e.poll_output().is_some() {}
         let t = |s: u64| Time::from_millis(s * 1000);
-        assert!(texts(&send(&mut e, t(1), a, r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#))[0].contains("\"ok\":true"));
+        assert!(login(&mut e, t(1), a, LOGIN)[0].contains("\"ok\":true"));
         let out = texts(&send(&mut e, t(2), a, r#"{"type":"open","id":2,"device":"rp"}"#));
         assert!(out[0].contains("\"ok\":true") && out[1].contains("device_in_service"), "reply first, then the event: {out:?}");
         // Heartbeats keep it alive past the first window.
@@ -390,7 +532,84 @@ mod tests {
         let b = ConnId(2);
         e.handle_input(t(36), Input::CtiOpened { conn: b, peer: "127.0.0.1:9".parse().unwrap(), transport: CtiTransport::Tcp });
         while e.poll_output().is_some() {}
-        send(&mut e, t(36), b, r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#);
+        assert!(login(&mut e, t(36), b, LOGIN)[0].contains("\"ok\":true"));
         assert!(texts(&send(&mut e, t(37), b, r#"{"type":"open","id":2,"device":"rp"}"#))[0].contains("\"ok\":true"));
+    }
+
+    #[test]
+    fn argon2_check_leaves_the_engine_and_its_verdict_answers_the_login() {
+        let mut e = engine();
+        let a = ConnId(1);
+        open_conn(&mut e, Time::ZERO, a, "127.0.0.1:40000");
+        let out = send(&mut e, Time::ZERO, a, LOGIN);
+        let Some(Output::VerifySecret(job)) = out.first() else { panic!("expected a check for the shell: {out:?}") };
+        assert_eq!(out.len(), 1, "no reply before the verdict: {out:?}");
+        assert!(job.phc.starts_with("$argon2id$") && job.presented == "Test-secret-77");
+        assert!(!format!("{job:?}").contains("Test-secret"), "Debug must not show the secret");
+        // While the check runs, other requests on the connection are refused by name.
+        let r = texts(&send(&mut e, Time::ZERO, a, r#"{"type":"list_devices","id":2}"#));
+        assert!(r[0].contains("invalid_state") && r[0].contains("list_devices"), "{r:?}");
+        // A verdict for an unknown ticket changes nothing.
+        e.handle_input(Time::ZERO, Input::SecretVerified { ticket: job.ticket + 99, verdict: Verdict::Match });
+        assert!(e.poll_output().is_none());
+        e.handle_input(Time::from_millis(60), Input::SecretVerified { ticket: job.ticket, verdict: Verdict::Match });
+        let r = texts(&std::iter::from_fn(|| e.poll_output()).collect::<Vec<_>>());
+        assert!(r[0].contains("\"ok\":true") && r[0].contains("\"id\":1") && r[0].contains("\"app\":\"app\""), "{r:?}");
+        assert!(texts(&send(&mut e, Time::from_millis(70), a, r#"{"type":"open","id":3,"device":"rp"}"#))[0].contains("\"ok\":true"));
+    }
+
+    #[test]
+    fn busy_verifier_answers_capacity_without_counting_a_failure() {
+        let mut e = engine();
+        let a = ConnId(1);
+        open_conn(&mut e, Time::ZERO, a, "127.0.0.1:40000");
+        for i in 0..10u64 {
+            let out = send(&mut e, Time::from_millis(i), a, WRONG);
+            let Some(Output::VerifySecret(job)) = out.first() else { panic!("{out:?}") };
+            e.handle_input(Time::from_millis(i), Input::SecretVerified { ticket: job.ticket, verdict: Verdict::Busy });
+            let r = texts(&std::iter::from_fn(|| e.poll_output()).collect::<Vec<_>>());
+            assert!(r[0].contains("\"code\":\"capacity\""), "{r:?}");
+        }
+        // Ten busy answers did not ban the source: the right secret still logs in.
+        assert!(login(&mut e, Time::from_millis(20), a, LOGIN)[0].contains("\"ok\":true"));
+    }
+
+    #[test]
+    fn failed_logins_ban_their_source_without_touching_other_sources() {
+        let mut e = engine();
+        let (a, b) = (ConnId(1), ConnId(2));
+        open_conn(&mut e, Time::ZERO, a, "127.0.0.1:40000");
+        open_conn(&mut e, Time::ZERO, b, "127.0.0.2:40000");
+        let t = |ms: u64| Time::from_millis(ms);
+        // The default policy: 5 failures within 60 s ban the address for 300 s.
+        for i in 0..5 {
+            let r = login(&mut e, t(i * 100), a, WRONG);
+            assert!(r[0].contains("auth_failed"), "{i}: {r:?}");
+        }
+        // Banned: refused at once, no check handed to the shell, even with the right secret.
+        let out = send(&mut e, t(600), a, LOGIN);
+        assert!(!out.iter().any(|o| matches!(o, Output::VerifySecret(_))), "{out:?}");
+        assert!(texts(&out)[0].contains("\"code\":\"throttled\""), "{out:?}");
+        // Another address logs in.
+        assert!(login(&mut e, t(700), b, LOGIN)[0].contains("\"ok\":true"));
+        // The ban ends 300 s after the fifth failure.
+        let r = login(&mut e, t(400 + 299_000), a, LOGIN);
+        assert!(r[0].contains("throttled"), "{r:?}");
+        let r = login(&mut e, t(400 + 300_000), a, LOGIN);
+        assert!(r[0].contains("\"ok\":true"), "{r:?}");
+    }
+
+    #[test]
+    fn a_verdict_for_a_closed_connection_is_dropped() {
+        let mut e = engine();
+        let a = ConnId(1);
+        open_conn(&mut e, Time::ZERO, a, "127.0.0.1:40000");
+        let out = send(&mut e, Time::ZERO, a, LOGIN);
+        let Some(Output::VerifySecret(job)) = out.first() else { panic!("{out:?}") };
+        e.handle_input(Time::ZERO, Input::ConnClosed { conn: a });
+        while e.poll_output().is_some() {}
+        e.handle_input(Time::ZERO, Input::SecretVerified { ticket: job.ticket, verdict: Verdict::Match });
+        assert!(e.poll_output().is_none());
+        assert_eq!(e.cti.apps(), 0);
     }
 }

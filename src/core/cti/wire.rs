@@ -187,11 +187,12 @@ pub enum ErrorCode {
     MediaRequired,
     Capacity,
     UnsupportedProtocol,
+    Throttled,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadJson,
         ErrorCode::MissingField,
         ErrorCode::BadField,
@@ -208,6 +209,7 @@ impl ErrorCode {
         ErrorCode::MediaRequired,
         ErrorCode::Capacity,
         ErrorCode::UnsupportedProtocol,
+        ErrorCode::Throttled,
         ErrorCode::Internal,
     ];
 
@@ -230,6 +232,7 @@ impl ErrorCode {
             ErrorCode::MediaRequired => "media_required",
             ErrorCode::Capacity => "capacity",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::Throttled => "throttled",
             ErrorCode::Internal => "internal",
         }
     }
@@ -260,6 +263,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::MediaRequired => "This call has no media termination yet: send set_media or answer with media.",
             ErrorCode::Capacity => "A capacity limit was reached; try again later.",
             ErrorCode::UnsupportedProtocol => "This server speaks CTI protocol version 1 only.",
+            ErrorCode::Throttled => "Too many failed logins from this address: wait, then try again.",
             ErrorCode::Internal => "The server failed to handle the request.",
         })
     }

@@ -231,6 +231,7 @@ fn every_error_code_has_a_wire_name_and_a_sentence() {
         ("media_required", "This call has no media termination yet: send set_media or answer with media."),
         ("capacity", "A capacity limit was reached; try again later."),
         ("unsupported_protocol", "This server speaks CTI protocol version 1 only."),
+        ("throttled", "Too many failed logins from this address: wait, then try again."),
         ("internal", "The server failed to handle the request."),
     ];
     assert_eq!(golden.len(), ErrorCode::ALL.len());
