@@ -84,7 +84,9 @@ pub const MEDIA_LOAD_QUEUE: usize = 64;
 pub const MEDIA_RT_PRIORITY: i32 = 40;
 /// Threads that verify Argon2 CTI secrets (off the engine loop, at nice 10).
 pub const CTI_VERIFY_WORKERS: usize = 1;
-/// Secret checks queued for them; a login past it is answered "capacity" at once.
-pub const CTI_VERIFY_QUEUE: usize = 8;
+/// Secret checks waiting for them. A connection has at most one login being checked,
+/// so this many never fill up (a login past it would be answered "capacity"): a flood
+/// waits its turn, paced by the verifier, instead of spinning on refusals.
+pub const CTI_VERIFY_QUEUE: usize = CTI_CONNECTIONS;
 /// SIP requests without a Via branch (RFC 2543 peers) awaiting an answer at once.
 pub const SIP_MAX_UNKEYED: usize = 1024;

@@ -179,9 +179,13 @@ impl Engine {
             return;
         };
         let logged_out = logout && matches!(reply, Reply::Ok { .. });
+        let throttled = matches!(reply, Reply::Error { code: ErrorCode::Throttled, .. });
         self.out.insert(start, Output::CtiSend { conn, text: reply.to_json() });
         self.cti_deliver();
-        if logged_out {
+        if logged_out || throttled {
+            if throttled {
+                self.cti_close_session(conn, false);
+            }
             self.out.push_back(Output::Close { conn });
         }
     }
@@ -298,8 +302,10 @@ impl Engine {
         }
         let peer = self.cti.sessions.get(&conn)?.peer;
         if self.cti.throttle.is_banned(self.now, peer) {
+            // Refused, and the connection closed after the reply: a banned source
+            // gets nothing more from this one.
             self.cti.stats.logins_throttled += 1;
-            log::debug!("cti: login from banned {peer} on conn {} refused", conn.0);
+            log::debug!("cti: login from banned {peer} on conn {} refused; closing", conn.0);
             return Some(err(id, ErrorCode::Throttled, format!("too many failed logins from {peer}; try again later")));
         }
         let ok = match self.config.app_user(app).map(|u| &u.secret) {
@@ -586,16 +592,21 @@ mod tests {
             let r = login(&mut e, t(i * 100), a, WRONG);
             assert!(r[0].contains("auth_failed"), "{i}: {r:?}");
         }
-        // Banned: refused at once, no check handed to the shell, even with the right secret.
+        // Banned: refused at once, no check handed to the shell, even with the right
+        // secret, and the connection is closed after the reply.
         let out = send(&mut e, t(600), a, LOGIN);
         assert!(!out.iter().any(|o| matches!(o, Output::VerifySecret(_))), "{out:?}");
         assert!(texts(&out)[0].contains("\"code\":\"throttled\""), "{out:?}");
+        assert_eq!(out.last(), Some(&Output::Close { conn: a }));
         // Another address logs in.
         assert!(login(&mut e, t(700), b, LOGIN)[0].contains("\"ok\":true"));
         // The ban ends 300 s after the fifth failure.
-        let r = login(&mut e, t(400 + 299_000), a, LOGIN);
+        let (c, d) = (ConnId(3), ConnId(4));
+        open_conn(&mut e, t(400 + 299_000), c, "127.0.0.1:40001");
+        let r = login(&mut e, t(400 + 299_000), c, LOGIN);
         assert!(r[0].contains("throttled"), "{r:?}");
-        let r = login(&mut e, t(400 + 300_000), a, LOGIN);
+        open_conn(&mut e, t(400 + 300_000), d, "127.0.0.1:40002");
+        let r = login(&mut e, t(400 + 300_000), d, LOGIN);
         assert!(r[0].contains("\"ok\":true"), "{r:?}");
     }
 
