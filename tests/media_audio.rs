@@ -4,7 +4,7 @@
 //! whose tool is missing says so and passes; CI installs both through scripts/deps.
 
 mod common;
-use common::{have, run_tool, TempDir};
+use common::{require, run_tool, TempDir};
 use ctibox::core::media::dtmf::{Digit, DtmfDetector, DtmfEvent};
 use ctibox::core::media::g711::{self, Law};
 use ctibox::core::media::wav::{self, WavEncoding, WavError};
@@ -58,9 +58,7 @@ fn sox_signal(dir: &TempDir) -> Vec<i16> {
 
 #[test]
 fn g711_encoder_matches_sox_bytes() {
-    if !have("sox") {
-        return;
-    }
+    require("sox");
     let dir = TempDir::new("g711");
     let signal = sox_signal(&dir);
     assert!(signal.len() >= 40_000);
@@ -119,9 +117,7 @@ fn g711_encoder_matches_sox_bytes() {
 
 #[test]
 fn g711_decode_tables_match_sox() {
-    if !have("sox") {
-        return;
-    }
+    require("sox");
     let dir = TempDir::new("g711dec");
     for (law, enc, table) in [(Law::Ulaw, "mu-law", &g711::ULAW_TO_LINEAR), (Law::Alaw, "a-law", &g711::ALAW_TO_LINEAR)]
     {
@@ -181,9 +177,7 @@ fn sox_digit(dir: &TempDir, d: Digit, secs: &str, law: Option<Law>) -> Vec<i16> 
 
 #[test]
 fn sox_generated_digits_are_detected() {
-    if !have("sox") {
-        return;
-    }
+    require("sox");
     let dir = TempDir::new("dtmf");
     for law in [None, Some(Law::Ulaw), Some(Law::Alaw)] {
         for secs in ["0.1", "0.045"] {
@@ -215,9 +209,8 @@ const TEXT: &str = "The quick brown fox jumps over the lazy dog while the teleph
 
 #[test]
 fn a_minute_of_espeak_speech_fires_no_digit() {
-    if !have("sox") || !have("espeak-ng") {
-        return;
-    }
+    require("sox");
+    require("espeak-ng");
     let dir = TempDir::new("speech");
     let mut total = 0usize;
     // A man's and a woman's voice, at normal and high pitch.
@@ -249,9 +242,7 @@ fn a_minute_of_espeak_speech_fires_no_digit() {
 
 #[test]
 fn sox_wav_files_parse() {
-    if !have("sox") {
-        return;
-    }
+    require("sox");
     let dir = TempDir::new("wav");
     let signal = sox_signal(&dir);
     let src = dir.file("sig.raw");

@@ -8,7 +8,7 @@
 #![allow(clippy::disallowed_methods)] // a test of the shell reads the clock like the shell
 
 mod common;
-use common::{have, run_tool, TempDir};
+use common::{require, run_tool, TempDir};
 use ctibox::config::Codec;
 use ctibox::core::media::dtmf::Digit;
 use ctibox::core::media::g711::Law;
@@ -319,9 +319,7 @@ fn sox_ulaw(dir: &TempDir, name: &str, synth: &[&str]) -> Vec<u8> {
 }
 
 fn inband_dtmf_from_sox_over_rtp() {
-    if !have("sox") {
-        return;
-    }
+    require("sox");
     let dir = TempDir::new("inband");
     let m = start();
     let peer = Peer::new();
@@ -343,9 +341,8 @@ fn inband_dtmf_from_sox_over_rtp() {
 }
 
 fn a_minute_of_espeak_speech_over_rtp_gives_no_digit() {
-    if !have("sox") || !have("espeak-ng") {
-        return;
-    }
+    require("sox");
+    require("espeak-ng");
     let dir = TempDir::new("speech");
     let text = "Thank you for calling. Your call is important to us. Please stay on the line and \
         the next available agent will answer. For opening hours, press one. To speak to an \

@@ -187,13 +187,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// Whether an external tool (sox, espeak-ng) is installed; says SKIPPED if not.
-pub fn have(tool: &str) -> bool {
+/// Fails the test unless an external tool (sox, espeak-ng) is installed: a missing
+/// tool is a broken test machine, never a pass.
+pub fn require(tool: &str) {
     let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: `{tool}` is not installed (scripts/deps installs it)");
-    }
-    ok
+    assert!(ok, "`{tool}` is not installed; scripts/deps (run by scripts/test) installs it");
 }
 
 /// Runs a tool and asserts it succeeded.
