@@ -251,6 +251,22 @@ impl B2bua {
         self.calls.len()
     }
 
+    /// How many entries each of the B2BUA's tables holds (calls, dialogs, transactions
+    /// it waits on, RTP ports, timers): all zero once every call is over and its
+    /// transactions have ended. For leak checks in tests and for diagnosis.
+    pub fn table_sizes(&self) -> [(&'static str, usize); 8] {
+        [
+            ("calls", self.calls.len()),
+            ("dialogs", self.dialogs.len()),
+            ("client", self.client.len()),
+            ("invites", self.invites.len()),
+            ("pending_requests", self.pending_requests.len()),
+            ("media_ports", self.media_ports.len()),
+            ("sdp_versions", self.sdp_versions.len()),
+            ("timers", self.timers.len()),
+        ]
+    }
+
     /// Earliest call timer.
     pub fn next_timeout(&self) -> Option<Time> {
         self.timers.next()
