@@ -1113,7 +1113,9 @@ impl B2bua {
                     }
                     self.out.push(Action::Stateless { message: p.message.clone(), to: call.a.peer });
                     p.interval = (p.interval * 2).min(cx.t2());
-                    let next = cx.now + p.interval;
+                    // The last wait ends at 64*T1, when the call is hung up (not at
+                    // the first retransmission time past it).
+                    let next = (cx.now + p.interval).min(p.give_up);
                     self.timers.arm((id, CallTimer::Retransmit2xx), next);
                 }
                 CallTimer::CtiAnswer => self.cti_answer_timeout(cx, id),
