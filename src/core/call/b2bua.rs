@@ -446,6 +446,24 @@ impl B2bua {
                 self.note(&d, id, EventKind::CallEnded { reason });
             }
         }
+        // Requests still waiting for the other party's answer get 487 (RFC 3261
+        // §15.1.2): the answer has no call to come back to.
+        let waiting: Vec<ServerTxn> = self
+            .client
+            .values()
+            .filter(|(c, _, _)| *c == id)
+            .filter_map(|(_, _, p)| match p {
+                Purpose::Relay(stx) => Some(*stx),
+                Purpose::MohHold(m) => Some(m.stx),
+                _ => None,
+            })
+            .collect();
+        for stx in waiting {
+            if let Some(orig) = self.pending_requests.remove(&stx) {
+                let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
+                self.out.push(Action::Respond(stx, respond(&orig, 487, None, &tag)));
+            }
+        }
         if let Some(call) = self.calls.remove(&id) {
             self.dialogs.remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
             if let Some(b) = &call.b {
