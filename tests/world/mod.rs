@@ -158,11 +158,18 @@ impl Entry {
     }
 }
 
+/// `INVITE` for a request, `180 INVITE` for a response (from the start line and CSeq;
+/// the receiver parses the message properly).
 fn label_sip(bytes: &[u8]) -> String {
-    match sip::parse_message(bytes) {
-        Ok(Message::Request(r)) => r.method.to_string(),
-        Ok(Message::Response(r)) => format!("{} {}", r.status, r.cseq().map(|c| c.method.to_string()).unwrap_or_default()),
-        Err(e) => format!("unparsable ({e})"),
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]);
+    let first = text.lines().next().unwrap_or_default();
+    match first.strip_prefix("SIP/2.0 ") {
+        Some(rest) => {
+            let code = rest.split(' ').next().unwrap_or("?");
+            let method = text.lines().find_map(|l| l.strip_prefix("CSeq: ")).and_then(|c| c.split_whitespace().nth(1)).unwrap_or("?");
+            format!("{code} {method}")
+        }
+        None => first.split(' ').next().unwrap_or("?").to_string(),
     }
 }
 
@@ -766,6 +773,17 @@ pub struct Dialog {
     /// The peer's last SDP.
     pub remote_sdp: String,
     sdp_version: u32,
+}
+
+impl Dialog {
+    /// A call to this phone waiting for its answer.
+    pub fn ringing(&self) -> bool {
+        self.incoming.is_some()
+    }
+    /// A re-INVITE of this phone's is waiting for its answer (or its glare retry).
+    pub fn reinvite_pending(&self) -> bool {
+        self.reinvite_out || self.reinvite_dir.is_some()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
