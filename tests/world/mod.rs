@@ -261,7 +261,7 @@ impl World {
             links: BTreeMap::new(),
             queue: BTreeMap::new(),
             seq: 0,
-            net_rng: EngineRng::seed_from_u64(seed ^ 0x5eed_0f_9e7),
+            net_rng: EngineRng::seed_from_u64(seed ^ 0x0005_eed0_f9e7),
             recent: VecDeque::new(),
             http: None,
             next_conn: 1,
