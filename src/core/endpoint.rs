@@ -136,6 +136,11 @@ impl SipEndpoint {
         self.registrar = r;
     }
 
+    /// SIP transactions alive (server and client), for leak checks.
+    pub fn transactions(&self) -> usize {
+        self.txn.len()
+    }
+
     pub fn next_timeout(&self) -> Option<Time> {
         [self.txn.next_timeout(), self.b2bua.next_timeout(), self.registrar.next_expiry()].into_iter().flatten().min()
     }

@@ -186,6 +186,11 @@ pub struct B2bua {
     pub(super) next_stream: u64,
     /// o= versions of the session descriptions the box writes, per call.
     pub(super) sdp_versions: HashMap<u64, u64>,
+    /// INVITEs the box cancelled, by client transaction, until their final answer:
+    /// the request and where it went, so that a 2xx crossing the CANCEL can be ACKed
+    /// and hung up even when its call is gone or rings elsewhere now (RFC 3261 §9.1).
+    #[serde(default)]
+    pub(super) cancelled: HashMap<ClientTxn, (Request, Origin)>,
 }
 
 /// Everything a handler needs besides the call state.
@@ -249,6 +254,23 @@ impl B2bua {
 
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// How many entries each of the B2BUA's tables holds (calls, dialogs, transactions
+    /// it waits on, RTP ports, timers): all zero once every call is over and its
+    /// transactions have ended. For leak checks in tests and for diagnosis.
+    pub fn table_sizes(&self) -> [(&'static str, usize); 9] {
+        [
+            ("calls", self.calls.len()),
+            ("dialogs", self.dialogs.len()),
+            ("client", self.client.len()),
+            ("invites", self.invites.len()),
+            ("pending_requests", self.pending_requests.len()),
+            ("media_ports", self.media_ports.len()),
+            ("sdp_versions", self.sdp_versions.len()),
+            ("timers", self.timers.len()),
+            ("cancelled", self.cancelled.len()),
+        ]
     }
 
     /// Earliest call timer.
@@ -422,6 +444,24 @@ impl B2bua {
                     self.note(&d, id, EventKind::MediaStopped);
                 }
                 self.note(&d, id, EventKind::CallEnded { reason });
+            }
+        }
+        // Requests still waiting for the other party's answer get 487 (RFC 3261
+        // §15.1.2): the answer has no call to come back to.
+        let waiting: Vec<ServerTxn> = self
+            .client
+            .values()
+            .filter(|(c, _, _)| *c == id)
+            .filter_map(|(_, _, p)| match p {
+                Purpose::Relay(stx) => Some(*stx),
+                Purpose::MohHold(m) => Some(m.stx),
+                _ => None,
+            })
+            .collect();
+        for stx in waiting {
+            if let Some(orig) = self.pending_requests.remove(&stx) {
+                let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
+                self.out.push(Action::Respond(stx, respond(&orig, 487, None, &tag)));
             }
         }
         if let Some(call) = self.calls.remove(&id) {
@@ -608,6 +648,9 @@ impl B2bua {
         if let Some(e) = self.client.get_mut(&txn) {
             e.2 = Purpose::Own; // its final answer (487) is expected and ignored
         }
+        if let Some(b) = call.b.as_ref() {
+            self.cancelled.insert(txn, (inv.clone(), b.peer));
+        }
         if !call.b_got_provisional {
             // Keep it to cancel when the first provisional response arrives.
             call.b_invite = Some((txn, inv));
@@ -630,14 +673,23 @@ impl B2bua {
         }
         match purpose {
             Purpose::Own => {
-                // A late 2xx to a cancelled INVITE: ACK and hang it up (RFC 3261 §9.1 race).
-                if (200..300).contains(&resp.status) && resp.cseq().is_ok_and(|c| c.method == Method::Invite) {
-                    self.ack_and_bye_stray(cx, &resp, id);
-                }
                 if let Some(call) = self.calls.get_mut(&id) {
                     if call.cancel_when_provisional && call.b_invite.as_ref().is_some_and(|(t, _)| *t == txn) && resp.status < 200 {
                         call.b_got_provisional = true;
                         self.cancel_b(cx, id);
+                    }
+                }
+                if resp.status >= 200 {
+                    if let Some((inv, peer)) = self.cancelled.remove(&txn) {
+                        // Still waiting to CANCEL it: the answer came first.
+                        if let Some(c) = self.calls.get_mut(&id).filter(|c| c.b_invite.as_ref().is_some_and(|(t, _)| *t == txn)) {
+                            c.b_invite = None;
+                        }
+                        // A late 2xx to a cancelled INVITE: ACK and hang it up (RFC 3261 §9.1 race).
+                        if resp.status < 300 {
+                            self.ack_and_bye_cancelled(cx, id, &inv, peer, &resp);
+                        }
+                        self.end_if_cancelled(id);
                     }
                 }
             }
@@ -698,7 +750,14 @@ impl B2bua {
                 }
                 self.hang_up(cx, id, None);
             }
-            Purpose::Own => {}
+            Purpose::Own => {
+                if self.cancelled.remove(&txn).is_some() {
+                    if let Some(c) = self.calls.get_mut(&id).filter(|c| c.b_invite.as_ref().is_some_and(|(t, _)| *t == txn)) {
+                        c.b_invite = None;
+                    }
+                    self.end_if_cancelled(id);
+                }
+            }
             Purpose::MohHold(super::moh::MohPending { stx, port, .. }) => {
                 self.media_ports.remove(&port);
                 if let Some(orig) = self.pending_requests.remove(&stx) {
@@ -848,25 +907,30 @@ impl B2bua {
         self.fail(id, resp.status, &reason);
     }
 
-    fn ack_and_bye_stray(&mut self, cx: &mut Ctx<'_>, resp: &Response, id: u64) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some(b) = call.b.as_mut() else { return };
-        if let Ok(to) = resp.to() {
-            b.remote = to.to_string();
-        }
-        if let Ok(Some(crate::core::sip::Contact::Addrs(a))) = resp.contact() {
-            if let Some(c) = a.first() {
-                b.target = c.uri.to_string();
-            }
-        }
-        let cseq = resp.cseq().map(|c| c.seq).unwrap_or(1);
-        if let Some(ack) = b.ack(cseq, &branch(cx.rng)) {
-            self.out.push(Action::Stateless { message: ack.to_bytes(), to: b.peer });
-        }
-        if let Some(bye) = b.request(Method::Bye, &branch(cx.rng)) {
-            let txn = ClientTxn(cx.rng.next_u64());
-            self.client.insert(txn, (id, Side::B, Purpose::Own));
-            self.out.push(Action::Request { txn, request: bye, to: b.peer });
+    /// ACK and BYE for a 2xx to the INVITE `inv` the box had cancelled, built from
+    /// that INVITE and the answer alone (the call may be gone, or ring elsewhere).
+    fn ack_and_bye_cancelled(&mut self, cx: &mut Ctx<'_>, id: u64, inv: &Request, peer: Origin, resp: &Response) {
+        let (Ok(from), Ok(to), Ok(call_id), Ok(cseq)) = (inv.one(HeaderName::From), resp.one(HeaderName::To), inv.call_id(), inv.cseq()) else { return };
+        let target = match resp.contact() {
+            Ok(Some(crate::core::sip::Contact::Addrs(a))) if !a.is_empty() => a[0].uri.clone(),
+            _ => inv.uri.clone(),
+        };
+        let tcp = peer.transport == crate::core::Transport::Tcp;
+        let ack = Request::new(Method::Ack, target.clone(), &leg::via(peer.local, tcp, &branch(cx.rng)), from, to, call_id, cseq.seq, 70);
+        self.out.push(Action::Stateless { message: ack.to_bytes(), to: peer });
+        let bye = Request::new(Method::Bye, target, &leg::via(peer.local, tcp, &branch(cx.rng)), from, to, call_id, cseq.seq + 1, 70);
+        let txn = ClientTxn(cx.rng.next_u64());
+        self.client.insert(txn, (id, Side::B, Purpose::Own));
+        log::info!("call {id}: the called party answered after the CANCEL; hanging it up");
+        self.out.push(Action::Request { txn, request: bye, to: peer });
+    }
+
+    /// The caller cancelled while the called leg's INVITE had no provisional answer
+    /// yet, so the call was kept to CANCEL it then; that INVITE is over now.
+    fn end_if_cancelled(&mut self, id: u64) {
+        let orphan = self.calls.get(&id).is_some_and(|c| c.cancel_when_provisional && c.a_invite.is_none() && !c.answered && c.b_invite.is_none());
+        if orphan {
+            self.remove(id);
         }
     }
 
@@ -1097,7 +1161,9 @@ impl B2bua {
                     }
                     self.out.push(Action::Stateless { message: p.message.clone(), to: call.a.peer });
                     p.interval = (p.interval * 2).min(cx.t2());
-                    let next = cx.now + p.interval;
+                    // The last wait ends at 64*T1, when the call is hung up (not at
+                    // the first retransmission time past it).
+                    let next = (cx.now + p.interval).min(p.give_up);
                     self.timers.arm((id, CallTimer::Retransmit2xx), next);
                 }
                 CallTimer::CtiAnswer => self.cti_answer_timeout(cx, id),
