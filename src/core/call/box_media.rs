@@ -421,3 +421,7 @@ impl B2bua {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "box_media_tests.rs"]
+mod tests;

@@ -67,7 +67,7 @@ fn every_request_parses_and_prints_golden() {
         (r#"{"type":"snapshot","id":1,"device":"rp1"}"#, Request::Snapshot { device: Some("rp1".into()) }),
         (r#"{"type":"play","id":1,"call":"c7","prompt":"welcome.wav"}"#, Request::Play { call: "c7".into(), prompt: "welcome.wav".into() }),
         (
-            r#"{"type":"collect_digits","id":1,"call":"c7","max":4,"terminator":"#","inter_digit_timeout_ms":3000,"first_digit_timeout_ms":8000}"#,
+            r##"{"type":"collect_digits","id":1,"call":"c7","max":4,"terminator":"#","inter_digit_timeout_ms":3000,"first_digit_timeout_ms":8000}"##,
             Request::CollectDigits { call: "c7".into(), max: 4, terminator: Some('#'), inter_digit_timeout_ms: 3000, first_digit_timeout_ms: Some(8000) },
         ),
         (
@@ -216,7 +216,7 @@ fn malformed_requests_are_named() {
             "Field \"max\" of \"collect_digits\" must be an integer from 1 to 32, found 0.",
         ),
         (
-            r#"{"id":3,"type":"collect_digits","call":"c1","max":4,"terminator":"##","inter_digit_timeout_ms":3000}"#,
+            r###"{"id":3,"type":"collect_digits","call":"c1","max":4,"terminator":"##","inter_digit_timeout_ms":3000}"###,
             Some(3.into()),
             ErrorCode::BadField,
             "Field \"terminator\" of \"collect_digits\" must be one DTMF digit (0-9, *, #, A-D), found \"##\".",
@@ -364,7 +364,7 @@ fn every_event_is_golden() {
         (Some("c1"), EventKind::MediaStopped, r#""event":"media_stopped","device":"rp1","call":"c1"}"#),
         (Some("c1"), EventKind::PlayDone, r#""event":"play_done","device":"rp1","call":"c1"}"#),
         (Some("c1"), EventKind::MediaFailed { reason: "no RTP".into() }, r#""event":"media_failed","device":"rp1","call":"c1","reason":"no RTP"}"#),
-        (Some("c1"), EventKind::Digit { digit: '#' }, r#""event":"digit","device":"rp1","call":"c1","digit":"#"}"#),
+        (Some("c1"), EventKind::Digit { digit: '#' }, r##""event":"digit","device":"rp1","call":"c1","digit":"#"}"##),
         (
             Some("c1"),
             EventKind::DigitsCollected { digits: "123".into(), reason: CollectEnd::Terminator },
