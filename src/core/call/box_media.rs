@@ -91,7 +91,7 @@ pub fn prompt_source(cfg: &Config, name: &str) -> Result<MediaSource, CtiError> 
         return Err((ErrorCode::BadField, format!("prompt {shown:?} is neither a .wav file name nor moh nor a tone ({})", tones.join(", "))));
     }
     if name.contains(['/', '\\']) || name.starts_with('.') || name.chars().any(char::is_control) {
-        return Err((ErrorCode::BadField, format!("prompt {shown:?} must be a file name inside the prompts directory (no '/', '\\\\', or leading '.')")));
+        return Err((ErrorCode::BadField, format!("prompt {shown:?} must be a file name inside the prompts directory (no '/', '\\', or leading '.')")));
     }
     Ok(MediaSource::Prompt(cfg.media.prompts_dir.join(name)))
 }
@@ -137,24 +137,26 @@ impl B2bua {
         self.box_start(id);
     }
 
-    /// Opens the box's stream (or changes what it plays) once the far end sends to it.
+    /// Opens the box's stream with what it should play, once the far end sends to it.
+    /// An open stream is stopped and opened again on the same port rather than given
+    /// a new source: the media path's `Play` on an open stream moves the stream's
+    /// generation on, which orphans its paced sends (it falls silent).
     fn box_start(&mut self, id: u64) {
         let opened = match self.calls.get(&id).and_then(|c| c.box_media.as_ref()) {
             Some(b) if b.ready => b.stream,
             _ => return,
         };
-        let stream = match opened {
-            Some(s) => s,
-            None => self.new_stream(id),
-        };
+        if let Some(old) = opened {
+            self.streams.remove(&old);
+            self.out.push(Action::Media(MediaCmd::Stop { stream: old }));
+        }
+        let stream = self.new_stream(id);
         let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) else { return };
         b.stream = Some(stream);
         let source = b.source.clone().unwrap_or(MediaSource::Silence);
         let (local_port, remote, codec, dtmf_pt) = (b.port, b.remote, b.codec, b.dtmf);
         self.out.push(Action::Media(MediaCmd::Play { stream, local_port, remote, codec, source }));
-        if opened.is_none() {
-            self.out.push(Action::Media(MediaCmd::CollectDigits { stream, dtmf_pt }));
-        }
+        self.out.push(Action::Media(MediaCmd::CollectDigits { stream, dtmf_pt }));
     }
 
     /// Makes sure the call has box media: on a call answered with the application's
