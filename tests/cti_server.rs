@@ -469,3 +469,44 @@ fn make_call_from_a_controlled_phone_line_by_third_party_call_control() {
     expect_success(&tb, target, "the called phone");
     assert_eq!(status(&tb)["calls"], 0);
 }
+
+#[test]
+fn an_application_answers_with_box_media_and_the_caller_hears_the_box_play_a_tone() {
+    use ctibox::core::media::{g711, goertzel::Goertzel, rtp};
+    let tb = start();
+    let mut app = App::login_and_open(&tb, &["rp-2000"]);
+    // Where the caller receives RTP.
+    let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    media.set_read_timeout(Some(GUARD)).unwrap();
+    let rtp_port = media.local_addr().unwrap().port().to_string();
+    let c = caller(&tb, "caller_box_media.xml", "2000", &["-key", "rtp_port", &rtp_port]);
+    let call = app.event("call_offered")["call"].as_str().unwrap().to_string();
+    let r = app.ok(json!({"type":"answer","call":call,"media":"box"}));
+    let box_port = r["media"]["local_port"].as_u64().unwrap();
+    assert_eq!(r["media"]["remote_port"].as_u64().unwrap().to_string(), rtp_port, "{r}");
+    app.event("call_connected");
+    // Bad prompt names are refused; a tone plays.
+    let r = app.request(json!({"type":"play","call":call,"prompt":"../x.wav"}));
+    assert_eq!(r["error"]["code"], "bad_field", "{r}");
+    app.ok(json!({"type":"play","call":call,"prompt":"busy"}));
+    // Silence first (the stream opened at the answer), then the tone, from the box's port.
+    let mut buf = [0u8; 2048];
+    let mut tone = Vec::new();
+    while tone.len() < 10 * 160 {
+        let (n, from) = media.recv_from(&mut buf).expect("RTP from the box reaches the caller");
+        assert_eq!((from.ip().to_string().as_str(), u64::from(from.port())), ("127.0.0.1", box_port));
+        let p = rtp::parse(&buf[..n]).expect("a valid RTP packet");
+        assert_eq!((p.header.payload_type, p.payload.len()), (0, 160), "PCMU, 20 ms");
+        let pcm: Vec<i16> = p.payload.iter().map(|b| g711::ulaw_decode(*b)).collect();
+        if !tone.is_empty() || pcm.iter().any(|s| s.unsigned_abs() > 1000) {
+            tone.extend(pcm);
+        }
+    }
+    // US busy: 480 + 620 Hz, each far above a frequency that is not in it.
+    let a = |f: f32| Goertzel::new(f).amplitude(&tone);
+    assert!(a(480.0) > 10.0 * a(1000.0) && a(620.0) > 10.0 * a(1000.0), "480 {} 620 {} 1000 {}", a(480.0), a(620.0), a(1000.0));
+    app.ok(json!({"type":"stop_media","call":call}));
+    app.ok(json!({"type":"drop","call":call}));
+    assert_eq!(app.event("call_ended")["reason"], "dropped");
+    expect_success(&tb, c, "caller answered with box media, then hung up by the box");
+}

@@ -70,6 +70,8 @@ pub enum Reason {
     UnknownBoard { name: String },
     /// `[media] moh_file` cannot be read or is not a WAV the media path can play.
     BadAudioFile { key: &'static str, path: String, detail: String },
+    /// A directory key (`[media] prompts_dir`) that names no readable directory.
+    BadDirectory { key: &'static str, path: String, detail: String },
 }
 
 fn list(items: &[String]) -> String {
@@ -158,6 +160,7 @@ impl fmt::Display for Reason {
             PcmTaken { pcm, port } => write!(f, "ALSA PCM {pcm:?} is already used by port {port:?}"),
             UnknownBoard { name } => write!(f, "unknown board {name:?} (built in: sim, rpi4, rpi5; or set `file`)"),
             BadAudioFile { key, path, detail } => write!(f, "{key} {path:?}: {detail}"),
+            BadDirectory { key, path, detail } => write!(f, "{key} {path:?}: {detail}"),
         }
     }
 }

@@ -168,6 +168,9 @@ pub struct MediaConfig {
     /// Music on hold: an 8 kHz mono PCM16 / G.711 WAV file (checked at load), else
     /// the built-in melody. Relative paths are resolved against the config file.
     pub moh_file: Option<PathBuf>,
+    /// Where the prompts a CTI application plays (`play`) are read from; a prompt
+    /// name is one file name in it. Relative paths are resolved against the config file.
+    pub prompts_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -101,6 +101,7 @@ pub(super) struct RawMedia {
     pub rtp_port_max: OS<i64>,
     pub codecs: OS<Vec<S<String>>>,
     pub moh_file: OS<String>,
+    pub prompts_dir: OS<String>,
 }
 
 #[derive(Deserialize)]

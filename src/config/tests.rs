@@ -271,3 +271,24 @@ fn no_panic_on_odd_input() {
 fn errors_stay_small() {
     assert!(std::mem::size_of::<ConfigError>() < 128, "{}", std::mem::size_of::<ConfigError>());
 }
+
+#[test]
+fn prompts_dir_is_checked_at_load_when_set() {
+    let dir = temp_dir("prompts");
+    let cfg = dir.join("c.toml");
+    let load = |key: &str| {
+        std::fs::write(&cfg, with(&format!("[media]\nprompts_dir = \"{key}\"\n"))).unwrap();
+        load_file(&cfg)
+    };
+    let e = load("nope").unwrap_err();
+    assert_eq!((e.line, e.column), (20, 15), "{e}");
+    assert!(e.to_string().contains("media.prompts_dir") && e.to_string().contains("cannot read"), "{e}");
+    std::fs::write(dir.join("file"), "x").unwrap();
+    assert!(load("file").unwrap_err().to_string().ends_with("not a directory"));
+    // A directory, relative to the config file.
+    std::fs::create_dir_all(dir.join("prompts")).unwrap();
+    assert_eq!(load("prompts").unwrap().media.prompts_dir, dir.join("prompts"));
+    // Unset: the packaged directory, which need not exist.
+    assert_eq!(embedded_default().media.prompts_dir, std::path::PathBuf::from("/usr/share/ctibox/prompts"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

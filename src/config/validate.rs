@@ -226,6 +226,9 @@ fn sip(c: &mut Ctx, r: &RawSip, system_name: &str) -> SipConfig {
     }
 }
 
+/// `[media] prompts_dir` when unset.
+pub const DEFAULT_PROMPTS_DIR: &str = "/usr/share/ctibox/prompts";
+
 fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
     let min = c.int(&r.rtp_port_min, "media.rtp_port_min", 16384, 1024, 65534);
     let max = c.int(&r.rtp_port_max, "media.rtp_port_max", 32767, 1025, 65535);
@@ -257,7 +260,21 @@ fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
             }
         }
     });
-    MediaConfig { rtp_port_min: min as u16, rtp_port_max: max as u16, codecs, moh_file }
+    // Explicitly set: it must be a directory now. The default may be absent (no prompts).
+    let prompts_dir = match &r.prompts_dir {
+        None => PathBuf::from(DEFAULT_PROMPTS_DIR),
+        Some(d) => {
+            let base = Path::new(c.file).parent().unwrap_or(Path::new(""));
+            let path = base.join(d.get_ref());
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => c.err(d.span(), Reason::BadDirectory { key: "media.prompts_dir", path: path.display().to_string(), detail: "not a directory".into() }),
+                Err(e) => c.err(d.span(), Reason::BadDirectory { key: "media.prompts_dir", path: path.display().to_string(), detail: format!("cannot read: {e}") }),
+            }
+            path
+        }
+    };
+    MediaConfig { rtp_port_min: min as u16, rtp_port_max: max as u16, codecs, moh_file, prompts_dir }
 }
 
 /// Reads and decodes an audio file the media path plays (music on hold, prompts):

@@ -319,6 +319,11 @@ impl SipEndpoint {
         r
     }
 
+    /// An event from the media path, for the call that owns the stream.
+    pub fn media_event(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, ev: super::MediaEvent) {
+        self.cti_command(now, cfg, rng, out, |b, cx| b.handle_media(cx, ev));
+    }
+
     /// Moves work between the transaction layer and the B2BUA until both are quiet,
     /// then emits the transmissions.
     fn pump(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {

@@ -308,8 +308,12 @@ impl Engine {
         self.cti_deliver();
     }
 
+    /// Media events go to the call that owns the stream (src/core/call/box_media.rs).
     fn handle_media(&mut self, ev: MediaEvent) {
         log::debug!("media: {ev:?}");
+        let cfg = self.config.clone();
+        self.sip.media_event(self.now, &cfg, &mut self.rng, &mut self.out, ev);
+        self.cti_deliver();
     }
 
     fn handle_reload(&mut self, config: Arc<Config>) {
@@ -371,6 +375,7 @@ impl Engine {
             "registrations": self.sip.registrar.len(),
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,
+            "call_media": self.sip.b2bua.stats,
             "cti_apps": self.cti.apps(),
             "cti": self.cti.stats,
         });

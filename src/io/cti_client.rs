@@ -136,7 +136,7 @@ pub fn run(o: &Options) -> Result<u8, String> {
         }
         Command::Answer { device, call, media } => {
             c.open(device)?;
-            c.request(&Request::Answer { call: call.clone(), media: media.map(to_media) })?;
+            c.request(&Request::Answer { call: call.clone(), media: media.map(to_media), box_media: false })?;
             println!("answered {call} at {device}");
             Ok(0)
         }

@@ -57,6 +57,9 @@ pub(super) enum Purpose {
     /// The re-INVITE that points the held party at the box's music on hold; the
     /// holder's re-INVITE (server transaction) is answered when it completes.
     MohHold(super::moh::MohPending),
+    /// The re-INVITE that moves the far end's media to the box's own stream (`play`
+    /// or `collect_digits` on a call answered with the application's media).
+    BoxMedia,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,6 +70,8 @@ pub(super) enum CallTimer {
     NoAnswer,
     /// A CTI application's time to act on an offered call: then CFNA.
     CtiAnswer,
+    /// `collect_digits`: the first-digit or inter-digit timeout.
+    Digits,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,6 +121,8 @@ pub(super) struct Call {
     pub(super) end_reason: Option<crate::core::cti::wire::EndReason>,
     /// Music on hold playing to one party.
     pub(super) moh: Option<super::moh::Moh>,
+    /// The box's own media termination (CTI `"media": "box"`, `play`, `collect_digits`).
+    pub(super) box_media: Option<super::box_media::BoxMedia>,
 }
 
 /// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
@@ -157,6 +164,7 @@ impl Call {
             phone_ack_pending: None,
             end_reason: None,
             moh: None,
+            box_media: None,
         }
     }
 }
@@ -184,6 +192,11 @@ pub struct B2bua {
     /// RTP ports of `[media]`'s range in use by the box's own streams.
     pub(super) media_ports: std::collections::BTreeSet<u16>,
     pub(super) next_stream: u64,
+    /// The box's open streams and the calls they belong to (media events find their
+    /// call here).
+    pub(super) streams: BTreeMap<crate::core::StreamId, u64>,
+    /// Media counters for /status.
+    pub stats: super::box_media::CallStats,
     /// o= versions of the session descriptions the box writes, per call.
     pub(super) sdp_versions: HashMap<u64, u64>,
     /// INVITEs the box cancelled, by client transaction, until their final answer:
@@ -431,6 +444,7 @@ impl B2bua {
 
     pub(super) fn remove(&mut self, id: u64) {
         self.moh_stop(id);
+        self.box_media_stop(id);
         self.sdp_versions.remove(&id);
         if let Some(call) = self.calls.get(&id) {
             use crate::core::cti::wire::{EndReason, EventKind};
@@ -705,6 +719,11 @@ impl B2bua {
                     self.cti_reinvite_answered(cx, id, side, hold, &resp);
                 }
             }
+            Purpose::BoxMedia => {
+                if resp.status >= 200 {
+                    self.box_reinvite_answered(cx, id, side, Some(&resp));
+                }
+            }
             Purpose::Relay(stx) => self.relay_response(cx, id, side, txn, stx, resp),
         }
     }
@@ -779,6 +798,7 @@ impl B2bua {
                     c.relaying = None;
                 }
             }
+            Purpose::BoxMedia => self.box_reinvite_answered(cx, id, side, None),
         }
     }
 
@@ -1167,6 +1187,7 @@ impl B2bua {
                     self.timers.arm((id, CallTimer::Retransmit2xx), next);
                 }
                 CallTimer::CtiAnswer => self.cti_answer_timeout(cx, id),
+                CallTimer::Digits => self.digit_timeout(id),
                 CallTimer::NoAnswer => {
                     let Some(call) = self.calls.get(&id) else { continue };
                     let Some(line) = call.ringing_line.clone() else { continue };

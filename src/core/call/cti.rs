@@ -196,15 +196,57 @@ impl B2bua {
         Ok(())
     }
 
-    /// `answer`: terminate the call's media at the application.
-    pub fn cti_answer(&mut self, cx: &mut Ctx<'_>, call: &str, media: Option<AppMedia>, static_media: Option<AppMedia>, device_ok: &dyn Fn(&str) -> bool) -> Result<MediaInfo, CtiError> {
+    /// `answer`: terminate the call's media at the application, or with `box_media`
+    /// at an RTP port of the box's own (`"media": "box"`).
+    pub fn cti_answer(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        call: &str,
+        media: Option<AppMedia>,
+        static_media: Option<AppMedia>,
+        box_media: bool,
+        device_ok: &dyn Fn(&str) -> bool,
+    ) -> Result<MediaInfo, CtiError> {
         let id = self.cti_call(call, device_ok)?;
+        if !box_media {
+            return self.cti_answer_with(cx, id, call, media, static_media, None);
+        }
+        if self.calls[&id].cti.as_ref().is_some_and(|e| e.state != CtiState::Offered) {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
+        }
+        let Some(port) = self.allocate_port(cx) else { return Err((ErrorCode::Capacity, "no free RTP port in [media]'s range".into())) };
+        let r = self.cti_answer_with(cx, id, call, None, None, Some(port));
+        match &r {
+            Ok(info) => {
+                let dtmf = self.calls.get(&id).and_then(|c| c.cti.as_ref()).and_then(|e| e.agreed).and_then(|a| a.4);
+                let remote = std::net::SocketAddr::new(info.remote_ip, info.remote_port);
+                self.box_media_answered(id, info.local_ip, port, remote, info.codec, dtmf);
+            }
+            Err(_) => {
+                self.media_ports.remove(&port);
+            }
+        }
+        r
+    }
+
+    /// `answer` with the media termination chosen: the application's, or the box's
+    /// port `box_port`.
+    fn cti_answer_with(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        id: u64,
+        call: &str,
+        media: Option<AppMedia>,
+        static_media: Option<AppMedia>,
+        box_port: Option<u16>,
+    ) -> Result<MediaInfo, CtiError> {
         let c = self.calls.get_mut(&id).expect("checked");
         let Some(end) = c.cti.as_mut() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         if end.state != CtiState::Offered {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
         }
-        let Some(m) = media.or(end.media).or(static_media) else {
+        let box_media = box_port.map(|port| AppMedia { ip: c.a.peer.local.ip(), port, codec: None });
+        let Some(m) = box_media.or(media).or(end.media).or(static_media) else {
             return Err((ErrorCode::MediaRequired, format!("call {call:?} has no media termination: give media in answer or set_media first")));
         };
         let Some((stx, a_req)) = c.a_invite.take() else { return Err((ErrorCode::InvalidState, format!("call {call:?} is no longer ringing"))) };

@@ -5,6 +5,7 @@
 //! layer only through `Action`s and the handles it is given. Pure.
 
 pub mod b2bua;
+pub mod box_media;
 pub mod cti;
 pub mod dialplan;
 pub mod leg;

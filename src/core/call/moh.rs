@@ -38,7 +38,7 @@ pub fn is_hold_offer(body: &[u8]) -> bool {
 
 impl B2bua {
     /// A free even RTP port from `[media]`'s range.
-    fn allocate_port(&mut self, cx: &Ctx<'_>) -> Option<u16> {
+    pub(super) fn allocate_port(&mut self, cx: &Ctx<'_>) -> Option<u16> {
         let (lo, hi) = (cx.cfg.media.rtp_port_min, cx.cfg.media.rtp_port_max);
         let mut p = lo + (lo % 2);
         while p < hi {
@@ -46,7 +46,8 @@ impl B2bua {
                 self.media_ports.insert(p);
                 return Some(p);
             }
-            p += 2;
+            // At the top of the port space the next even port does not exist.
+            p = p.checked_add(2)?;
         }
         None
     }
@@ -124,6 +125,7 @@ impl B2bua {
                 leg::set_contact(&mut r.headers, holder_leg.contact(&user));
                 r.set_body("application/sdp", sdp::with_direction(&held_sdp, Direction::RecvOnly));
                 call.moh = Some(Moh { stream, port, held });
+                self.streams.insert(stream, id);
                 self.out.push(Action::Respond(stx, r));
                 self.out.push(Action::Media(MediaCmd::Play { stream, local_port: port, remote, codec, source: MediaSource::MusicOnHold }));
             }
@@ -140,6 +142,7 @@ impl B2bua {
     pub(super) fn moh_stop(&mut self, id: u64) {
         let Some(m) = self.calls.get_mut(&id).and_then(|c| c.moh.take()) else { return };
         self.media_ports.remove(&m.port);
+        self.streams.remove(&m.stream);
         self.out.push(Action::Media(MediaCmd::Stop { stream: m.stream }));
         log::info!("call {id}: music on hold stopped");
     }

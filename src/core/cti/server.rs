@@ -7,6 +7,7 @@
 
 use super::wire::{self, DeviceInfo, ErrorCode, Event, EventKind, Reply, Request, RequestId};
 use crate::config::DeviceKind;
+use crate::core::call::box_media::CollectSpec;
 use crate::core::call::cti::AppMedia;
 use crate::config::{AppSecret, Config};
 use crate::core::throttle::{Throttle, ThrottlePolicy};
@@ -238,7 +239,7 @@ impl Engine {
                     Err((code, msg)) => err(id, code, msg),
                 }
             }
-            (Some(_), Request::Answer { call, media }) => {
+            (Some(_), Request::Answer { call, media, box_media }) => {
                 let owned = self.cti_owned(conn);
                 let cfg = self.config.clone();
                 let now = self.now;
@@ -246,7 +247,7 @@ impl Engine {
                     // The static media of the very device the call is at.
                     let at = b.cti_device_of(&call);
                     let st = at.as_deref().and_then(|d| owned.get(d).copied().flatten().or_else(|| config_static(&cfg, d)));
-                    b.cti_answer(cx, &call, media.map(AppMedia::from), st, &|d| owned.contains_key(d))
+                    b.cti_answer(cx, &call, media.map(AppMedia::from), st, box_media, &|d| owned.contains_key(d))
                 });
                 match r {
                     Ok(m) => Reply::ok(id.clone()).with("media", m.to_value()),
@@ -257,6 +258,14 @@ impl Engine {
             (Some(_), Request::Hold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, true, ok)),
             (Some(_), Request::Unhold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, false, ok)),
             (Some(_), Request::Drop { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_drop(cx, &call, ok)),
+            (Some(_), Request::Play { call, prompt }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_play(cx, &call, &prompt, ok)),
+            (Some(_), Request::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms }) => {
+                let ms = |v: u32| Duration::from_millis(u64::from(v));
+                let spec = CollectSpec { max, terminator, inter_digit: ms(inter_digit_timeout_ms), first_digit: first_digit_timeout_ms.map(ms) };
+                self.cti_call_op(conn, id, |b, cx, ok| b.cti_collect_digits(cx, &call, spec, ok))
+            }
+            (Some(_), Request::StopMedia { call }) => self.cti_call_op(conn, id, |b, _, ok| b.cti_stop_media(&call, ok)),
+            (Some(_), Request::SendDigits { call, digits }) => self.cti_call_op(conn, id, |b, _, ok| b.cti_send_digits(&call, &digits, ok)),
             (Some(_), Request::MakeCall { device, to, media }) => {
                 let owned = self.cti_owned(conn);
                 let Some(static_media) = owned.get(&device) else {

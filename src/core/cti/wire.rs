@@ -92,8 +92,9 @@ pub enum Request {
     /// Takes control of a device; `media` is a CTI port's static media termination.
     Open { device: String, media: Option<Media> },
     Close { device: String },
-    /// Answers an offered call; `media` is this call's (dynamic) termination.
-    Answer { call: String, media: Option<Media> },
+    /// Answers an offered call; `media` is this call's (dynamic) termination, or with
+    /// `box_media` (`"media": "box"`) the box terminates the call's media itself.
+    Answer { call: String, media: Option<Media>, box_media: bool },
     /// Sets or changes a call's dynamic media termination.
     SetMedia { call: String, media: Media },
     /// Sends the call on to `to`, routed with the redirecting device's calling search space.
@@ -105,13 +106,29 @@ pub enum Request {
     MakeCall { device: String, to: String, media: Option<Media> },
     /// Asks for `snapshot` events: for `device`, or for every device this application has open.
     Snapshot { device: Option<String> },
+    /// The box plays `prompt` (a WAV file name in `[media] prompts_dir`, a tone name,
+    /// or `moh`) to the far end of a call, on an RTP stream of its own.
+    Play { call: String, prompt: String },
+    /// The box collects DTMF digits from the far end of a call.
+    CollectDigits { call: String, max: u32, terminator: Option<char>, inter_digit_timeout_ms: u32, first_digit_timeout_ms: Option<u32> },
+    /// Stops what the box plays and collects on a call.
+    StopMedia { call: String },
+    /// The box sends DTMF digits (RFC 4733) to the far end of a call.
+    SendDigits { call: String, digits: String },
 }
+
+/// Digits `collect_digits` may wait for, and the characters DTMF has.
+pub const MAX_COLLECT_DIGITS: u32 = 32;
+pub const DTMF_DIGITS: &str = "0123456789*#ABCD";
+/// Bounds of the `collect_digits` timeouts, in milliseconds.
+pub const MIN_DIGIT_TIMEOUT_MS: u32 = 100;
+pub const MAX_DIGIT_TIMEOUT_MS: u32 = 600_000;
 
 impl Request {
     /// Every request name, in the order of the docs.
     pub const NAMES: &'static [&'static str] = &[
         "login", "logout", "heartbeat", "list_devices", "open", "close", "answer", "set_media", "redirect", "hold",
-        "unhold", "drop", "make_call", "snapshot",
+        "unhold", "drop", "make_call", "snapshot", "play", "collect_digits", "stop_media", "send_digits",
     ];
 
     /// The `type` of this request on the wire.
@@ -131,6 +148,10 @@ impl Request {
             Request::Drop { .. } => "drop",
             Request::MakeCall { .. } => "make_call",
             Request::Snapshot { .. } => "snapshot",
+            Request::Play { .. } => "play",
+            Request::CollectDigits { .. } => "collect_digits",
+            Request::StopMedia { .. } => "stop_media",
+            Request::SendDigits { .. } => "send_digits",
         }
     }
 
@@ -151,7 +172,10 @@ impl Request {
             Request::Logout | Request::Heartbeat | Request::ListDevices => o,
             Request::Open { device, media: m } => o.field("device", device.as_str()).opt_raw("media", m.as_ref().map(media)),
             Request::Close { device } => o.field("device", device.as_str()),
-            Request::Answer { call, media: m } => o.field("call", call.as_str()).opt_raw("media", m.as_ref().map(media)),
+            Request::Answer { call, media: m, box_media } => {
+                let m = if *box_media { Some("\"box\"".to_string()) } else { m.as_ref().map(media) };
+                o.field("call", call.as_str()).opt_raw("media", m)
+            }
             Request::SetMedia { call, media: m } => o
                 .field("call", call.as_str())
                 .field("ip", m.ip.to_string())
@@ -163,6 +187,15 @@ impl Request {
                 o.field("device", device.as_str()).field("to", to.as_str()).opt_raw("media", m.as_ref().map(media))
             }
             Request::Snapshot { device } => o.opt("device", device.as_deref().map(Value::from)),
+            Request::Play { call, prompt } => o.field("call", call.as_str()).field("prompt", prompt.as_str()),
+            Request::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms } => o
+                .field("call", call.as_str())
+                .field("max", *max)
+                .opt("terminator", terminator.map(|c| Value::from(c.to_string())))
+                .field("inter_digit_timeout_ms", *inter_digit_timeout_ms)
+                .opt("first_digit_timeout_ms", first_digit_timeout_ms.map(Value::from)),
+            Request::StopMedia { call } => o.field("call", call.as_str()),
+            Request::SendDigits { call, digits } => o.field("call", call.as_str()).field("digits", digits.as_str()),
         }
         .finish()
     }
@@ -510,6 +543,36 @@ pub enum EventKind {
     MediaStarted(MediaInfo),
     MediaStopped,
     Snapshot { calls: Vec<CallInfo> },
+    /// A prompt or tone the box played (`play`) ended by itself.
+    PlayDone,
+    /// The box's media on the call failed (the stream could not open, the prompt is
+    /// unreadable, the far end refused to send its media to the box).
+    MediaFailed { reason: String },
+    /// The far end pressed a DTMF digit on a call whose media the box terminates.
+    Digit { digit: char },
+    /// `collect_digits` ended: the digits, and why it ended.
+    DigitsCollected { digits: String, reason: CollectEnd },
+}
+
+/// Why a `collect_digits` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CollectEnd {
+    /// `max` digits arrived.
+    Max,
+    /// The terminator arrived (it is not among the digits).
+    Terminator,
+    /// The first-digit or inter-digit timeout ran out.
+    Timeout,
+}
+
+impl CollectEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CollectEnd::Max => "max",
+            CollectEnd::Terminator => "terminator",
+            CollectEnd::Timeout => "timeout",
+        }
+    }
 }
 
 impl EventKind {
@@ -529,6 +592,10 @@ impl EventKind {
             EventKind::MediaStarted(_) => "media_started",
             EventKind::MediaStopped => "media_stopped",
             EventKind::Snapshot { .. } => "snapshot",
+            EventKind::PlayDone => "play_done",
+            EventKind::MediaFailed { .. } => "media_failed",
+            EventKind::Digit { .. } => "digit",
+            EventKind::DigitsCollected { .. } => "digits_collected",
         }
     }
 }
@@ -568,6 +635,9 @@ impl Event {
                 let list: Vec<String> = calls.iter().map(CallInfo::to_json).collect();
                 o.raw("calls", &format!("[{}]", list.join(",")))
             }
+            EventKind::MediaFailed { reason } => o.field("reason", reason.as_str()),
+            EventKind::Digit { digit } => o.field("digit", digit.to_string()),
+            EventKind::DigitsCollected { digits, reason } => o.field("digits", digits.as_str()).field("reason", reason.as_str()),
             _ => o,
         }
         .finish()
@@ -622,7 +692,17 @@ pub fn parse_request(text: &str) -> Result<(RequestId, Request), WireError> {
         "list_devices" => Request::ListDevices,
         "open" => Request::Open { device: f.string("device")?, media: f.opt_media("media")? },
         "close" => Request::Close { device: f.string("device")? },
-        "answer" => Request::Answer { call: f.string("call")?, media: f.opt_media("media")? },
+        "answer" => {
+            let call = f.string("call")?;
+            match obj.get("media") {
+                Some(Value::String(s)) if s == "box" => Request::Answer { call, media: None, box_media: true },
+                Some(Value::String(s)) => {
+                    let shown: String = s.chars().take(64).collect();
+                    return Err(f.bad("media", "\"box\" or an object with ip, port and optional codec", &format!("{shown:?}")));
+                }
+                _ => Request::Answer { call, media: f.opt_media("media")?, box_media: false },
+            }
+        }
         "set_media" => Request::SetMedia { call: f.string("call")?, media: f.media_fields(&obj, "")? },
         "redirect" => Request::Redirect { call: f.string("call")?, to: f.string("to")? },
         "hold" => Request::Hold { call: f.string("call")? },
@@ -630,6 +710,45 @@ pub fn parse_request(text: &str) -> Result<(RequestId, Request), WireError> {
         "drop" => Request::Drop { call: f.string("call")? },
         "make_call" => Request::MakeCall { device: f.string("device")?, to: f.string("to")?, media: f.opt_media("media")? },
         "snapshot" => Request::Snapshot { device: f.opt_string("device")? },
+        "play" => Request::Play { call: f.string("call")?, prompt: f.string("prompt")? },
+        "collect_digits" => {
+            let call = f.string("call")?;
+            let max = f.opt_u32("max")?.ok_or_else(|| f.missing("max", "how many digits to collect"))?;
+            if !(1..=MAX_COLLECT_DIGITS).contains(&max) {
+                return Err(f.bad("max", &format!("an integer from 1 to {MAX_COLLECT_DIGITS}"), &max.to_string()));
+            }
+            let terminator = match f.opt_string("terminator")? {
+                None => None,
+                Some(t) => {
+                    let mut cs = t.chars();
+                    match (cs.next(), cs.next()) {
+                        (Some(c), None) if DTMF_DIGITS.contains(c) => Some(c),
+                        _ => return Err(f.bad("terminator", "one DTMF digit (0-9, *, #, A-D)", &format!("{:?}", t.chars().take(64).collect::<String>()))),
+                    }
+                }
+            };
+            let timeout = |key: &str| -> Result<Option<u32>, WireError> {
+                match f.opt_u32(key)? {
+                    Some(ms) if !(MIN_DIGIT_TIMEOUT_MS..=MAX_DIGIT_TIMEOUT_MS).contains(&ms) => {
+                        Err(f.bad(key, &format!("an integer from {MIN_DIGIT_TIMEOUT_MS} to {MAX_DIGIT_TIMEOUT_MS} (milliseconds)"), &ms.to_string()))
+                    }
+                    v => Ok(v),
+                }
+            };
+            let inter_digit_timeout_ms = timeout("inter_digit_timeout_ms")?.ok_or_else(|| f.missing("inter_digit_timeout_ms", "milliseconds to wait after each digit"))?;
+            let first_digit_timeout_ms = timeout("first_digit_timeout_ms")?;
+            Request::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms }
+        }
+        "stop_media" => Request::StopMedia { call: f.string("call")? },
+        "send_digits" => {
+            let call = f.string("call")?;
+            let digits = f.string("digits")?;
+            if digits.chars().count() > MAX_COLLECT_DIGITS as usize || !digits.chars().all(|c| DTMF_DIGITS.contains(c)) {
+                let shown: String = digits.chars().take(64).collect();
+                return Err(f.bad("digits", &format!("1 to {MAX_COLLECT_DIGITS} DTMF digits (0-9, *, #, A-D)"), &format!("{shown:?}")));
+            }
+            Request::SendDigits { call, digits }
+        }
         other => {
             let shown: String = other.chars().take(64).collect();
             let message = format!("Unknown request type {shown:?}; known types are {}.", Request::NAMES.join(", "));

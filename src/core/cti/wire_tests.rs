@@ -41,10 +41,11 @@ fn every_request_parses_and_prints_golden() {
             Request::Open { device: "port1".into(), media: Some(media("192.0.2.10", 4000, Some(Codec::Pcma))) },
         ),
         (r#"{"type":"close","id":1,"device":"rp1"}"#, Request::Close { device: "rp1".into() }),
-        (r#"{"type":"answer","id":1,"call":"c7"}"#, Request::Answer { call: "c7".into(), media: None }),
+        (r#"{"type":"answer","id":1,"call":"c7"}"#, Request::Answer { call: "c7".into(), media: None, box_media: false }),
+        (r#"{"type":"answer","id":1,"call":"c7","media":"box"}"#, Request::Answer { call: "c7".into(), media: None, box_media: true }),
         (
             r#"{"type":"answer","id":1,"call":"c7","media":{"ip":"2001:db8::10","port":5004}}"#,
-            Request::Answer { call: "c7".into(), media: Some(media("2001:db8::10", 5004, None)) },
+            Request::Answer { call: "c7".into(), media: Some(media("2001:db8::10", 5004, None)), box_media: false },
         ),
         (
             r#"{"type":"set_media","id":1,"call":"c7","ip":"192.0.2.10","port":4002,"codec":"pcmu"}"#,
@@ -64,6 +65,17 @@ fn every_request_parses_and_prints_golden() {
         ),
         (r#"{"type":"snapshot","id":1}"#, Request::Snapshot { device: None }),
         (r#"{"type":"snapshot","id":1,"device":"rp1"}"#, Request::Snapshot { device: Some("rp1".into()) }),
+        (r#"{"type":"play","id":1,"call":"c7","prompt":"welcome.wav"}"#, Request::Play { call: "c7".into(), prompt: "welcome.wav".into() }),
+        (
+            r##"{"type":"collect_digits","id":1,"call":"c7","max":4,"terminator":"#","inter_digit_timeout_ms":3000,"first_digit_timeout_ms":8000}"##,
+            Request::CollectDigits { call: "c7".into(), max: 4, terminator: Some('#'), inter_digit_timeout_ms: 3000, first_digit_timeout_ms: Some(8000) },
+        ),
+        (
+            r#"{"type":"collect_digits","id":1,"call":"c7","max":1,"inter_digit_timeout_ms":100}"#,
+            Request::CollectDigits { call: "c7".into(), max: 1, terminator: None, inter_digit_timeout_ms: 100, first_digit_timeout_ms: None },
+        ),
+        (r#"{"type":"stop_media","id":1,"call":"c7"}"#, Request::StopMedia { call: "c7".into() }),
+        (r#"{"type":"send_digits","id":1,"call":"c7","digits":"12#"}"#, Request::SendDigits { call: "c7".into(), digits: "12#".into() }),
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (text, want) in cases {
@@ -113,7 +125,7 @@ fn malformed_requests_are_named() {
             r#"{"id":3,"type":"dance"}"#,
             Some(3.into()),
             ErrorCode::UnknownRequest,
-            "Unknown request type \"dance\"; known types are login, logout, heartbeat, list_devices, open, close, answer, set_media, redirect, hold, unhold, drop, make_call, snapshot.",
+            "Unknown request type \"dance\"; known types are login, logout, heartbeat, list_devices, open, close, answer, set_media, redirect, hold, unhold, drop, make_call, snapshot, play, collect_digits, stop_media, send_digits.",
         ),
         (r#"{"id":3,"type":"open"}"#, Some(3.into()), ErrorCode::MissingField, "Request \"open\" needs field \"device\" (a string)."),
         (r#"{"id":3,"type":"open","device":12}"#, Some(3.into()), ErrorCode::BadField, "Field \"device\" of \"open\" must be a string, found a number."),
@@ -163,7 +175,7 @@ fn malformed_requests_are_named() {
             r#"{"id":3,"type":"answer","call":"c","media":"192.0.2.1:4000"}"#,
             Some(3.into()),
             ErrorCode::BadField,
-            "Field \"media\" of \"answer\" must be an object with ip, port and optional codec, found a string.",
+            "Field \"media\" of \"answer\" must be \"box\" or an object with ip, port and optional codec, found \"192.0.2.1:4000\".",
         ),
         (
             r#"{"id":3,"type":"set_media","call":"c","ip":"192.0.2.1","port":4000,"codec":"g729"}"#,
@@ -190,6 +202,43 @@ fn malformed_requests_are_named() {
             "Field \"protocol\" of \"login\" must be a non-negative integer, found a string.",
         ),
         (r#"{"id":3,"type":"login","app":"crm"}"#, Some(3.into()), ErrorCode::MissingField, "Request \"login\" needs field \"secret\" (a string)."),
+        (r#"{"id":3,"type":"play","call":"c1"}"#, Some(3.into()), ErrorCode::MissingField, "Request \"play\" needs field \"prompt\" (a string)."),
+        (
+            r#"{"id":3,"type":"collect_digits","call":"c1","inter_digit_timeout_ms":3000}"#,
+            Some(3.into()),
+            ErrorCode::MissingField,
+            "Request \"collect_digits\" needs field \"max\" (how many digits to collect).",
+        ),
+        (
+            r#"{"id":3,"type":"collect_digits","call":"c1","max":0,"inter_digit_timeout_ms":3000}"#,
+            Some(3.into()),
+            ErrorCode::BadField,
+            "Field \"max\" of \"collect_digits\" must be an integer from 1 to 32, found 0.",
+        ),
+        (
+            r###"{"id":3,"type":"collect_digits","call":"c1","max":4,"terminator":"##","inter_digit_timeout_ms":3000}"###,
+            Some(3.into()),
+            ErrorCode::BadField,
+            "Field \"terminator\" of \"collect_digits\" must be one DTMF digit (0-9, *, #, A-D), found \"##\".",
+        ),
+        (
+            r#"{"id":3,"type":"collect_digits","call":"c1","max":4,"inter_digit_timeout_ms":50}"#,
+            Some(3.into()),
+            ErrorCode::BadField,
+            "Field \"inter_digit_timeout_ms\" of \"collect_digits\" must be an integer from 100 to 600000 (milliseconds), found 50.",
+        ),
+        (
+            r#"{"id":3,"type":"collect_digits","call":"c1","max":4}"#,
+            Some(3.into()),
+            ErrorCode::MissingField,
+            "Request \"collect_digits\" needs field \"inter_digit_timeout_ms\" (milliseconds to wait after each digit).",
+        ),
+        (
+            r#"{"id":3,"type":"send_digits","call":"c1","digits":"12x"}"#,
+            Some(3.into()),
+            ErrorCode::BadField,
+            "Field \"digits\" of \"send_digits\" must be 1 to 32 DTMF digits (0-9, *, #, A-D), found \"12x\".",
+        ),
     ];
     for (text, id, code, message) in cases {
         let e = err(text);
@@ -314,6 +363,14 @@ fn every_event_is_golden() {
             r#""event":"media_started","device":"rp1","call":"c1","remote_ip":"192.0.2.50","remote_port":20000,"codec":"pcmu","local_ip":"192.0.2.10","local_port":4000}"#,
         ),
         (Some("c1"), EventKind::MediaStopped, r#""event":"media_stopped","device":"rp1","call":"c1"}"#),
+        (Some("c1"), EventKind::PlayDone, r#""event":"play_done","device":"rp1","call":"c1"}"#),
+        (Some("c1"), EventKind::MediaFailed { reason: "no RTP".into() }, r#""event":"media_failed","device":"rp1","call":"c1","reason":"no RTP"}"#),
+        (Some("c1"), EventKind::Digit { digit: '#' }, r##""event":"digit","device":"rp1","call":"c1","digit":"#"}"##),
+        (
+            Some("c1"),
+            EventKind::DigitsCollected { digits: "123".into(), reason: CollectEnd::Terminator },
+            r#""event":"digits_collected","device":"rp1","call":"c1","digits":"123","reason":"terminator"}"#,
+        ),
         (
             None,
             snapshot,
@@ -328,7 +385,7 @@ fn every_event_is_golden() {
         assert_eq!(text, format!(r#"{{"type":"event","seq":{seq},{tail}"#));
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
     }
-    assert_eq!(names.len(), 13, "an event kind has no golden case");
+    assert_eq!(names.len(), 17, "an event kind has no golden case");
 }
 
 #[test]
