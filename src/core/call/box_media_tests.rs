@@ -100,10 +100,20 @@ impl T {
         format!("z9hG4bKt{}", self.branch)
     }
 
+    /// A login on `conn`, playing the shell's secret verifier for the Argon2 check.
+    fn login(&mut self, conn: ConnId) -> Vec<Output> {
+        let text = r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#;
+        let out = self.input(Input::CtiMessage { conn, text: text.into() });
+        let Some(Output::VerifySecret(job)) = out.first() else { panic!("expected a secret check: {out:?}") };
+        let verdict = if crate::config::verify_phc(&job.phc, &job.presented) { crate::core::Verdict::Match } else { crate::core::Verdict::Mismatch };
+        let ticket = job.ticket;
+        self.input(Input::SecretVerified { ticket, verdict })
+    }
+
     /// The application logs in and opens the route point.
     fn app(&mut self) {
         self.input(Input::CtiOpened { conn: APP, peer: addr("127.0.0.1:9"), transport: CtiTransport::Tcp });
-        let r = cti_out(&self.cti(r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#));
+        let r = cti_out(&self.login(APP));
         assert_eq!(r[0]["ok"], true, "{r:?}");
         let r = cti_out(&self.cti(r#"{"type":"open","id":2,"device":"rp"}"#));
         assert_eq!(r[0]["ok"], true, "{r:?}");
@@ -607,7 +617,7 @@ fn bad_media_requests_are_refused_with_the_problem_named() {
     assert_eq!(error_code(&t.cti(r#"{"type":"stop_media","id":32,"call":"nonsense"}"#)), "unknown_call");
     let other = ConnId(2);
     t.input(Input::CtiOpened { conn: other, peer: addr("127.0.0.1:9"), transport: CtiTransport::Tcp });
-    let r = cti_out(&t.input(Input::CtiMessage { conn: other, text: r#"{"type":"login","id":1,"app":"app","secret":"Test-secret-77"}"#.into() }));
+    let r = cti_out(&t.login(other));
     assert_eq!(r[0]["ok"], true);
     // (The same application logging in again replaces the first connection: the call is
     // no longer at a device the new connection has open.)
