@@ -1098,3 +1098,70 @@ fn realtime_priority() {
         log::info!("media: no real-time priority ({}); running at normal priority", std::io::Error::last_os_error());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // the shell's own test
+    use super::*;
+    use crate::core::media::rtcp::{self, RtcpPacket};
+
+    /// An RTP/RTCP pair of sockets on 127.0.0.1 (even port, RTCP above).
+    fn pair() -> (UdpSocket, UdpSocket) {
+        loop {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = s.local_addr().unwrap().port();
+            if p % 2 == 0 && p < 65534 {
+                if let Ok(r) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                    return (s, r);
+                }
+            }
+        }
+    }
+
+    /// A Stop sent while the command queue is full still arrives, and is applied after
+    /// the Play queued before it (not overtaking it, which would leak the stream).
+    #[test]
+    fn a_stop_gets_through_a_full_command_queue_and_after_its_play() {
+        let settings = MediaSettings {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            country: tone::Country::Us,
+            moh: Arc::new(LoopAudio::new(vec![0; 160])),
+            rtp_timeout: Duration::from_secs(30),
+            io: MediaIo::Epoll,
+        };
+        let (tx, events) = mpsc::channel();
+        let (h, threads) = start(settings, Box::new(move |e| tx.send(e).is_ok())).unwrap();
+        let (peer, peer_rtcp) = pair();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        peer_rtcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (ours, ours_rtcp) = pair();
+        let port = ours.local_addr().unwrap().port();
+        drop((ours, ours_rtcp));
+        let play = |id| MediaCmd::Play { stream: StreamId(id), local_port: port, remote: peer.local_addr().unwrap(), codec: crate::config::Codec::Pcmu, source: MediaSource::Silence };
+        // The media thread is not running yet: the queue fills up.
+        h.send(play(1)).unwrap();
+        let mut queued = 1;
+        while h.send(MediaCmd::CollectDigits { stream: StreamId(999), dtmf_pt: None }).is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, crate::limits::MEDIA_CMD_QUEUE);
+        assert_eq!(MediaStats::get(&h.stats().commands_dropped), 1);
+        assert!(h.send(MediaCmd::Stop { stream: StreamId(1) }).is_ok(), "a Stop is never refused for a full command queue");
+        for (_, body) in threads {
+            std::thread::spawn(move || body().unwrap());
+        }
+        // Stream 1 opened and closed in one pass: its BYE is the first RTCP, and it sent
+        // no RTP (the Stop came right after the queue, in order).
+        let mut b = [0u8; 1500];
+        let n = peer_rtcp.recv(&mut b).expect("a BYE within 5 s");
+        let p = rtcp::parse_compound(&b[..n]).unwrap();
+        assert!(matches!(p.last(), Some(RtcpPacket::Bye { .. })), "{p:?}");
+        // Its port is free again: a new stream on it plays (a leaked stream 1 would
+        // make this Play fail with the port in use).
+        h.send(play(2)).unwrap();
+        let n = peer.recv(&mut b).expect("RTP from stream 2 within 5 s");
+        assert!(crate::core::media::rtp::parse(&b[..n]).is_ok());
+        assert!(events.try_recv().is_err(), "no Failed event");
+        assert_eq!(MediaStats::get(&h.stats().streams), 1);
+    }
+}
