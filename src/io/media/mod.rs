@@ -1110,7 +1110,7 @@ mod tests {
         loop {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             let p = s.local_addr().unwrap().port();
-            if p % 2 == 0 && p < 65534 {
+            if p.is_multiple_of(2) && p < 65534 {
                 if let Ok(r) = UdpSocket::bind(("127.0.0.1", p + 1)) {
                     return (s, r);
                 }
