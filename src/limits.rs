@@ -61,6 +61,28 @@ pub const MEDIA_MAX_STREAMS: usize = 2048;
 pub const MEDIA_CMD_QUEUE: usize = 4096;
 /// A stream that had received RTP reports `RtpTimeout` after this long without any (ms).
 pub const MEDIA_RTP_TIMEOUT_MS: u64 = 30_000;
+/// `Stop` commands queued toward the media thread, in their own queue beside
+/// `MEDIA_CMD_QUEUE` so a full command queue never loses one: room for a Stop of every
+/// stream that can exist at once (open ones, and those whose `Play` is still queued).
+pub const MEDIA_STOP_QUEUE: usize = MEDIA_MAX_STREAMS + MEDIA_CMD_QUEUE;
+/// Symmetric RTP latching window (ms): after a stream opens or is given a new remote,
+/// the first source sending valid RTP within this long may become its remote. After
+/// it (or once a source latched) RTP from any other address is dropped and counted
+/// unless it continues the latched SSRC (a NAT rebinding), so a stray sender cannot
+/// take the stream over.
+pub const MEDIA_LATCH_WINDOW_MS: u64 = 2_000;
+/// A NAT rebinding: RTP of the latched SSRC from a new address moves the stream there
+/// when its sequence number is 1 to this many ahead of the highest seen (a few packets
+/// lost while the binding changed); a farther jump or a repeat is refused.
+pub const MEDIA_REBIND_SEQ_STEP: u16 = 64;
+/// A stream that had RTP and then received nothing (no RTP, no RTCP from its peer) and
+/// no command for `MEDIA_RTP_TIMEOUT_MS` plus this long (ms) is taken as forgotten by
+/// the engine: the media thread closes it (BYE) and reports it `Failed`.
+pub const MEDIA_ORPHAN_GRACE_MS: u64 = 60_000;
+/// A stream that never had RTP is closed the same way after this long (ms) with
+/// nothing received and no command (music on hold toward a phone that sends nothing
+/// is legitimate, so this is long).
+pub const MEDIA_ORPHAN_IDLE_MS: u64 = 2 * 3_600_000;
 /// RTCP sender reports are sent about this often per stream (ms).
 pub const MEDIA_RTCP_INTERVAL_MS: u64 = 5_000;
 /// While datagrams keep arriving the media thread wakes this often (µs) and reads all

@@ -249,6 +249,8 @@ impl Driver {
                 Output::Persist { name, bytes } => self.persist.push(name, bytes),
                 Output::Media(cmd) => match &self.media {
                     // Never waits: a full queue drops the command (logged, counted).
+                    // A Stop has a queue of its own with room for every stream, so it
+                    // is not lost to a full command queue (MediaHandle::send).
                     Some(m) => {
                         if let Err(cmd) = m.send(cmd) {
                             log::warn!("media: command queue full; dropped {cmd:?}");

@@ -14,6 +14,8 @@ pub mod goertzel;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
+pub mod session;
+pub mod source;
 pub mod telephone_event;
 pub mod tone;
 pub mod wav;

@@ -10,41 +10,39 @@
 //! starts are put on a 250 µs grid so that many streams share a wake-up. See
 //! docs/media.md.
 
-mod source;
 mod stats;
 mod stream;
 mod uring;
 
-pub use source::{melody, LoopAudio};
+pub use crate::core::media::source::{melody, LoopAudio};
 pub use stats::MediaStats;
 
 use crate::config::Config;
 use crate::core::media::g711::Law;
+use crate::core::media::session::{self, Kind, Session, SessionConfig, SessionEvent, Verdict};
+use crate::core::media::source::Source;
 use crate::core::media::tone::{self, ToneGen};
 use crate::core::rng::EngineRng;
 use crate::core::{MediaCmd, MediaEvent, MediaSource, StreamId, Time};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-use source::Source;
 use stats::inc;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stream::{Collect, RxEffect, Stream, FRAME};
+use stream::Stream;
 
 /// How often RTP timeouts, RFC 4733 event timeouts and the CPU figure are checked.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// Stream starts are rounded up to this grid, so streams share wake-ups.
-const START_GRID: Duration = Duration::from_micros(250);
-/// A stream more than this many frames behind its schedule (the thread was starved)
-/// skips ahead rather than bursting the backlog out.
-const MAX_BEHIND: u64 = 5;
+/// Stream starts are rounded up to this grid (µs), so streams share wake-ups.
+const START_GRID_US: u64 = 250;
 
 const TOKEN_WAKE: u64 = u64::MAX;
 const TOKEN_TIMER: u64 = u64::MAX - 1;
@@ -129,7 +127,8 @@ pub fn tone_country(c: crate::config::Country) -> tone::Country {
 
 /// What reaches the media thread.
 enum Ctl {
-    Cmd(MediaCmd),
+    /// A command with its place in the engine's order (`MediaHandle::send`).
+    Cmd(u64, MediaCmd),
     Settings(Arc<MediaSettings>),
     /// A prompt file the loader read (or could not).
     Loaded { slot: usize, gen: u64, result: Result<Vec<i16>, String> },
@@ -139,10 +138,16 @@ enum Ctl {
 /// dropped). The shell wraps the engine inbox's `try_send`.
 pub type EventSink = Box<dyn FnMut(MediaEvent) -> bool + Send>;
 
-/// The engine loop's side: non-blocking sends into the bounded command queue.
+/// The engine loop's side: non-blocking sends into the bounded command queue, and
+/// `Stop`s into their own bounded queue (`MEDIA_STOP_QUEUE`) so that a full command
+/// queue never loses one. Each command is numbered; the media thread applies a stop
+/// after every command numbered before it, so a stop never overtakes its `Play`. One
+/// thread sends (the engine loop): the numbers follow its order.
 #[derive(Clone)]
 pub struct MediaHandle {
     tx: SyncSender<Ctl>,
+    stops: SyncSender<(u64, StreamId)>,
+    seq: Arc<AtomicU64>,
     waker: Arc<UnixDatagram>,
     stats: Arc<MediaStats>,
 }
@@ -163,10 +168,19 @@ impl MediaHandle {
     }
 
     /// Queues a command without waiting; gives it back (and counts it) when the queue
-    /// is full or the media thread is gone.
+    /// is full or the media thread is gone. A `Stop` goes into the stop queue, which
+    /// has room for one per stream that can exist; only if that is full too (or the
+    /// thread is gone) is it refused.
     pub fn send(&self, cmd: MediaCmd) -> Result<(), MediaCmd> {
-        self.push(Ctl::Cmd(cmd)).map_err(|c| match c {
-            Ctl::Cmd(cmd) => cmd,
+        let seq = self.seq.fetch_add(1, Relaxed);
+        if let MediaCmd::Stop { stream } = cmd {
+            if self.stops.try_send((seq, stream)).is_ok() {
+                let _ = self.waker.send(&[1]);
+                return Ok(());
+            }
+        }
+        self.push(Ctl::Cmd(seq, cmd)).map_err(|c| match c {
+            Ctl::Cmd(_, cmd) => cmd,
             _ => unreachable!("pushed a command"),
         })
     }
@@ -189,13 +203,14 @@ pub type ThreadBody = Box<dyn FnOnce() -> Result<(), String> + Send>;
 /// ("media", the runtime) and ("media-load", the prompt loader).
 pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(MediaHandle, Vec<(&'static str, ThreadBody)>)> {
     let (tx, rx) = mpsc::sync_channel(crate::limits::MEDIA_CMD_QUEUE);
+    let (stops_tx, stops) = mpsc::sync_channel(crate::limits::MEDIA_STOP_QUEUE);
     let (wake_tx, wake_rx) = UnixDatagram::pair()?;
     wake_tx.set_nonblocking(true)?;
     wake_rx.set_nonblocking(true)?;
     let waker = Arc::new(wake_tx);
     let stats = Arc::new(MediaStats::default());
     let (load_tx, load_rx) = mpsc::sync_channel::<(usize, u64, PathBuf)>(crate::limits::MEDIA_LOAD_QUEUE);
-    let handle = MediaHandle { tx: tx.clone(), waker: waker.clone(), stats: stats.clone() };
+    let handle = MediaHandle { tx: tx.clone(), stops: stops_tx, seq: Arc::new(AtomicU64::new(0)), waker: waker.clone(), stats: stats.clone() };
     let errno = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
     // Three epoll sets: `sockets` holds every stream socket; `all` holds that set, the
     // timer and the wake-up socket (waiting for anything); `quiet` holds only the timer
@@ -216,6 +231,10 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
     let origin = Instant::now();
     let rt = Runtime {
         rx,
+        stops,
+        pending_stops: VecDeque::new(),
+        wall_at_zero: wall_clock(),
+        txbuf: vec![0u8; session::TRANSMIT_MAX],
         wake_rx,
         settings: Arc::new(settings),
         sink,
@@ -235,7 +254,6 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
         gens: Vec::new(),
         load_tx,
         housekeeping_at: origin + HOUSEKEEPING,
-        digits: Vec::new(),
         uring: None,
     };
     let loader_waker = waker.clone();
@@ -259,6 +277,13 @@ pub fn start(settings: MediaSettings, sink: EventSink) -> std::io::Result<(Media
 
 struct Runtime {
     rx: Receiver<Ctl>,
+    stops: Receiver<(u64, StreamId)>,
+    /// Stops taken from their queue, applied in order among the commands (`take_commands`).
+    pending_stops: VecDeque<(u64, StreamId)>,
+    /// The wall clock at `origin` (RTCP's NTP timestamps).
+    wall_at_zero: Duration,
+    /// Where sessions write the datagram to send.
+    txbuf: Vec<u8>,
     wake_rx: UnixDatagram,
     settings: Arc<MediaSettings>,
     sink: EventSink,
@@ -275,7 +300,7 @@ struct Runtime {
     free: Vec<usize>,
     ids: HashMap<StreamId, usize>,
     /// Send deadlines: (due, slot, the stream's generation and tick generation).
-    heap: BinaryHeap<Reverse<(Instant, usize, u64, u64)>>,
+    heap: BinaryHeap<Reverse<(Time, usize, u64, u64)>>,
     origin: Instant,
     rng: EngineRng,
     next_gen: u64,
@@ -283,7 +308,6 @@ struct Runtime {
     gens: Vec<u64>,
     load_tx: SyncSender<(usize, u64, PathBuf)>,
     housekeeping_at: Instant,
-    digits: Vec<char>,
     /// The io_uring backend, when the thread runs on it (`run_uring`); taken out while
     /// its completions are handled.
     uring: Option<Box<uring::Uring>>,
@@ -323,7 +347,7 @@ impl Runtime {
         let mut batching: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| self.instant(e.0).min(self.housekeeping_at));
             if let Some(t) = batching {
                 next = next.min(t);
             }
@@ -385,7 +409,7 @@ impl Runtime {
         self.uring.as_mut().ok_or("no ring")?.arm_wake(wake_fd).map_err(|e| format!("io_uring: {e}"))?;
         loop {
             let now = Instant::now();
-            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| e.0.min(self.housekeeping_at));
+            let mut next = self.heap.peek().map_or(self.housekeeping_at, |Reverse(e)| self.instant(e.0).min(self.housekeeping_at));
             if let Some(t) = batching {
                 next = next.min(t);
             }
@@ -513,12 +537,8 @@ impl Runtime {
             let mut b = [0u8; 64];
             while self.wake_rx.recv(&mut b).is_ok() {}
         }
-        loop {
-            match self.rx.try_recv() {
-                Ok(ctl) => self.on_ctl(ctl),
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => return false,
-            }
+        if !self.take_commands() {
+            return false;
         }
         self.send_due();
         if Instant::now() >= self.housekeeping_at {
@@ -552,8 +572,45 @@ impl Runtime {
         Ok((got, true))
     }
 
+    /// Takes the queued commands and stops, the stops in their place among the
+    /// commands: a stop taken here was queued after every command numbered before it,
+    /// so those are in the command queue by now. False when the engine side is gone.
+    fn take_commands(&mut self) -> bool {
+        while let Ok(s) = self.stops.try_recv() {
+            self.pending_stops.push_back(s);
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(Ctl::Cmd(seq, cmd)) => {
+                    self.stops_before(seq);
+                    self.on_cmd(cmd);
+                }
+                Ok(ctl) => self.on_ctl(ctl),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        self.stops_before(u64::MAX);
+        true
+    }
+
+    /// Applies the pending stops numbered before `seq`.
+    fn stops_before(&mut self, seq: u64) {
+        while let Some(&(n, stream)) = self.pending_stops.front() {
+            if n >= seq {
+                return;
+            }
+            self.pending_stops.pop_front();
+            self.on_cmd(MediaCmd::Stop { stream });
+        }
+    }
+
     fn time(&self, at: Instant) -> Time {
         Time(at.saturating_duration_since(self.origin).as_micros() as u64)
+    }
+
+    fn instant(&self, t: Time) -> Instant {
+        self.origin + Duration::from_micros(t.as_micros())
     }
 
     fn emit(&mut self, ev: MediaEvent) {
@@ -564,10 +621,31 @@ impl Runtime {
         }
     }
 
-    fn flush_digits(&mut self, id: StreamId) {
-        for digit in std::mem::take(&mut self.digits) {
-            inc(&self.stats.digits);
-            self.emit(MediaEvent::Digit { stream: id, digit });
+    /// Turns what the stream in `slot` reported into events and counters; closes it
+    /// when the orphan rule fired.
+    fn drain_events(&mut self, slot: usize) {
+        loop {
+            let Some(Some(s)) = self.slots.get_mut(slot) else { return };
+            let id = s.id;
+            let Some(ev) = s.session.poll_event() else { return };
+            match ev {
+                SessionEvent::Digit(digit) => {
+                    inc(&self.stats.digits);
+                    self.emit(MediaEvent::Digit { stream: id, digit });
+                }
+                SessionEvent::PlayoutDone => self.emit(MediaEvent::PlayoutDone { stream: id }),
+                SessionEvent::RtpTimeout => self.emit(MediaEvent::RtpTimeout { stream: id }),
+                SessionEvent::FramesSkipped(n) => {
+                    self.stats.frames_skipped.fetch_add(n, Relaxed);
+                }
+                SessionEvent::Orphaned => {
+                    self.close(slot, true);
+                    inc(&self.stats.streams_orphaned);
+                    let reason = "orphaned: nothing received and no command for too long; closed".to_string();
+                    self.emit(MediaEvent::Failed { stream: id, reason });
+                    return;
+                }
+            }
         }
     }
 
@@ -592,56 +670,67 @@ impl Runtime {
     }
 
     /// A datagram received for `token` (slot * 2, +1 for RTCP), with its kernel arrival
-    /// time on relayed streams. A relayed one is forwarded: through the ring when
-    /// given (submitted by the caller), else at once.
+    /// time on relayed streams. The session decides; a relayed one is forwarded:
+    /// through the ring when given (submitted by the caller), else at once.
     fn on_datagram(&mut self, token: u64, data: &[u8], from: SocketAddr, arrived: Option<Duration>, ring: Option<&mut uring::Uring>) {
         let slot = (token / 2) as usize;
         let is_rtcp = token % 2 == 1;
+        let now = self.time(Instant::now());
         let Some(Some(s)) = self.slots.get_mut(slot) else { return };
-        let now = Instant::now();
-        let time = Time(now.saturating_duration_since(self.origin).as_micros() as u64);
-        let effect = if is_rtcp {
-            s.on_rtcp(data, from, now, &self.stats)
-        } else {
-            s.on_rtp(data, from, now, time, &self.stats, &mut self.digits)
-        };
-        let (id, partner) = (s.id, s.relay);
-        if !self.digits.is_empty() {
-            self.flush_digits(id);
+        let r = if is_rtcp { s.session.handle_rtcp(now, from, data) } else { s.session.handle_rtp(now, from, data) };
+        let (partner, events) = (s.relay, s.session.has_events());
+        let st = &self.stats;
+        match (r.verdict, is_rtcp) {
+            (Verdict::Accepted, false) => inc(&st.packets_received),
+            (Verdict::Accepted, true) => inc(&st.rtcp_received),
+            (Verdict::Malformed, false) => inc(&st.bad_packets),
+            (Verdict::Malformed, true) => inc(&st.rtcp_bad),
+            (Verdict::WrongSsrc, _) => inc(&st.wrong_ssrc),
+            (Verdict::Foreign, _) => inc(&st.rtp_foreign_dropped),
         }
-        if let (RxEffect::Forward { rtcp }, Some(p)) = (effect, partner) {
-            if let Some(Some(o)) = self.slots.get(p) {
-                let (sock, to) = if rtcp { (&o.rtcp, o.remote_rtcp) } else { (&o.rtp, o.remote) };
-                if let Some(r) = ring {
-                    use std::os::fd::AsRawFd;
-                    if r.send(sock.as_raw_fd(), data, to, arrived) {
-                        // Counted now; a send that fails is taken back at its completion.
-                        inc(&self.stats.relayed);
-                        return;
-                    }
-                }
-                match sock.send_to(data, to) {
-                    Ok(_) => {
-                        inc(&self.stats.relayed);
-                        // Added latency: kernel arrival to forwarded.
-                        if let Some(at) = arrived {
-                            self.stats.relay_delay.record(wall_clock().saturating_sub(at));
-                        }
-                    }
-                    Err(_) => inc(&self.stats.send_errors),
+        if r.relatched {
+            inc(&st.relatched);
+        }
+        if r.wrong_payload_type {
+            inc(&st.wrong_payload_type);
+        }
+        if r.bad_payload {
+            inc(&st.bad_packets);
+        }
+        if events {
+            self.drain_events(slot);
+        }
+        let Some(p) = partner.filter(|_| r.forward) else { return };
+        let Some(Some(o)) = self.slots.get(p) else { return };
+        let (sock, to) = if is_rtcp { (&o.rtcp, o.session.remote_rtcp()) } else { (&o.rtp, o.session.remote()) };
+        if let Some(r) = ring {
+            use std::os::fd::AsRawFd;
+            if r.send(sock.as_raw_fd(), data, to, arrived) {
+                // Counted now; a send that fails is taken back at its completion.
+                inc(&self.stats.relayed);
+                return;
+            }
+        }
+        match sock.send_to(data, to) {
+            Ok(_) => {
+                inc(&self.stats.relayed);
+                // Added latency: kernel arrival to forwarded.
+                if let Some(at) = arrived {
+                    self.stats.relay_delay.record(wall_clock().saturating_sub(at));
                 }
             }
+            Err(_) => inc(&self.stats.send_errors),
         }
     }
 
     fn on_ctl(&mut self, ctl: Ctl) {
         match ctl {
-            Ctl::Cmd(cmd) => self.on_cmd(cmd),
+            Ctl::Cmd(_, cmd) => self.on_cmd(cmd),
             Ctl::Settings(s) => {
                 self.settings = s;
                 let moh = self.settings.moh.clone();
                 for s in self.slots.iter_mut().flatten() {
-                    if let Source::Loop { audio, pos } = &mut s.source {
+                    if let Source::Loop { audio, pos } = s.session.source_mut() {
                         *audio = moh.clone();
                         *pos = 0;
                     }
@@ -655,7 +744,7 @@ impl Runtime {
                 let id = s.id;
                 match result {
                     Ok(pcm) => {
-                        if let Source::Prompt { pcm: p @ None, .. } = &mut s.source {
+                        if let Source::Prompt { pcm: p @ None, .. } = s.session.source_mut() {
                             *p = Some(pcm);
                         }
                     }
@@ -668,21 +757,29 @@ impl Runtime {
         }
     }
 
+    /// The open stream `id`, touched by a command (orphan rule).
+    fn touched(&mut self, id: StreamId) -> Option<&mut Stream> {
+        let now = self.time(Instant::now());
+        let s = self.ids.get(&id).and_then(|&i| self.slots[i].as_mut())?;
+        s.session.touch(now);
+        Some(s)
+    }
+
     fn on_cmd(&mut self, cmd: MediaCmd) {
         log::debug!("media: {cmd:?}");
         match cmd {
             MediaCmd::Play { stream, local_port, remote, codec, source } => self.play(stream, local_port, remote, codec, source),
-            MediaCmd::SendDigits { stream, digits, dtmf_pt } => match self.ids.get(&stream).and_then(|&i| self.slots[i].as_mut()) {
+            MediaCmd::SendDigits { stream, digits, dtmf_pt } => match self.touched(stream) {
                 Some(s) => {
-                    let taken = s.dtmf.push(&digits, dtmf_pt);
+                    let taken = s.session.send_digits(&digits, dtmf_pt);
                     if taken < digits.chars().count() {
                         log::debug!("media: stream {}: {} of {:?} queued as DTMF", stream.0, taken, digits);
                     }
                 }
                 None => log::debug!("media: SendDigits on unknown stream {}", stream.0),
             },
-            MediaCmd::CollectDigits { stream, dtmf_pt } => match self.ids.get(&stream).and_then(|&i| self.slots[i].as_mut()) {
-                Some(s) => s.collect = Some(Collect::new(dtmf_pt)),
+            MediaCmd::CollectDigits { stream, dtmf_pt } => match self.touched(stream) {
+                Some(s) => s.session.collect_digits(dtmf_pt),
                 None => log::debug!("media: collect digits on unknown stream {}", stream.0),
             },
             MediaCmd::Stop { stream } => {
@@ -718,14 +815,14 @@ impl Runtime {
                 let gen = self.next_gen;
                 self.next_gen += 1;
                 self.gens[slot] = gen;
+                let now = self.time(Instant::now());
                 match self.make_source(&source, slot, gen) {
                     Ok(src) => {
                         if let Some(s) = self.slots[slot].as_mut() {
-                            s.source = src;
-                            s.law = law;
-                            if s.last_rx.is_none() {
-                                s.remote = remote;
-                            }
+                            s.session.set_source(src);
+                            s.session.set_law(law);
+                            // A new remote is a renegotiation: it opens the latch window.
+                            s.session.set_remote(now, remote);
                         }
                     }
                     Err(reason) => {
@@ -798,23 +895,16 @@ impl Runtime {
             self.emit(MediaEvent::Failed { stream: id, reason });
             return;
         }
-        let start = self.grid(Instant::now());
-        let random = self.rng.next_u64();
-        let mut s = Stream::new(id, rtp, rtcp, local_port, remote, law, src, random, start);
-        s.io_gen = gen;
+        let start = grid(self.time(Instant::now()));
+        let mut cfg = SessionConfig::new(remote, law, src, self.rng.next_u64(), self.wall_at_zero);
+        cfg.rtp_timeout = self.settings.rtp_timeout;
+        let session = Session::new(start, cfg);
+        let s = Stream { id, session, rtp, rtcp, local_port, relay: None, tick_gen: 0, io_gen: gen };
         self.heap.push(Reverse((start, slot, gen, s.tick_gen)));
         self.slots[slot] = Some(s);
         self.ids.insert(id, slot);
         inc(&self.stats.streams_opened);
-        self.stats.streams.store(self.ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The next point of the start grid at or after `t`.
-    fn grid(&self, t: Instant) -> Instant {
-        let since = t.saturating_duration_since(self.origin).as_nanos();
-        let g = START_GRID.as_nanos();
-        let up = since.div_ceil(g) * g;
-        self.origin + Duration::from_nanos(up as u64)
+        self.stats.streams.store(self.ids.len() as u64, Relaxed);
     }
 
     fn close(&mut self, slot: usize, bye: bool) {
@@ -822,7 +912,13 @@ impl Runtime {
             return;
         };
         if bye {
-            s.send_bye(Instant::now(), &self.stats);
+            let now = self.time(Instant::now());
+            if let Some(t) = s.session.close(now, &mut self.txbuf) {
+                match s.rtcp.send_to(&self.txbuf[..t.len], t.to) {
+                    Ok(_) => inc(&self.stats.rtcp_sent),
+                    Err(_) => inc(&self.stats.send_errors),
+                }
+            }
         }
         match self.uring.as_mut() {
             Some(u) => {
@@ -840,20 +936,21 @@ impl Runtime {
         if let Some(p) = s.relay {
             self.unrelay(p);
         }
-        self.stats.streams.store(self.ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats.streams.store(self.ids.len() as u64, Relaxed);
     }
 
-    /// Ends the relay of the stream in `slot`: it resumes its own source.
+    /// Ends the relay of the stream in `slot`: it resumes its own source on its
+    /// schedule's grid.
     fn unrelay(&mut self, slot: usize) {
-        let now = self.grid(Instant::now());
+        let now = self.time(Instant::now());
         let gen = self.gens.get(slot).copied().unwrap_or(0);
         if let Some(Some(s)) = self.slots.get_mut(slot) {
             s.relay = None;
             s.tick_gen += 1;
-            // Resume on the schedule's grid: frames missed while relayed are skipped
-            // (the timestamp keeps counting them, the sequence stays continuous).
-            s.frame = (now.saturating_duration_since(s.start).as_nanos()).div_ceil(FRAME.as_nanos()) as u64;
-            self.heap.push(Reverse((s.due(), slot, gen, s.tick_gen)));
+            s.session.set_relayed(now, false);
+            if let Some(due) = s.session.next_send() {
+                self.heap.push(Reverse((due, slot, gen, s.tick_gen)));
+            }
         }
     }
 
@@ -865,6 +962,7 @@ impl Runtime {
         if sa == sb {
             return;
         }
+        let now = self.time(Instant::now());
         for (x, y) in [(sa, sb), (sb, sa)] {
             if let Some(old) = self.slots[x].as_ref().and_then(|s| s.relay) {
                 if old != y {
@@ -874,7 +972,9 @@ impl Runtime {
             if let Some(s) = self.slots[x].as_mut() {
                 s.relay = Some(y);
                 s.tick_gen += 1; // no more paced frames while relayed
-                                 // Kernel arrival times, to measure the latency the relay adds.
+                s.session.set_relayed(now, true);
+                s.session.touch(now);
+                // Kernel arrival times, to measure the latency the relay adds.
                 if let Err(e) = nix::sys::socket::setsockopt(&s.rtp, nix::sys::socket::sockopt::ReceiveTimestampns, &true) {
                     log::debug!("media: stream {}: no receive timestamps: {e}", s.id.0);
                 }
@@ -882,9 +982,10 @@ impl Runtime {
         }
     }
 
+    /// Sends what the due streams have to send (their frame, an RTCP report).
     fn send_due(&mut self) {
         loop {
-            let now = Instant::now();
+            let now = self.time(Instant::now());
             let Some(&Reverse((due, slot, gen, tick))) = self.heap.peek() else {
                 return;
             };
@@ -898,58 +999,57 @@ impl Runtime {
             let Some(Some(s)) = self.slots.get_mut(slot) else {
                 continue;
             };
-            if s.tick_gen != tick || s.relay.is_some() {
+            if s.tick_gen != tick {
                 continue;
             }
-            let behind = (now - due).as_nanos() / FRAME.as_nanos();
-            if behind as u64 > MAX_BEHIND {
-                self.stats.frames_skipped.fetch_add(behind as u64, std::sync::atomic::Ordering::Relaxed);
-                s.frame += behind as u64;
-                self.heap.push(Reverse((s.due(), slot, gen, tick)));
-                continue;
+            while let Some(t) = s.session.poll_transmit(now, &mut self.txbuf) {
+                let sock = match t.kind {
+                    Kind::Rtp { due } => {
+                        self.stats.record_lateness(now.since(due));
+                        &s.rtp
+                    }
+                    Kind::Rtcp => &s.rtcp,
+                };
+                match sock.send_to(&self.txbuf[..t.len], t.to) {
+                    Ok(_) => inc(if matches!(t.kind, Kind::Rtp { .. }) { &self.stats.packets_sent } else { &self.stats.rtcp_sent }),
+                    Err(e) => {
+                        inc(&self.stats.send_errors);
+                        log::trace!("media: stream {}: send to {}: {e}", s.id.0, t.to);
+                    }
+                }
             }
-            self.stats.record_lateness(now - due);
-            let done = s.send_frame(&self.stats);
-            if now >= s.rtcp_at {
-                s.send_report(now, &self.stats);
+            if let Some(next) = s.session.next_send() {
+                self.heap.push(Reverse((next, slot, gen, tick)));
             }
-            let (id, next) = (s.id, s.due());
-            self.heap.push(Reverse((next, slot, gen, tick)));
-            if done {
-                self.emit(MediaEvent::PlayoutDone { stream: id });
+            if s.session.has_events() {
+                self.drain_events(slot);
             }
         }
     }
 
+    /// Every `HOUSEKEEPING`: the sessions' slower timers (RFC 4733 event timeouts, RTP
+    /// timeout, orphan rule) and the thread's CPU figure.
     fn housekeeping(&mut self) {
         let now = Instant::now();
         let time = self.time(now);
-        let timeout = self.settings.rtp_timeout;
-        let mut timed_out = Vec::new();
-        for s in self.slots.iter_mut().flatten() {
-            if let Some(c) = &mut s.collect {
-                if c.poll_timeout().is_some_and(|t| t <= time) {
-                    c.handle_timeout(time);
-                }
+        for slot in 0..self.slots.len() {
+            let Some(s) = self.slots[slot].as_mut() else { continue };
+            s.session.handle_timeout(time);
+            if s.session.has_events() {
+                self.drain_events(slot);
             }
-            if !s.timed_out && s.last_rx.is_some_and(|t| now.duration_since(t) >= timeout) {
-                s.timed_out = true;
-                timed_out.push(s.id);
-            }
-            // Relayed streams report nothing themselves; the far ends' RTCP passes.
-            if s.relay.is_some() && now >= s.rtcp_at {
-                s.rtcp_at = now + Duration::from_millis(crate::limits::MEDIA_RTCP_INTERVAL_MS);
-            }
-        }
-        for stream in timed_out {
-            self.emit(MediaEvent::RtpTimeout { stream });
         }
         if let Ok(t) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID) {
             let ns = t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64;
-            self.stats.thread_cpu_ns.store(ns, std::sync::atomic::Ordering::Relaxed);
+            self.stats.thread_cpu_ns.store(ns, Relaxed);
         }
         self.housekeeping_at = now + HOUSEKEEPING;
     }
+}
+
+/// The next point of the start grid at or after `t`.
+fn grid(t: Time) -> Time {
+    Time(t.as_micros().div_ceil(START_GRID_US).saturating_mul(START_GRID_US))
 }
 
 /// Time since the Unix epoch: the clock of the kernel's receive timestamps
@@ -996,5 +1096,72 @@ fn realtime_priority() {
         log::info!("media: real-time priority (SCHED_FIFO {})", crate::limits::MEDIA_RT_PRIORITY);
     } else {
         log::info!("media: no real-time priority ({}); running at normal priority", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // the shell's own test
+    use super::*;
+    use crate::core::media::rtcp::{self, RtcpPacket};
+
+    /// An RTP/RTCP pair of sockets on 127.0.0.1 (even port, RTCP above).
+    fn pair() -> (UdpSocket, UdpSocket) {
+        loop {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let p = s.local_addr().unwrap().port();
+            if p.is_multiple_of(2) && p < 65534 {
+                if let Ok(r) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+                    return (s, r);
+                }
+            }
+        }
+    }
+
+    /// A Stop sent while the command queue is full still arrives, and is applied after
+    /// the Play queued before it (not overtaking it, which would leak the stream).
+    #[test]
+    fn a_stop_gets_through_a_full_command_queue_and_after_its_play() {
+        let settings = MediaSettings {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            country: tone::Country::Us,
+            moh: Arc::new(LoopAudio::new(vec![0; 160])),
+            rtp_timeout: Duration::from_secs(30),
+            io: MediaIo::Epoll,
+        };
+        let (tx, events) = mpsc::channel();
+        let (h, threads) = start(settings, Box::new(move |e| tx.send(e).is_ok())).unwrap();
+        let (peer, peer_rtcp) = pair();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        peer_rtcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (ours, ours_rtcp) = pair();
+        let port = ours.local_addr().unwrap().port();
+        drop((ours, ours_rtcp));
+        let play = |id| MediaCmd::Play { stream: StreamId(id), local_port: port, remote: peer.local_addr().unwrap(), codec: crate::config::Codec::Pcmu, source: MediaSource::Silence };
+        // The media thread is not running yet: the queue fills up.
+        h.send(play(1)).unwrap();
+        let mut queued = 1;
+        while h.send(MediaCmd::CollectDigits { stream: StreamId(999), dtmf_pt: None }).is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, crate::limits::MEDIA_CMD_QUEUE);
+        assert_eq!(MediaStats::get(&h.stats().commands_dropped), 1);
+        assert!(h.send(MediaCmd::Stop { stream: StreamId(1) }).is_ok(), "a Stop is never refused for a full command queue");
+        for (_, body) in threads {
+            std::thread::spawn(move || body().unwrap());
+        }
+        // Stream 1 opened and closed in one pass: its BYE is the first RTCP, and it sent
+        // no RTP (the Stop came right after the queue, in order).
+        let mut b = [0u8; 1500];
+        let n = peer_rtcp.recv(&mut b).expect("a BYE within 5 s");
+        let p = rtcp::parse_compound(&b[..n]).unwrap();
+        assert!(matches!(p.last(), Some(RtcpPacket::Bye { .. })), "{p:?}");
+        // Its port is free again: a new stream on it plays (a leaked stream 1 would
+        // make this Play fail with the port in use).
+        h.send(play(2)).unwrap();
+        let n = peer.recv(&mut b).expect("RTP from stream 2 within 5 s");
+        assert!(crate::core::media::rtp::parse(&b[..n]).is_ok());
+        assert!(events.try_recv().is_err(), "no Failed event");
+        assert_eq!(MediaStats::get(&h.stats().streams), 1);
     }
 }

@@ -19,8 +19,13 @@ pub struct MediaStats {
     pub packets_received: AtomicU64,
     /// Datagrams on an RTP port that are not RTP (too short, bad version, bad padding).
     pub bad_packets: AtomicU64,
-    /// RTP from a second source while the latched one is alive.
+    /// RTP of a second SSRC from the latched address while the latched one is alive.
     pub wrong_ssrc: AtomicU64,
+    /// RTP from an address that may not become the stream's remote (outside the latch
+    /// window, or another source once latched, and not a NAT rebinding): dropped.
+    pub rtp_foreign_dropped: AtomicU64,
+    /// Streams the media thread closed itself under the orphan rule.
+    pub streams_orphaned: AtomicU64,
     /// RTP with a payload type the stream does not take (not its codec nor its DTMF).
     pub wrong_payload_type: AtomicU64,
     pub rtcp_received: AtomicU64,
@@ -32,7 +37,8 @@ pub struct MediaStats {
     pub digits: AtomicU64,
     /// Events the engine inbox had no room for.
     pub events_dropped: AtomicU64,
-    /// Commands the media queue had no room for.
+    /// Commands the media queue had no room for (a `Stop` only when its own queue was
+    /// full too).
     pub commands_dropped: AtomicU64,
     /// Frames not sent because the thread fell more than `MAX_BEHIND` behind.
     pub frames_skipped: AtomicU64,
@@ -41,7 +47,7 @@ pub struct MediaStats {
     /// io_uring receives that found no free buffer (the datagram waited in its socket
     /// until the receive was armed again).
     pub rx_buffers_exhausted: AtomicU64,
-    /// Sender-side remote address changes (symmetric RTP).
+    /// Remote address changes: latched within the window, or a NAT rebinding.
     pub relatched: AtomicU64,
     /// CPU time the media thread has used (ns), refreshed every housekeeping pass.
     pub thread_cpu_ns: AtomicU64,
@@ -112,6 +118,8 @@ impl Default for MediaStats {
             packets_received: z(),
             bad_packets: z(),
             wrong_ssrc: z(),
+            rtp_foreign_dropped: z(),
+            streams_orphaned: z(),
             wrong_payload_type: z(),
             rtcp_received: z(),
             rtcp_bad: z(),
