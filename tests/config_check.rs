@@ -62,7 +62,7 @@ fn unknown_key() {
     refused(
         "unknown_key",
         "[cti]\nlisten = \"0.0.0.0:2748\"\nheartbeat = 5\n",
-        "3:1: unknown key `heartbeat` in [cti] (expected one of: listen, heartbeat_s, max_apps)",
+        "3:1: unknown key `heartbeat` in [cti] (expected one of: listen, heartbeat_s, max_apps, throttle)",
     );
 }
 
