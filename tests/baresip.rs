@@ -12,6 +12,8 @@
 //! it is not MD5 ("Register: Function not implemented"), even when an MD5 challenge
 //! is offered alongside; so these boxes offer `digest_algorithms = ["md5"]`
 //! (see `sha_256_challenge_with_this_baresip`).
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::sipp::{expect_success, free_udp_port, password, sip_config_digest, sipp, start_config, TestBox};

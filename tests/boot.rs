@@ -1,5 +1,7 @@
 //! The appliance boots on its embedded default: the banner names what listens where,
 //! every listed port really answers, and SIGINT/SIGTERM stop it cleanly.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::*;

@@ -4,6 +4,8 @@
 //! address), redirect to a registered phone, hold and unhold, drop, twenty calls at
 //! once on one route point, the application killed (CFOF) and gone (CFNA), then its
 //! return with a correct snapshot.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::sipp::*;

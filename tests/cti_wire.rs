@@ -3,6 +3,8 @@
 //! unknown request and a missing field, and stay usable; WebSocket framing rules
 //! (fragments, ping, binary, oversize, unmasked frames) close with the right codes;
 //! and `ctibox cti raw` round-trips against the running box.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::*;

@@ -2,6 +2,8 @@
 //! and espeak-ng (a minute of speech must not fire the DTMF detector). Audio is
 //! generated into a temporary directory at test time and removed afterwards. A test
 //! whose tool is missing says so and passes; CI installs both through scripts/deps.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::{require, run_tool, TempDir};

@@ -2,6 +2,8 @@
 //! caller holds, RTP with music (G.711 mu-law, payload type 0) reaches the held
 //! party's media address, from the box; when the caller resumes, the held party gets
 //! the caller's own session description back (direct media again).
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::sipp::*;

@@ -5,7 +5,7 @@
 //! on both of the media thread's I/O backends (epoll and io_uring; the io_uring run
 //! fails where the kernel does not offer it). Nothing sleeps to wait: every wait is on
 //! a packet or an event, with a guard timeout.
-#![allow(clippy::disallowed_methods)] // a test of the shell reads the clock like the shell
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // a test of the shell reads the clock like the shell
 
 mod common;
 use common::{require, run_tool, TempDir};

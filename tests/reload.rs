@@ -1,5 +1,7 @@
 //! SIGHUP reloads the configuration file; a bad new configuration is refused with its
 //! file, line, column and reason, and the box keeps serving with the old one.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::*;

@@ -1,6 +1,8 @@
 //! SIP call control against real peers nobody here wrote: SIPp scenarios (tests/sipp/)
 //! register with digest authentication and call each other through the real binary
 //! on loopback. Each test starts its own box with a config of known passwords.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 use common::sipp::*;

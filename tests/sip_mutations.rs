@@ -2,6 +2,8 @@
 //! of the torture corpus. For each: parsing never panics; a parsed message prints and
 //! re-parses to the same value; an unparsable one gets an answer or a drop, and a
 //! parsed request gets `check_request`'s verdict, without panicking.
+// Tests of the real binary use sockets, files and processes.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ctibox::core::sip::*;
 use std::path::Path;

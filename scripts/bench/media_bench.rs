@@ -17,7 +17,7 @@
 //! machine), and reports how late it sent against the schedule, so a run whose input
 //! came in bursts can be told from one where the box was slow. GEN_NORMAL=1 keeps the
 //! generator at normal priority (for comparison: its bursts then grow).
-#![allow(clippy::disallowed_methods)] // a benchmark reads the clock
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // a benchmark reads the clock and drives sockets
 
 use ctibox::config::Codec;
 use ctibox::core::media::rtp::RtpHeader;

@@ -60,7 +60,9 @@ pub fn check_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
     check_str(&text, &name)
 }
 
-/// Reads a bounded UTF-8 text file.
+/// Reads a bounded UTF-8 text file (the configuration's one file read besides the
+/// board file, audio files and secrets.toml, all for the shell before the engine runs).
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn read_text(path: &Path) -> Result<String, Reason> {
     let meta = std::fs::metadata(path).map_err(|e| Reason::Read { detail: e.to_string() })?;
     let max = crate::limits::CONFIG_MAX_BYTES;

@@ -1,4 +1,5 @@
 //! Unit tests for the configuration: the embedded default, and one bad input per kind.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests write their own config files
 
 use super::*;
 

@@ -229,6 +229,7 @@ fn sip(c: &mut Ctx, r: &RawSip, system_name: &str) -> SipConfig {
 /// `[media] prompts_dir` when unset.
 pub const DEFAULT_PROMPTS_DIR: &str = "/usr/share/ctibox/prompts";
 
+#[allow(clippy::disallowed_methods)] // checks prompts_dir exists: configuration loading runs in the shell
 fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
     let min = c.int(&r.rtp_port_min, "media.rtp_port_min", 16384, 1024, 65534);
     let max = c.int(&r.rtp_port_max, "media.rtp_port_max", 32767, 1025, 65535);
@@ -279,6 +280,7 @@ fn media(c: &mut Ctx, r: &RawMedia) -> MediaConfig {
 
 /// Reads and decodes an audio file the media path plays (music on hold, prompts):
 /// an 8 kHz mono PCM16, mu-law or A-law WAV, at most `MEDIA_MAX_FILE_BYTES`.
+#[allow(clippy::disallowed_methods)] // reads an audio file: configuration loading runs in the shell
 pub fn read_audio(path: &Path) -> Result<Vec<i16>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {

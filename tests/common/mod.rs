@@ -1,7 +1,7 @@
 //! Test harness for the real binary: starts `ctibox run` on loopback with port-0
 //! listeners and a private data directory, reads its banner for the bound addresses,
 //! and waits on its output lines (never on the clock) for what a test expects.
-#![allow(dead_code, clippy::disallowed_methods)]
+#![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod sipp;
 

@@ -1,5 +1,6 @@
 //! SIPp plumbing shared by the SIP and CTI tests: a box with a config of known
 //! passwords, SIPp runs against it, registrations and calls.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // the harness runs the real binary and its peers
 
 use super::*;
 use std::path::{Path, PathBuf};
