@@ -155,7 +155,7 @@ impl EventReceiver {
             self.emit(ReceivedEvent::End {
                 event: c.event,
                 timestamp: c.first_ts,
-                duration: c.done + u32::from(c.seg),
+                duration: c.done.saturating_add(u32::from(c.seg)),
                 timed_out,
             });
             self.remember(c.ts);
@@ -193,7 +193,8 @@ impl EventReceiver {
             let seg_end = c.ts.wrapping_add(u32::from(c.seg));
             if ev.event == c.event && !marker && c.seg >= 0xFF00 && timestamp.wrapping_sub(seg_end) < 0x1000 {
                 let old = c.ts;
-                c.done += u32::from(c.seg);
+                // A peer can keep an event going for ever: the sum saturates.
+                c.done = c.done.saturating_add(u32::from(c.seg));
                 c.ts = timestamp;
                 c.seg = ev.duration;
                 c.last_seen = now;
@@ -368,5 +369,22 @@ mod tests {
                 ReceivedEvent::End { event: 1, timestamp: ts0, duration: 0xFFFF + 800, timed_out: false },
             ]
         );
+    }
+
+    #[test]
+    fn endless_event_duration_saturates() {
+        // 65,800 full segments exceed u32 timestamp units: the sum must not overflow.
+        let mut rx = EventReceiver::new();
+        let e = |end, duration| TelephoneEvent { event: 2, end, volume: 10, duration };
+        let mut ts = 0u32;
+        rx.handle_packet(Time::ZERO, true, ts, &e(false, 0xFFFF));
+        for _ in 0..65_800 {
+            ts = ts.wrapping_add(0xFFFF);
+            rx.handle_packet(Time::ZERO, false, ts, &e(false, 0xFFFF));
+        }
+        rx.handle_packet(Time::ZERO, false, ts, &e(true, 0xFFFF));
+        let got = drain(&mut rx);
+        assert_eq!(got.first(), Some(&ReceivedEvent::Start { event: 2, timestamp: 0 }));
+        assert_eq!(got.last(), Some(&ReceivedEvent::End { event: 2, timestamp: 0, duration: u32::MAX, timed_out: false }));
     }
 }
