@@ -23,7 +23,7 @@
 use ctibox::core::digest::{expected_response, ha1, Algorithm, Credentials};
 use ctibox::core::rng::EngineRng;
 use ctibox::core::sip::parse_message;
-use ctibox::core::{ConnId, CtiTransport, Engine, HttpRequest, Input, Output, Restored, Time, Transport};
+use ctibox::core::{ConnId, CtiTransport, Engine, HttpRequest, Input, Output, Restored, Time, Transport, Verdict, VerifyJob};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -190,6 +190,8 @@ struct Harness {
     strict: bool,
     /// Messages sent in answer to unparsable SIP.
     lax: Vec<Vec<u8>>,
+    /// Secret checks handed out, answered after the drain.
+    verify: Vec<VerifyJob>,
 }
 
 /// FUZZ_TRACE=1 prints every input and output (to see what a seed reaches).
@@ -239,7 +241,15 @@ impl Harness {
                 }
                 Output::HttpResponse { body, .. } => assert!(body.len() <= ctibox::limits::HTTP_MAX_REQUEST),
                 Output::Close { .. } | Output::Persist { .. } | Output::Media(_) => {}
+                // The shell's verifier, played here: the verdict comes back once the
+                // outputs are drained, as the real driver does it.
+                Output::VerifySecret(job) => self.verify.push(job),
             }
+        }
+        while let Some(job) = self.verify.pop() {
+            let verdict = if ctibox::config::verify_phc(&job.phc, &job.presented) { Verdict::Match } else { Verdict::Mismatch };
+            self.engine.handle_input(self.now, Input::SecretVerified { ticket: job.ticket, verdict });
+            self.drain();
         }
     }
 
@@ -305,7 +315,7 @@ impl Harness {
 
 fuzz_target!(|data: &[u8]| {
     let engine = Engine::new(config(), EngineRng::seed_from_u64(7), Time::ZERO, 0, Restored::default());
-    let mut h = Harness { engine, now: Time::ZERO, phones: (0..SOURCES).map(|_| Phone::default()).collect(), branch: 0, call: String::new(), strict: true, lax: Vec::new() };
+    let mut h = Harness { engine, now: Time::ZERO, phones: (0..SOURCES).map(|_| Phone::default()).collect(), branch: 0, call: String::new(), strict: true, lax: Vec::new(), verify: Vec::new() };
     let mut rest = data;
     let mut n = 0;
     while !rest.is_empty() && n < 64 {
