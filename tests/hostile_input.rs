@@ -151,6 +151,16 @@ fn a_panicking_connection_task_closes_only_its_connection_and_never_leaks_a_slot
     let got = read_to_close(&mut c);
     assert!(String::from_utf8_lossy(&got).contains("\"hello\""), "the hello came before: {got:?}");
     b.wait_line(|l| l.text().contains("task panicked (fault injection: marker in a frame); connection closed"));
+    // And a CTI WebSocket's.
+    let (mut ws, _) = tungstenite::client(format!("ws://{}/cti", b.http), TcpStream::connect(b.http).unwrap()).unwrap();
+    assert!(ws.read().unwrap().to_text().unwrap().contains("\"hello\""));
+    ws.send(tungstenite::Message::text("{\"type\":\"heartbeat\",\"id\":\"ctibox-fault: panic\"}")).unwrap();
+    loop {
+        match ws.read() {
+            Ok(m) => assert!(!m.is_text(), "no reply to the frame that panicked: {m:?}"),
+            Err(_) => break, // closed
+        }
+    }
     // Still serving, on a fresh SIP/TCP connection too.
     let mut t = TcpStream::connect(b.sip).unwrap();
     t.set_read_timeout(Some(GUARD)).unwrap();
@@ -158,7 +168,7 @@ fn a_panicking_connection_task_closes_only_its_connection_and_never_leaks_a_slot
     let mut line = String::new();
     BufReader::new(&t).read_line(&mut line).unwrap();
     assert_eq!(line.trim_end(), "SIP/2.0 200 OK");
-    assert_eq!(status(&b)["stats"]["conn_task_panics"], rounds + 1);
+    assert_eq!(status(&b)["stats"]["conn_task_panics"], rounds + 2);
 }
 
 struct Cti {

@@ -89,7 +89,10 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, inbox: mpsc::Sender<Even
             return;
         }
         let leftover = buf.split_off(head.head_len);
-        websocket(stream, peer, leftover, inbox, cti).await;
+        // Its own guarded task with its connection id, so a panic in it closes the
+        // CTI session at once (ConnPanicked) rather than at its heartbeat deadline.
+        let conn = next_conn_id();
+        super::writer::spawn_conn(Some(conn), inbox.clone(), websocket(stream, peer, conn, leftover, inbox, cti));
         return;
     }
     // Plain HTTP: take the body, hand the request to the engine, and keep reading
@@ -242,8 +245,7 @@ fn close_for(e: &WsError) -> Option<(CloseCode, &'static str)> {
 }
 
 /// Runs one CTI connection over WebSocket until either side ends it.
-async fn websocket(stream: TcpStream, peer: SocketAddr, leftover: Vec<u8>, inbox: mpsc::Sender<Event>, _slot: CtiSlot) {
-    let conn = next_conn_id();
+async fn websocket(stream: TcpStream, peer: SocketAddr, conn: ConnId, leftover: Vec<u8>, inbox: mpsc::Sender<Event>, _slot: CtiSlot) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits::CTI_SEND_QUEUE);
     if inbox.send(Event::WebSocket { conn, writer: tx }).await.is_err() {
         return;
@@ -277,6 +279,7 @@ async fn websocket(stream: TcpStream, peer: SocketAddr, leftover: Vec<u8>, inbox
                     if t.trim().is_empty() {
                         continue;
                     }
+                    super::writer::fault_check(t.as_bytes());
                     let input = Input::CtiMessage { conn, text: t.as_str().to_string() };
                     if inbox.send(Event::Input(input)).await.is_err() {
                         break Some((CloseCode::Away, "server stopping"));

@@ -41,6 +41,13 @@ fn fault_panics() -> bool {
     *ON.get_or_init(|| std::env::var("CTIBOX_FAULT").as_deref() == Ok("panic-on-marker"))
 }
 
+/// Panics when fault injection is on and `frame` holds the marker.
+pub(super) fn fault_check(frame: &[u8]) {
+    if fault_panics() && frame.windows(FAULT_MARKER.len()).any(|w| w == FAULT_MARKER) {
+        panic!("fault injection: marker in a frame");
+    }
+}
+
 pub fn next_conn_id() -> ConnId {
     ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed))
 }
@@ -92,9 +99,7 @@ where
                     break 'outer;
                 }
                 Frame::Message(len) => {
-                    if fault_panics() && buf[..len].windows(FAULT_MARKER.len()).any(|w| w == FAULT_MARKER) {
-                        panic!("fault injection: marker in a frame");
-                    }
+                    fault_check(&buf[..len]);
                     let input = deliver(&buf[..len]);
                     buf.drain(..len);
                     if let Some(input) = input {
