@@ -288,7 +288,7 @@ fn baresip_with_a_wrong_password_is_refused() {
 /// a baresip that knows SHA-256 must then pick it. Either way the box's side must
 /// agree with what baresip says.
 #[test]
-fn sha_256_challenge_with_this_baresip() {
+fn a_sha_256_challenge_is_answered_with_sha_256_or_refused_by_an_md5_only_baresip() {
     let mut tb = start("");
     let mut p = Phone::start(&tb, "1001", &password("1001"));
     let l = p.wait_any(&["useragent registered successfully", "Register: Function not implemented"]);

@@ -55,12 +55,12 @@ fn with(extra: &str) -> String {
 }
 
 #[test]
-fn toml_syntax_error() {
+fn a_toml_syntax_error_is_refused_at_its_position() {
     refused("syntax", "[sip\nudp = \"0.0.0.0:5060\"\n", "1:5: TOML syntax error: unclosed table, expected `]`");
 }
 
 #[test]
-fn unknown_key() {
+fn an_unknown_key_is_refused_at_its_position() {
     refused(
         "unknown_key",
         "[cti]\nlisten = \"0.0.0.0:2748\"\nheartbeat = 5\n",
@@ -69,12 +69,12 @@ fn unknown_key() {
 }
 
 #[test]
-fn wrong_type() {
+fn a_value_of_the_wrong_type_is_refused_at_its_position() {
     refused("wrong_type", "[media]\nrtp_port_min = \"16384\"\n", "2:16: wrong type: found string \"16384\", expected an integer");
 }
 
 #[test]
-fn duplicate_dn_in_partition() {
+fn a_duplicate_dn_in_a_partition_is_refused_at_its_position() {
     refused(
         "dup_dn",
         &with("[[line]]\ndn = \"1001\"\npartition = \"internal\"\n"),
@@ -83,7 +83,7 @@ fn duplicate_dn_in_partition() {
 }
 
 #[test]
-fn line_in_missing_partition() {
+fn a_line_in_a_missing_partition_is_refused_at_its_position() {
     refused(
         "line_partition",
         &with("[[line]]\ndn = \"1002\"\npartition = \"sales\"\n"),
@@ -92,7 +92,7 @@ fn line_in_missing_partition() {
 }
 
 #[test]
-fn css_with_missing_partition() {
+fn a_css_with_a_missing_partition_is_refused_at_its_position() {
     refused(
         "css_partition",
         &with("[[calling_search_space]]\nname = \"x\"\npartitions = [\"internal\", \"pstn\"]\n"),
@@ -101,7 +101,7 @@ fn css_with_missing_partition() {
 }
 
 #[test]
-fn device_with_missing_css_line_pool() {
+fn a_device_with_a_missing_css_line_or_pool_is_refused_at_its_position() {
     let dev = "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\npassword = \"k7Vq2pLm9x\"\n";
     refused("dev_css", &with(&format!("{dev}lines = [\"1001\"]\ncss = \"staff\"\n")), "24:7: device \"p2\" names calling search space \"staff\", which is not defined");
     refused("dev_line", &with(&format!("{dev}lines = [\"1009\"]\n")), "23:10: device \"p2\" names line \"1009\", which is not defined");
@@ -109,12 +109,12 @@ fn device_with_missing_css_line_pool() {
 }
 
 #[test]
-fn two_listeners_on_one_port() {
+fn two_listeners_on_one_port_are_refused_at_their_position() {
     refused("clash", "[sip]\nudp = \"0.0.0.0:5060\"\ntcp = \"0.0.0.0:5060\"\n[http]\nlisten = \"0.0.0.0:5060\"\n", "5:10: http.listen 0.0.0.0:5060 clashes with sip.tcp on the same port");
 }
 
 #[test]
-fn unreachable_forward_target() {
+fn an_unreachable_forward_target_is_refused_at_its_position() {
     refused(
         "forward",
         &with("[[line]]\ndn = \"1002\"\npartition = \"internal\"\nforward = { no_answer = \"5555\", css = \"all\" }\n"),
@@ -123,7 +123,7 @@ fn unreachable_forward_target() {
 }
 
 #[test]
-fn duplicate_device_name() {
+fn a_duplicate_device_name_is_refused_at_its_position() {
     refused(
         "dup_device",
         &with("[[device]]\nname = \"p1\"\ntype = \"cti_port\"\nlines = [\"1001\"]\n"),
@@ -132,7 +132,7 @@ fn duplicate_device_name() {
 }
 
 #[test]
-fn app_user_with_unknown_device() {
+fn an_app_user_with_an_unknown_device_is_refused_at_its_position() {
     refused(
         "app_device",
         &with("[[app_user]]\nname = \"crm\"\nsecret = \"generate\"\ndevices = [\"p1\", \"p7\"]\n"),
@@ -141,7 +141,7 @@ fn app_user_with_unknown_device() {
 }
 
 #[test]
-fn device_fields_of_the_wrong_type() {
+fn device_fields_that_do_not_fit_the_device_or_board_are_refused_at_their_position() {
     refused(
         "cti_port_with_port",
         &with("[[device]]\nname = \"port1\"\ntype = \"cti_port\"\nlines = [\"1001\"]\nport = \"fxs1\"\n"),
@@ -155,7 +155,7 @@ fn device_fields_of_the_wrong_type() {
 }
 
 #[test]
-fn bad_secret_format() {
+fn a_bad_secret_format_is_refused_at_its_position() {
     refused(
         "secret",
         &with("[[app_user]]\nname = \"crm\"\nsecret = \"hunter2hunter2\"\n"),
@@ -164,7 +164,7 @@ fn bad_secret_format() {
 }
 
 #[test]
-fn weak_sip_passwords() {
+fn weak_sip_passwords_are_refused_at_their_position() {
     let dev = "[[device]]\nname = \"p2\"\ntype = \"sip_phone\"\nusername = \"alice\"\nlines = [\"1001\"]\n";
     refused("pw_short", &with(&format!("{dev}password = \"1234\"\n")), "24:12: device \"p2\": password refused: shorter than 8 characters");
     refused("pw_known", &with(&format!("{dev}password = \"password\"\n")), "24:12: device \"p2\": password refused: a well-known password");
@@ -172,13 +172,13 @@ fn weak_sip_passwords() {
 }
 
 #[test]
-fn rtp_range() {
+fn an_rtp_range_out_of_order_or_odd_is_refused_at_its_position() {
     refused("rtp_order", "[media]\nrtp_port_min = 20000\nrtp_port_max = 18000\n", "3:16: media.rtp_port_min (20000) must be less than media.rtp_port_max (18000)");
     refused("rtp_odd", "[media]\nrtp_port_min = 20001\n", "2:16: media.rtp_port_min = 20001 must be even (RTP uses even ports, RTCP the odd one above)");
 }
 
 #[test]
-fn peer_priority_out_of_range() {
+fn a_peer_priority_out_of_range_is_refused_at_its_position() {
     refused(
         "peer",
         "[peer]\naddress = \"192.0.2.2:7400\"\nlisten = \"0.0.0.0:7400\"\npriority = 0\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\n",
@@ -200,7 +200,7 @@ fn every_error_is_reported() {
 }
 
 #[test]
-fn missing_file() {
+fn a_missing_file_is_refused_as_unreadable() {
     let (code, _, err) = check(Path::new("/nonexistent/ctibox.toml"));
     assert_eq!(code, 1);
     assert!(err.starts_with("/nonexistent/ctibox.toml:0:0: cannot read: "), "{err}");
@@ -225,7 +225,7 @@ fn embedded_default_passes() {
 }
 
 #[test]
-fn hash_secret_round_trip() {
+fn hash_secret_gives_an_argon2id_phc_that_check_config_accepts() {
     let mut child = Command::new(BIN).arg("hash-secret").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(b"operator-console-secret\n").unwrap();
     let out = child.wait_with_output().unwrap();

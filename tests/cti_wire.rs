@@ -79,12 +79,16 @@ impl Tcp {
         assert!(line.ends_with('\n'));
         json(&line)
     }
+    /// True when the box closes the connection (EOF or a reset); false when it is
+    /// still open at the guard time.
     fn closed(&mut self) -> bool {
         let mut buf = [0u8; 256];
         loop {
             match self.r.read(&mut buf) {
-                Ok(0) | Err(_) => return true,
+                Ok(0) => return true,
                 Ok(_) => continue,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
             }
         }
     }

@@ -301,7 +301,12 @@ fn rfc4733_digits_come_exactly_once_and_rtp_is_symmetric() {
     s.send(101, false, s.ts.wrapping_sub(960), &end.encode());
     s.event('D', 101);
     assert_eq!(digits_until(&m, 'D'), "1234567890*#ABCD");
-    assert!(m.ev.recv_timeout(Duration::from_millis(700)).is_err(), "a digit came twice");
+    // Two sentinels: the next events are exactly these (a digit given twice, the
+    // straggler's or a sentinel's own, would come before the second).
+    s.event('1', 101);
+    s.event('2', 101);
+    assert_eq!(m.event(), MediaEvent::Digit { stream: StreamId(10), digit: '1' });
+    assert_eq!(m.event(), MediaEvent::Digit { stream: StreamId(10), digit: '2' }, "a digit came twice");
     assert!(MediaStats::get(&m.stats().relatched) >= 1);
 }
 
@@ -429,8 +434,17 @@ fn rtp_timeout_after_silence_from_a_peer_that_had_sent() {
     let t = Instant::now();
     assert_eq!(m.event(), MediaEvent::RtpTimeout { stream: StreamId(50) });
     assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
-    // Stream 51 never received RTP: no timeout for it; 50 reports only once.
-    assert!(m.ev.recv_timeout(Duration::from_millis(600)).is_err());
+    // A sentinel: stream 52 gets RTP now and times out in turn. By its timeout 50 and
+    // 51 have been silent for two timeouts more, yet it is the next event: 51, which
+    // never received RTP, reports none, and 50 reports only once.
+    let port52 = play(&m, 52, peer.addr(), Codec::Pcmu, MediaSource::Silence);
+    // Open once its first packet reaches the peer (from its port).
+    let mut b = [0u8; 2048];
+    while peer.rtp.recv_from(&mut b).expect("RTP within the guard time").1.port() != port52 {}
+    let mut s52 = Sender::new(peer.rtp.try_clone().unwrap(), format!("127.0.0.1:{port52}").parse().unwrap(), 52);
+    s52.audio(Law::Ulaw, &[0xFF; 480]);
+    assert_eq!(m.event(), MediaEvent::RtpTimeout { stream: StreamId(52) });
+    assert!(t.elapsed() >= Duration::from_millis(550), "{:?}", t.elapsed());
 }
 
 /// Sends with `send` every 20 ms of silence at `to` until a packet from `ssrc` arrives
@@ -601,6 +615,72 @@ fn digits_are_sent_as_rfc4733_events_in_place_of_audio() {
     m.cmd(MediaCmd::Stop { stream: StreamId(90) });
 }
 
+/// A Play on an open stream (same id, same port) changes it in place: a new tone and
+/// a new remote, then a prompt. The stream keeps sending (same SSRC, the sequence
+/// continuing) with the new content to the new remote, and keeps receiving (digits
+/// from the new remote are reported).
+fn a_play_on_an_open_stream_changes_its_source_and_remote_in_place() {
+    let m = start();
+    let (pa, pb) = (Peer::new(), Peer::new());
+    let port = play(&m, 95, pa.addr(), Codec::Pcmu, MediaSource::Tone(ToneKind::Dial));
+    let dial = |pcm: &[i16]| tone_power(pcm, 350.0) + tone_power(pcm, 440.0);
+    let busy = |pcm: &[i16]| tone_power(pcm, 480.0) + tone_power(pcm, 620.0);
+    let mut pcm = Vec::new();
+    let mut last = None;
+    for _ in 0..10 {
+        let (h, payload, _) = pa.recv();
+        pcm.extend(decode(Law::Ulaw, &payload));
+        last = Some(h);
+    }
+    let before = last.unwrap();
+    assert!(dial(&pcm) > 100.0 * busy(&pcm), "dial tone first");
+    // The same stream and port, US busy tone (480 + 620 Hz, 500 ms on first), to B.
+    m.cmd(MediaCmd::Play { stream: StreamId(95), local_port: port, remote: pb.addr(), codec: Codec::Pcmu, source: MediaSource::Tone(ToneKind::Busy) });
+    let mut pcm = Vec::new();
+    let mut seqs = Vec::new();
+    for _ in 0..20 {
+        let (h, payload, _) = pb.recv();
+        assert_eq!((h.ssrc, h.payload_type), (before.ssrc, 0), "the same stream goes on");
+        seqs.push(h.sequence);
+        pcm.extend(decode(Law::Ulaw, &payload));
+    }
+    // Frames after the last one A read and before the Play may have gone to A.
+    assert!(seqs[0].wrapping_sub(before.sequence) >= 1 && seqs[0].wrapping_sub(before.sequence) < 100, "{} after {}", seqs[0], before.sequence);
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{seqs:?}");
+    assert!(busy(&pcm) > 100.0 * dial(&pcm), "busy tone after the Play: {} vs {}", busy(&pcm), dial(&pcm));
+    // It receives on the same sockets: a digit from B comes through.
+    m.cmd(MediaCmd::CollectDigits { stream: StreamId(95), dtmf_pt: Some(101) });
+    let mut s = Sender::new(pb.rtp.try_clone().unwrap(), format!("127.0.0.1:{port}").parse().unwrap(), 0x95);
+    s.audio(Law::Ulaw, &[0xFF; 160]);
+    s.event('5', 101);
+    assert_eq!(digits_until(&m, '5'), "5");
+    // A prompt in place of the tone (its file is read by the loader for this Play):
+    // played out, 1 kHz, then silence.
+    let dir = TempDir::new("replay");
+    let path = dir.file("k.wav");
+    let sine: Vec<i16> = (0..2400).map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 8000.0).sin() * 8000.0) as i16).collect();
+    std::fs::write(&path, ctibox::core::media::wav::write_pcm16(&sine)).unwrap();
+    m.cmd(MediaCmd::Play { stream: StreamId(95), local_port: port, remote: pb.addr(), codec: Codec::Pcmu, source: MediaSource::Prompt(path) });
+    assert_eq!(m.event(), MediaEvent::PlayoutDone { stream: StreamId(95) });
+    // Read what B has queued up to the end of the prompt (the playout event came after
+    // it was sent): the prompt's frames are among them.
+    let mut prompt = Vec::new();
+    loop {
+        let (h, payload, _) = pb.recv();
+        assert_eq!(h.ssrc, before.ssrc);
+        let pcm = decode(Law::Ulaw, &payload);
+        if tone_power(&pcm, 1000.0) > 100.0 * (busy(&pcm) + dial(&pcm) + 1.0) {
+            prompt.push(h.sequence);
+        } else if !prompt.is_empty() {
+            break; // past the prompt
+        }
+    }
+    assert_eq!(prompt.len(), 15, "the 300 ms prompt, whole");
+    assert!(m.ev.try_recv().is_err(), "no Failed event");
+    assert_eq!(MediaStats::get(&m.stats().streams), 1, "one stream, updated in place");
+    m.cmd(MediaCmd::Stop { stream: StreamId(95) });
+}
+
 /// Every scenario above, once on each backend of the media thread.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -635,4 +715,5 @@ on_both_backends!(
     bursts_on_many_relayed_calls_are_forwarded_whole_and_in_order,
     a_burst_larger_than_the_receive_buffers_is_forwarded_whole_and_in_order,
     a_port_reopened_by_a_new_stream_serves_the_new_stream,
+    a_play_on_an_open_stream_changes_its_source_and_remote_in_place,
 );

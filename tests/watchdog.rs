@@ -53,7 +53,7 @@ fn ready_then_pings_and_pings_stop_when_the_loop_stalls() {
 }
 
 #[test]
-fn without_notify_socket_nothing_is_sent_and_the_box_runs() {
+fn without_notify_socket_the_box_runs_and_answers_http() {
     let b = BoxProc::start(Start::default());
     assert_eq!(b.http_get("/status").0, 200);
 }

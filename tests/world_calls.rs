@@ -611,3 +611,62 @@ fn music_on_hold_reinvites_the_held_party_to_the_box_and_plays_then_resume_stops
     );
     w.assert_nothing_leaked();
 }
+
+#[test]
+fn rtp_timeout_on_music_on_hold_ends_the_call_with_bye_to_both_phones_at_that_instant() {
+    use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
+    let mut w = world(&[]);
+    w.dial("1001", "1002");
+    w.drive_until(secs(2.0));
+    w.answer("1002");
+    w.drive_until(secs(3.0));
+    w.reinvite("1001", "sendonly");
+    w.drive_until(secs(4.0));
+    assert_eq!(w.status()["call_media"]["calls_ended_rtp_timeout"], 0);
+    // The held phone stopped sending to the box's music on hold: at 9.5 s the media
+    // path says so.
+    w.media_event_at(secs(9.5), MediaEvent::RtpTimeout { stream: StreamId(1) });
+    w.settle();
+    check(
+        w.sip_trace(&["1001", "1002"]),
+        &with(
+            &DIAL,
+            &[
+                "2.000 1002>box 200 INVITE",
+                "2.010 box>1002 ACK",
+                "2.010 box>1001 200 INVITE",
+                "2.020 1001>box ACK",
+                "3.000 1001>box INVITE",
+                "3.010 box>1001 100 INVITE",
+                "3.010 box>1002 INVITE",
+                "3.020 1002>box 200 INVITE",
+                "3.030 box>1002 ACK",
+                "3.030 box>1001 200 INVITE",
+                "3.040 1001>box ACK",
+                // The timeout at 9.500: BYE both ways at once, each answered.
+                "9.500 box>1001 BYE",
+                "9.500 box>1002 BYE",
+                "9.510 1001>box 200 BYE",
+                "9.510 1002>box 200 BYE",
+            ],
+        ),
+    );
+    assert_eq!(w.trace(&["media"]), ["9.500 media>box media RtpTimeout { stream: StreamId(1) }"]);
+    let codec = ctibox::config::Codec::Pcmu;
+    assert_eq!(
+        w.media,
+        [
+            (secs(3.03), MediaCmd::Play { stream: StreamId(1), local_port: 16384, remote: "127.0.0.12:4000".parse().unwrap(), codec, source: MediaSource::MusicOnHold }),
+            (secs(9.5), MediaCmd::Stop { stream: StreamId(1) }),
+        ]
+    );
+    // Each phone has the BYE 10 ms later, and no call any more.
+    for dn in ["1001", "1002"] {
+        assert_eq!(w.phone(dn).history.last(), Some(&(secs(9.51), "ended by the box".to_string())), "{dn}");
+        assert!(w.phone(dn).dialog.is_none(), "{dn}");
+    }
+    assert_eq!(w.engine.sip().b2bua.table_sizes().iter().find(|t| t.0 == "media_ports").unwrap().1, 0, "the port is free");
+    let st = w.status();
+    assert_eq!((st["call_media"]["calls_ended_rtp_timeout"].as_u64(), st["calls_completed"].as_u64()), (Some(1), Some(1)));
+    w.assert_nothing_leaked();
+}

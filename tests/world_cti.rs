@@ -1,7 +1,8 @@
 //! CTI on the virtual clock: a route point's offered call left unanswered follows Call
 //! Forward No Answer at the device's timeout; an application that fails sends its
-//! offered calls to Call Forward On Failure. Phones and the application are 10 ms
-//! from the box.
+//! offered calls to Call Forward On Failure; a call answered with box media ends when
+//! its stream reports an RTP timeout. Phones and the application are 10 ms from the
+//! box.
 mod world;
 
 use world::*;
@@ -120,5 +121,56 @@ fn application_failure_sends_its_offered_call_to_cfof_at_once() {
     assert_eq!(events(&w).len(), 2);
     assert!(w.find("box", "1003", "INVITE").is_empty());
     assert_eq!(w.status()["cti_apps"], 0);
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn rtp_timeout_on_box_media_of_an_answered_route_point_call_ends_it_and_tells_the_application() {
+    use ctibox::core::{MediaCmd, MediaEvent, MediaSource, StreamId};
+    let mut w = world();
+    w.dial("1001", "2000");
+    w.drive_until(secs(2.0));
+    w.app_send("ivr", serde_json::json!({"type":"answer","call":"c1","media":"box"}));
+    w.drive_until(secs(3.0));
+    // The caller sends its media to the box's port.
+    let sdp = w.phone("1001").dialog.as_ref().expect("connected").remote_sdp.clone();
+    assert!(sdp.contains("c=IN IP4 127.0.0.1\r\n") && sdp.contains("m=audio 16384 "), "{sdp}");
+    w.media_event_at(secs(20.0), MediaEvent::RtpTimeout { stream: StreamId(1) });
+    w.settle();
+    let expected: Vec<&str> = OFFER
+        .iter()
+        .copied()
+        .chain([
+            "2.000 ivr>box cti answer",
+            "2.010 box>ivr cti reply ok",
+            "2.010 box>1001 200 INVITE",
+            "2.010 box>ivr cti event call_answered",
+            "2.010 box>ivr cti event media_started",
+            "2.020 1001>box ACK",
+            "2.030 box>ivr cti event call_connected",
+            // No RTP from the caller: the box hangs up at the timeout, and says why.
+            "20.000 media>box media RtpTimeout { stream: StreamId(1) }",
+            "20.000 box>1001 BYE",
+            "20.000 box>ivr cti event media_stopped",
+            "20.000 box>ivr cti event call_ended",
+            "20.010 1001>box 200 BYE",
+        ])
+        .collect();
+    let trace: Vec<String> = w.trace(&["1001", "ivr", "media"]).into_iter().filter(|l| l.starts_with(|c: char| c != '0')).collect();
+    check(trace, &expected);
+    let ended = w.app("ivr").last_event("call_ended").unwrap();
+    assert_eq!((&ended["call"], &ended["reason"]), (&serde_json::json!("c1"), &serde_json::json!("failed")));
+    let codec = ctibox::config::Codec::Pcmu;
+    assert_eq!(
+        w.media,
+        [
+            (secs(2.01), MediaCmd::Play { stream: StreamId(1), local_port: 16384, remote: "127.0.0.11:4000".parse().unwrap(), codec, source: MediaSource::Silence }),
+            (secs(2.01), MediaCmd::CollectDigits { stream: StreamId(1), dtmf_pt: None }),
+            (secs(20.0), MediaCmd::Stop { stream: StreamId(1) }),
+        ]
+    );
+    assert_eq!(w.phone("1001").history.last(), Some(&(secs(20.01), "ended by the box".to_string())));
+    let st = w.status();
+    assert_eq!(st["call_media"]["calls_ended_rtp_timeout"], 1);
     w.assert_nothing_leaked();
 }

@@ -14,6 +14,8 @@
 //!   engine's `poll_timeout`); `drive()` runs until nothing is in flight and no phone
 //!   has a timer; `drive_until(t)` runs every event up to `t`. All of them panic with
 //!   the last events when a bound is passed (a livelock).
+//! - The media path is not simulated: the engine's commands to it are recorded
+//!   (`media`), and a test feeds its events (`media_event`) at a virtual time.
 //! - Every message is logged with its virtual send time (`log`, `trace`).
 #![allow(dead_code)]
 
@@ -22,7 +24,7 @@ use ctibox::config::{Config, DeviceKind};
 use ctibox::core::digest::{self, Algorithm, Credentials};
 use ctibox::core::rng::EngineRng;
 use ctibox::core::sip::{self, AuthParams, Contact, HeaderName, Message, Method, Request, Response, SipHeaders, Uri};
-use ctibox::core::{ConnId, CtiTransport, Engine, HttpRequest, Input, MediaCmd, Output, Restored, Time, Transport};
+use ctibox::core::{ConnId, CtiTransport, Engine, HttpRequest, Input, MediaCmd, MediaEvent, Output, Restored, Time, Transport};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,6 +104,8 @@ pub enum Node {
     Box,
     Phone(usize),
     App(usize),
+    /// The box's media path (its events reach the engine at the time they are given).
+    Media,
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +114,8 @@ enum Payload {
     Cti(String),
     /// The application's end of the CTI connection closed (or the box closed it).
     CtiClosed,
+    /// An event of the media path for the engine.
+    Media(MediaEvent),
 }
 
 #[derive(Clone, Debug)]
@@ -117,8 +123,11 @@ struct Packet {
     from: Node,
     to: Node,
     payload: Payload,
+    /// Its entry in the log (`NOT_LOGGED`: a media event, logged when delivered).
     log: usize,
 }
+
+const NOT_LOGGED: usize = usize::MAX;
 
 /// One direction-independent link between a node and the box.
 #[derive(Clone, Copy, Debug)]
@@ -292,6 +301,7 @@ impl World {
             Node::Box => "box".into(),
             Node::Phone(i) => self.phones[i].dn.clone(),
             Node::App(i) => self.apps[i].name.clone(),
+            Node::Media => "media".into(),
         }
     }
     pub fn set_link(&mut self, dn: &str, link: Link) {
@@ -321,6 +331,7 @@ impl World {
             Payload::Sip(b) => (label_sip(b), String::from_utf8_lossy(b).into_owned(), true),
             Payload::Cti(t) => (label_cti(t), t.clone(), false),
             Payload::CtiClosed => ("cti closed".to_string(), String::new(), false),
+            Payload::Media(ev) => (format!("media {ev:?}"), String::new(), false),
         };
         let peer = if from == Node::Box { to } else { from };
         let link = self.links.get(&peer).copied().unwrap_or(self.default_link);
@@ -345,6 +356,22 @@ impl World {
 
     fn chance(&mut self, p: f64) -> bool {
         (self.net_rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
+    /// The media path reports `ev` to the engine at `at` (not before `now`), in time
+    /// order with everything else; logged (`media>box`) when it is delivered.
+    pub fn media_event_at(&mut self, at: Time, ev: MediaEvent) {
+        if at < self.now {
+            self.fail(&format!("a media event for {} is in the past", fmt_t(at)));
+        }
+        self.seq += 1;
+        self.queue.insert((at, self.seq), Packet { from: Node::Media, to: Node::Box, payload: Payload::Media(ev), log: NOT_LOGGED });
+    }
+
+    /// `media_event_at(now, ev)`.
+    pub fn media_event(&mut self, ev: MediaEvent) {
+        let now = self.now;
+        self.media_event_at(now, ev)
     }
 
     // ---- the engine ----
@@ -431,7 +458,12 @@ impl World {
         Some(Stepped::EngineTimer)
     }
 
-    fn deliver(&mut self, p: Packet) {
+    fn deliver(&mut self, mut p: Packet) {
+        if let (NOT_LOGGED, Payload::Media(ev)) = (p.log, &p.payload) {
+            let label = format!("media {ev:?}");
+            self.log.push(Entry { sent: self.now, from: "media".into(), to: "box".into(), label, text: String::new(), lost: false });
+            p.log = self.log.len() - 1;
+        }
         let line = self.log[p.log].line();
         self.remember(format!("{} recv {line}", fmt_t(self.now)));
         match (p.to, p.payload) {
@@ -446,6 +478,7 @@ impl World {
                 let conn = self.apps[i].conn.expect("connected");
                 self.feed(Input::CtiMessage { conn, text });
             }
+            (Node::Box, Payload::Media(ev)) => self.feed(Input::Media(ev)),
             (Node::Box, Payload::CtiClosed) => {
                 let Node::App(i) = p.from else { unreachable!() };
                 let conn = self.apps[i].conn.take().expect("connected");
@@ -549,7 +582,7 @@ impl World {
     pub fn sip_trace(&self, who: &[&str]) -> Vec<String> {
         self.log
             .iter()
-            .filter(|e| !e.label.starts_with("cti"))
+            .filter(|e| !e.label.starts_with("cti") && !e.label.starts_with("media"))
             .filter(|e| who.contains(&e.from.as_str()) || who.contains(&e.to.as_str()))
             .map(Entry::line)
             .collect()

@@ -31,7 +31,8 @@ pub struct BoxMedia {
     /// The far end sends its media here (answered with box media, or the re-INVITE
     /// that moved it here was accepted).
     pub ready: bool,
-    /// The stream open at the media path, if any (a new id each time it opens).
+    /// The stream open at the media path, if any (a new id each time it opens after a
+    /// `stop_media`; a `play` on an open stream changes it in place).
     pub stream: Option<StreamId>,
     /// What it plays; silence when none.
     pub source: Option<MediaSource>,
@@ -137,26 +138,24 @@ impl B2bua {
         self.box_start(id);
     }
 
-    /// Opens the box's stream with what it should play, once the far end sends to it.
-    /// An open stream is stopped and opened again on the same port rather than given
-    /// a new source: the media path's `Play` on an open stream moves the stream's
-    /// generation on, which orphans its paced sends (it falls silent).
+    /// Opens the box's stream (or changes what it plays) once the far end sends to it.
     fn box_start(&mut self, id: u64) {
         let opened = match self.calls.get(&id).and_then(|c| c.box_media.as_ref()) {
             Some(b) if b.ready => b.stream,
             _ => return,
         };
-        if let Some(old) = opened {
-            self.streams.remove(&old);
-            self.out.push(Action::Media(MediaCmd::Stop { stream: old }));
-        }
-        let stream = self.new_stream(id);
+        let stream = match opened {
+            Some(s) => s,
+            None => self.new_stream(id),
+        };
         let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) else { return };
         b.stream = Some(stream);
         let source = b.source.clone().unwrap_or(MediaSource::Silence);
         let (local_port, remote, codec, dtmf_pt) = (b.port, b.remote, b.codec, b.dtmf);
         self.out.push(Action::Media(MediaCmd::Play { stream, local_port, remote, codec, source }));
-        self.out.push(Action::Media(MediaCmd::CollectDigits { stream, dtmf_pt }));
+        if opened.is_none() {
+            self.out.push(Action::Media(MediaCmd::CollectDigits { stream, dtmf_pt }));
+        }
     }
 
     /// Makes sure the call has box media: on a call answered with the application's

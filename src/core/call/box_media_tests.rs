@@ -395,23 +395,21 @@ fn answer_with_box_media_points_the_caller_at_the_box_and_play_reaches_the_media
     // play: a tone, then a prompt file on the same stream.
     let out = t.at(1_000).cti(&format!(r#"{{"type":"play","id":11,"call":"{call}","prompt":"busy"}}"#));
     assert_eq!(cti_out(&out)[0]["ok"], true);
-    // (Each play opens the stream again on the same port: see box_start.)
-    let reopen = |old: u64, source: MediaSource| [MediaCmd::Stop { stream: StreamId(old) }, play(old + 1, source), MediaCmd::CollectDigits { stream: StreamId(old + 1), dtmf_pt: Some(101) }];
-    assert_eq!(media_out(&out), reopen(1, MediaSource::Tone(ToneKind::Busy)));
+    // Each play changes the open stream in place (no Stop, the same id, its digit
+    // collection goes on).
+    assert_eq!(media_out(&out), [play(1, MediaSource::Tone(ToneKind::Busy))]);
     let out = t.cti(&format!(r#"{{"type":"play","id":12,"call":"{call}","prompt":"welcome.wav"}}"#));
-    assert_eq!(media_out(&out), reopen(2, MediaSource::Prompt("/usr/share/ctibox/prompts/welcome.wav".into())));
+    assert_eq!(media_out(&out), [play(1, MediaSource::Prompt("/usr/share/ctibox/prompts/welcome.wav".into()))]);
     let out = t.cti(&format!(r#"{{"type":"play","id":13,"call":"{call}","prompt":"congestion"}}"#));
-    assert_eq!(media_out(&out), reopen(3, MediaSource::Tone(ToneKind::Reorder)));
-    // An event of a stream stopped meanwhile is nobody's.
-    assert!(t.media(MediaEvent::PlayoutDone { stream: StreamId(3) }).is_empty());
+    assert_eq!(media_out(&out), [play(1, MediaSource::Tone(ToneKind::Reorder))]);
     // The end of the prompt is an event for the application.
-    let out = t.at(5_000).media(MediaEvent::PlayoutDone { stream: StreamId(4) });
+    let out = t.at(5_000).media(MediaEvent::PlayoutDone { stream: StreamId(1) });
     let ev = events(&out);
     assert_eq!((ev.len(), &ev[0]["event"], &ev[0]["call"]), (1, &Value::from("play_done"), &Value::from(call.as_str())));
     assert!(media_out(&out).is_empty());
     // send_digits goes out on the stream with the caller's telephone-event type.
     let out = t.cti(&format!(r#"{{"type":"send_digits","id":14,"call":"{call}","digits":"12#"}}"#));
-    assert_eq!(media_out(&out), [MediaCmd::SendDigits { stream: StreamId(4), digits: "12#".into(), dtmf_pt: 101 }]);
+    assert_eq!(media_out(&out), [MediaCmd::SendDigits { stream: StreamId(1), digits: "12#".into(), dtmf_pt: 101 }]);
 }
 
 #[test]
@@ -486,15 +484,15 @@ fn stop_media_stops_the_stream_and_play_reopens_it_on_the_same_port() {
     t.cti(&format!(r#"{{"type":"collect_digits","id":12,"call":"{call}","max":4,"inter_digit_timeout_ms":3000}}"#));
     let out = t.cti(&format!(r#"{{"type":"stop_media","id":13,"call":"{call}"}}"#));
     assert_eq!(cti_out(&out)[0]["ok"], true);
-    assert_eq!(media_out(&out), [MediaCmd::Stop { stream: StreamId(2) }]);
+    assert_eq!(media_out(&out), [MediaCmd::Stop { stream: StreamId(1) }]);
     assert!(events(&out).is_empty());
     assert_eq!(t.ports_in_use(), [20000], "the port stays the call's");
     // The collection ended with it: no timeout event later; the old stream's events are ignored.
     assert!(events(&t.tick(10_000)).is_empty());
-    assert!(t.media(MediaEvent::Digit { stream: StreamId(2), digit: '5' }).is_empty());
+    assert!(t.media(MediaEvent::Digit { stream: StreamId(1), digit: '5' }).is_empty());
     // play opens a new stream on the same port.
     let out = t.cti(&format!(r#"{{"type":"play","id":14,"call":"{call}","prompt":"moh"}}"#));
-    assert_eq!(media_out(&out), [play(3, MediaSource::MusicOnHold), MediaCmd::CollectDigits { stream: StreamId(3), dtmf_pt: Some(101) }]);
+    assert_eq!(media_out(&out), [play(2, MediaSource::MusicOnHold), MediaCmd::CollectDigits { stream: StreamId(2), dtmf_pt: Some(101) }]);
 }
 
 #[test]

@@ -115,7 +115,7 @@ fn measured_frequency_is_accurate() {
 }
 
 #[test]
-fn twist_limits() {
+fn twist_of_4_db_normal_and_8_db_reverse_is_accepted_beyond_refused_and_measured_within_0_2_db() {
     let d = Digit::from_char('5').unwrap();
     let at =
         |low: f32, high: f32| detect(&burst(d, &DtmfTone { low_dbm0: low, high_dbm0: high, ..tone(1.0, 1.0) }, 100));
@@ -142,7 +142,7 @@ fn twist_limits() {
 }
 
 #[test]
-fn level_limits() {
+fn digits_at_minus_28_to_0_dbm0_are_detected_at_minus_32_not() {
     let d = Digit::from_char('0').unwrap();
     let at = |lvl: f32| detect(&burst(d, &DtmfTone { low_dbm0: lvl, high_dbm0: lvl, ..tone(1.0, 1.0) }, 100));
     assert_eq!(at(-28.0), vec![d]);
@@ -181,7 +181,7 @@ fn timing_40ms_accepted_short_rejected_and_gaps_split_digits() {
 }
 
 #[test]
-fn shortest_detected_tone() {
+fn no_tone_of_20_ms_or_less_is_detected_and_one_under_40_ms_is() {
     // Find the shortest tone detected at some alignment and the longest never detected.
     let d = Digit::from_char('2').unwrap();
     let (mut shortest_any, mut longest_none) = (u32::MAX, 0u32);

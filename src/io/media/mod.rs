@@ -812,6 +812,10 @@ impl Runtime {
         if let Some(&slot) = self.ids.get(&id) {
             let same_port = self.slots[slot].as_ref().is_some_and(|s| s.local_port == local_port);
             if same_port {
+                // A new generation, so a prompt still loading for the previous Play is
+                // not taken for this one; the paced sends move to it (their deadlines
+                // under the old one are skipped as stale). The sockets and their
+                // receives keep `io_gen`.
                 let gen = self.next_gen;
                 self.next_gen += 1;
                 self.gens[slot] = gen;
@@ -823,6 +827,9 @@ impl Runtime {
                             s.session.set_law(law);
                             // A new remote is a renegotiation: it opens the latch window.
                             s.session.set_remote(now, remote);
+                            if let Some(due) = s.session.next_send() {
+                                self.heap.push(Reverse((due, slot, gen, s.tick_gen)));
+                            }
                         }
                     }
                     Err(reason) => {
