@@ -302,7 +302,8 @@ fn application_failure_cfof_then_cfna_then_return_with_snapshot() {
     let tb = start();
     let mut app = App::login_and_open(&tb, &["rp-2000", "port-2101"]);
     // A call answered at the CTI port stays up through the failure.
-    let kept = caller(&tb, "caller_cti_answer.xml", "2101", &["-d", "60000"]);
+    // (-timeout is a guard: the caller waits for the box's BYE when the call is dropped.)
+    let kept = caller(&tb, "caller_cti_answer_wait_bye.xml", "2101", &["-timeout", "30s"]);
     let kept_call = app.event("call_offered")["call"].as_str().unwrap().to_string();
     app.ok(json!({"type":"answer","call":kept_call,"media":{"ip":"127.0.0.1","port":40000}}));
     app.event("media_started");
@@ -330,7 +331,7 @@ fn application_failure_cfof_then_cfna_then_return_with_snapshot() {
     assert_eq!(at_port["calls"][0]["call"], kept_call.as_str());
     // And it can control that call again: drop it.
     app.ok(json!({"type":"drop","call":kept_call}));
-    let _ = kept.wait_with_output();
+    expect_success(&tb, kept, "the caller of the dropped call gets the box's BYE");
 }
 
 #[test]
