@@ -219,3 +219,84 @@ fn a_standby_applying_the_deltas_holds_the_primarys_snapshot_through_a_call_hold
     let out: Vec<_> = std::iter::from_fn(|| standby.poll_output()).collect();
     assert!(out.is_empty(), "a standby sends nothing while it follows: {out:?}");
 }
+
+/// The last reply `app` received.
+fn last_reply(w: &World, app: &str) -> serde_json::Value {
+    w.app(app).received.iter().rev().find(|(_, v)| v["type"] == "reply").map(|(_, v)| v.clone()).expect("a reply")
+}
+
+#[test]
+fn cti_devices_are_held_for_their_application_by_name_which_reopens_them_after_failover_and_its_answered_call_stays_up() {
+    let other = "[[app_user]]\nname = \"other\"\nsecret = \"generate\"\ndevices = [\"rp-2000\"]\n";
+    let mut w = World::new(&config(&[], other), 1);
+    w.register_all();
+    w.app_login("ivr", &["rp-2000"]);
+    w.drive_until(secs(1.0));
+    w.dial("1001", "2000");
+    w.drive_until(secs(2.0));
+    w.app_send("ivr", serde_json::json!({"type":"answer","call":"c1","media":{"ip":"127.0.0.50","port":4000,"codec":"pcmu"}}));
+    w.drive_until(secs(500.0));
+    assert_eq!(last_reply(&w, "ivr")["ok"], true);
+    let snap = snapshot(&w);
+    let owners: Vec<(&str, &str)> = snap.devices.iter().map(|d| (d.device.as_str(), d.app.as_str())).collect();
+    assert_eq!(owners, [("rp-2000", "ivr")], "ownership by application name, no connection");
+    assert_eq!(snap.calls.len(), 1);
+    let mut w = fail_over(w);
+    // No application has the device open here yet: a new call follows CFNA (1003).
+    w.phone_mut("1003").answer = Answer::Busy;
+    w.dial("1004", "2000");
+    w.drive_until(secs(503.0));
+    assert_eq!(w.find("box", "1003", "INVITE").len(), 1, "CFNA while the application is away");
+    // Another application may not take the device held for ivr.
+    w.app_login("other", &[]);
+    w.app_send("other", serde_json::json!({"type":"open","device":"rp-2000"}));
+    w.drive();
+    let r = last_reply(&w, "other");
+    assert_eq!(r["error"]["code"], "device_in_use", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("held for application ivr"), "{r}");
+    // ivr logs in again on the restored engine and reopens its device: the answered
+    // call is still there, and it can drop it.
+    w.app_login("ivr", &["rp-2000"]);
+    w.app_send("ivr", serde_json::json!({"type":"snapshot","device":"rp-2000"}));
+    w.drive();
+    let r = last_reply(&w, "ivr");
+    assert_eq!((r["calls"][0]["call"].as_str(), r["calls"][0]["state"].as_str()), (Some("c1"), Some("connected")), "{r}");
+    w.app_send("ivr", serde_json::json!({"type":"drop","call":"c1"}));
+    w.settle();
+    let bye = &w.find("box", "1001", "BYE")[0].text;
+    assert_eq!(cseq_of(bye), "1 BYE", "{bye}");
+    assert_eq!(w.phone("1001").history.last().map(|h| h.1.as_str()), Some("ended by the box"));
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn registration_refreshes_are_saved_at_most_every_five_minutes_new_bindings_at_once_and_the_rest_at_a_clean_stop() {
+    let mut w = World::new(&config(&[], ""), 1);
+    w.register_all();
+    // Each new binding is saved at once.
+    assert_eq!(w.persisted.len(), 6, "{:?}", w.persisted);
+    let last = w.persisted[5].0;
+    // Refreshes (same contacts, new expiries) are replicated but not written...
+    for (i, dn) in ["1003", "1004", "1003"].iter().enumerate() {
+        w.drive_until(secs(10.0 * (i as f64 + 1.0)));
+        let deltas = w.replicated.len();
+        w.register(dn);
+        w.drive();
+        assert!(w.replicated.len() > deltas, "a refresh is a replicated fact");
+    }
+    assert_eq!(w.persisted.len(), 6, "refreshes wait: {:?}", w.persisted);
+    // ...until five minutes after the last save, when one write takes all of them.
+    w.drive_until(last + Duration::from_millis(299_999));
+    assert_eq!(w.persisted.len(), 6);
+    w.drive_until(last + Duration::from_secs(300));
+    assert_eq!(w.persisted.iter().map(|p| p.0).collect::<Vec<_>>()[6..], [last + Duration::from_secs(300)]);
+    // A refresh now waits again; a clean stop writes it.
+    w.drive_until(secs(400.0));
+    w.register("1005");
+    w.drive();
+    assert_eq!(w.persisted.len(), 7);
+    w.stop();
+    assert_eq!(w.persisted.len(), 8, "written at the clean stop");
+    w.stop();
+    assert_eq!(w.persisted.len(), 8, "nothing held back any more");
+}

@@ -682,6 +682,11 @@ impl World {
         self.act(dn, move |p, now| p.reinvite(now, dir));
     }
 
+    /// The shell stops cleanly (`Input::Stop`).
+    pub fn stop(&mut self) {
+        self.feed(Input::Stop);
+    }
+
     // ---- CTI applications ----
 
     /// The application connects (the box greets it after the link latency).
