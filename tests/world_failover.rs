@@ -171,7 +171,7 @@ fn a_basic_call_replicates_call_up_at_the_ack_and_call_ended_at_the_bye_and_noth
     assert_eq!(deltas.len(), 2, "{deltas:?}");
     let (t, Delta::CallUp(c)) = &deltas[0] else { panic!("{deltas:?}") };
     assert_eq!(*t, secs(2.03), "established when the caller's ACK (sent at 2.020) arrives");
-    let CallSnapshot { id, a, b, caller_dn, dialled, moh, .. } = c;
+    let CallSnapshot { id, a, b, caller_dn, dialled, moh, .. } = &**c;
     let b = b.as_ref().expect("the called leg");
     assert_eq!((*id, caller_dn.as_str(), dialled.as_str(), moh), (1, "1001", "1002", &None));
     assert_eq!((a.local_cseq, a.remote_cseq, b.local_cseq, b.remote_cseq), (0, 2, 1, 0));

@@ -452,7 +452,7 @@ impl SipEndpoint {
         let u = self.unix_at_zero_ms;
         for b in after {
             if !before.contains(b) {
-                let binding = BindingSnapshot::of(b, super::snapshot::to_wall(u, b.expires_at));
+                let binding = Box::new(BindingSnapshot::of(b, super::snapshot::to_wall(u, b.expires_at)));
                 self.deltas.push(Delta::Binding { device: device.to_string(), binding });
             }
         }

@@ -65,18 +65,18 @@ pub struct DeviceOwner {
     pub media: Option<AppMedia>,
 }
 
-/// One replicated fact that changed.
+/// One replicated fact that changed (large facts boxed: `Output` stays small).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Delta {
     /// A binding was added, or refreshed (a new expiry, CSeq or address).
-    Binding { device: String, binding: BindingSnapshot },
+    Binding { device: String, binding: Box<BindingSnapshot> },
     /// A binding is gone (unregistered or expired).
     BindingRemoved { device: String, uri: String },
     /// A call became established (answered and acknowledged).
-    CallUp(CallSnapshot),
+    CallUp(Box<CallSnapshot>),
     /// An established call changed: CSeqs after a request in a dialog, a re-INVITE's
     /// new session, hold or resume, music on hold, box media, its CTI state.
-    CallChanged(CallSnapshot),
+    CallChanged(Box<CallSnapshot>),
     /// A call is over (or no longer established, e.g. redirected to ring elsewhere).
     CallEnded { id: u64 },
     /// An application opened a CTI device.
@@ -164,7 +164,7 @@ impl Engine {
             return e;
         }
         for (device, b) in snapshot.bindings {
-            e.apply_delta(Delta::Binding { device, binding: b });
+            e.apply_delta(Delta::Binding { device, binding: Box::new(b) });
         }
         e.sip.registrar.expire(now);
         let at = |ms: u64| from_wall(unix_at_zero_ms, now, ms);
@@ -195,7 +195,7 @@ impl Engine {
         match delta {
             Delta::Binding { device, binding } => {
                 let t = at(binding.expires_unix_ms);
-                self.sip.registrar.insert(&device, binding.binding(t));
+                self.sip.registrar.insert(&device, (*binding).binding(t));
             }
             Delta::BindingRemoved { device, uri } => {
                 self.sip.registrar.remove(&device, &uri);
@@ -203,7 +203,7 @@ impl Engine {
             Delta::CallUp(c) | Delta::CallChanged(c) => {
                 let fp = fingerprint(&c);
                 let id = c.id;
-                let _ = self.sip.b2bua.restore_call(c, &at);
+                let _ = self.sip.b2bua.restore_call(*c, &at);
                 self.replicated.insert(id, fp);
             }
             Delta::CallEnded { id } => {
@@ -235,8 +235,8 @@ impl Engine {
                 Some(c) => {
                     let fp = fingerprint(&c);
                     match self.replicated.insert(id, fp) {
-                        None => self.out.push_back(Output::Replicate(Delta::CallUp(c))),
-                        Some(old) if old != fp => self.out.push_back(Output::Replicate(Delta::CallChanged(c))),
+                        None => self.out.push_back(Output::Replicate(Delta::CallUp(Box::new(c)))),
+                        Some(old) if old != fp => self.out.push_back(Output::Replicate(Delta::CallChanged(Box::new(c)))),
                         Some(_) => {}
                     }
                 }
