@@ -25,6 +25,9 @@ pub const HTTP_MAX_REQUEST: usize = 64 * 1024;
 pub const ENGINE_INBOX: usize = 8192;
 /// Messages queued toward one stream connection (SIP TCP, HTTP) before it is dropped.
 pub const CONN_SEND_QUEUE: usize = 1024;
+/// A registration refresh that changes only expiries is written to the registrations
+/// file at most this often (coalesced); adding or removing a binding writes at once.
+pub const REGISTRATIONS_REFRESH_SAVE_MS: u64 = 5 * 60_000;
 /// Largest persisted state file (bytes); checked before decoding.
 pub const STATE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Largest configuration file (bytes).

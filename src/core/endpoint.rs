@@ -7,7 +7,8 @@ use super::call::b2bua::Ctx;
 use super::call::{Action, B2bua, ServerTxn};
 use super::digest::NonceBook;
 use super::rng::EngineRng;
-use super::sip::registrar::{self, ChallengeKind, Denied, Guard, Origin, Registrar};
+use super::sip::registrar::{self, Binding, ChallengeKind, Denied, Guard, Origin, Registrar};
+use super::snapshot::{BindingSnapshot, Delta};
 use super::sip::txn::{ClientEvent, Incoming, SipTimers, TxnLayer};
 use super::sip::{self, answer_unparsable, check_request, HeaderName, Message, Method, Request, Response, SipHeaders, Unparsable};
 use super::throttle::{Throttle, ThrottlePolicy};
@@ -52,14 +53,37 @@ pub struct SipEndpoint {
     txn: TxnLayer,
     pub b2bua: B2bua,
     pub stats: SipStats,
-    /// Registrations changed since the last save.
+    /// The set of bindings changed since the last save: write at the next pump.
     dirty: bool,
+    /// Only expiries changed since the last save (refreshes): written when
+    /// `refresh_save_due` comes, coalesced (docs/ARCHITECTURE.md, Persistence).
+    refresh_pending: bool,
+    last_saved: Option<Time>,
+    /// The time of the latest input (a save at `Input::Stop` is stamped with it).
+    last_now: Time,
     /// Wall clock (unix ms) at engine time zero, for persisted expiries.
     unix_at_zero_ms: u64,
     /// Devices a live CTI application has open (kept by the CTI sessions).
     pub cti_open: std::collections::BTreeSet<String>,
     /// What the B2BUA has to tell CTI applications, for the engine to deliver.
     pub cti_notes: Vec<super::call::cti::CtiNote>,
+    /// Calls the current input reached, for the engine to compare with what it last
+    /// replicated; `touch_all` when any call may have changed (a CTI request).
+    pub(crate) touched: Vec<u64>,
+    pub(crate) touch_all: bool,
+    /// Registration facts changed, emitted as `Output::Replicate` by `pump`.
+    deltas: Vec<Delta>,
+}
+
+/// Whether two lists of a device's bindings are the same set (same contacts at the same
+/// addresses), whatever their expiries: a refresh, not a change to save at once.
+fn same_set(a: &[Binding], b: &[Binding]) -> bool {
+    let key = |x: &Binding| (x.uri.clone(), x.source, x.transport == super::Transport::Tcp, x.local, x.q);
+    let mut ka: Vec<_> = a.iter().map(key).collect();
+    let mut kb: Vec<_> = b.iter().map(key).collect();
+    ka.sort();
+    kb.sort();
+    ka == kb
 }
 
 fn timers_of(cfg: &Config) -> SipTimers {
@@ -113,9 +137,15 @@ impl SipEndpoint {
             b2bua: B2bua::default(),
             stats: SipStats::default(),
             dirty: false,
+            refresh_pending: false,
+            last_saved: None,
+            last_now: Time::ZERO,
             unix_at_zero_ms,
             cti_open: Default::default(),
             cti_notes: Vec::new(),
+            touched: Vec::new(),
+            touch_all: false,
+            deltas: Vec::new(),
         }
     }
 
@@ -136,13 +166,34 @@ impl SipEndpoint {
         self.registrar = r;
     }
 
+    /// Wall clock (unix ms) at engine time zero.
+    pub fn unix_at_zero_ms(&self) -> u64 {
+        self.unix_at_zero_ms
+    }
+
+    /// When refreshed expiries are to be written: `REGISTRATIONS_REFRESH_SAVE_MS`
+    /// after the last save (at once if nothing was saved in this run).
+    fn refresh_save_due(&self) -> Option<Time> {
+        let last = self.last_saved.filter(|_| self.refresh_pending)?;
+        Some(last + Duration::from_millis(crate::limits::REGISTRATIONS_REFRESH_SAVE_MS))
+    }
+
+    /// A clean stop: refreshes held back are written now.
+    pub fn stopping(&mut self, now: Time, out: &mut VecDeque<Output>) {
+        self.last_now = now;
+        if self.refresh_pending {
+            self.dirty = true;
+        }
+        self.save_if_dirty(out);
+    }
+
     /// SIP transactions alive (server and client), for leak checks.
     pub fn transactions(&self) -> usize {
         self.txn.len()
     }
 
     pub fn next_timeout(&self) -> Option<Time> {
-        [self.txn.next_timeout(), self.b2bua.next_timeout(), self.registrar.next_expiry()].into_iter().flatten().min()
+        [self.txn.next_timeout(), self.b2bua.next_timeout(), self.registrar.next_expiry(), self.refresh_save_due()].into_iter().flatten().min()
     }
 
     pub fn connection_closed(&mut self, conn: super::ConnId) {
@@ -208,7 +259,10 @@ impl SipEndpoint {
                     transmit(out, r.to_bytes(), origin);
                 }
             }
-            Incoming::Ack(req) => self.b2bua.handle_ack(&req),
+            Incoming::Ack(req) => {
+                self.touched.extend(self.b2bua.call_of_request(&req));
+                self.b2bua.handle_ack(&req)
+            }
             Incoming::Cancel { cancel, request, invite } => {
                 let code = if invite.is_some() { 200 } else { 481 };
                 let r = answer(&request, code, &rng.token(12));
@@ -231,10 +285,12 @@ impl SipEndpoint {
                 let mut g = Guard { now, cfg, nonces: &mut self.nonces, throttle: &mut self.throttle };
                 match registrar::authenticate(&mut g, &req, &origin, ChallengeKind::Registrar, &tag) {
                     Ok(device) => {
+                        let before = self.registrar.contacts(&device.name).to_vec();
                         let res = self.registrar.register(now, cfg, device, &req, &origin, &tag);
                         if res.changed {
-                            self.dirty = true;
                             self.stats.registrations += 1;
+                            let name = device.name.clone();
+                            self.registrations_changed(&name, &before);
                         }
                         respond(&mut self.txn, res.response);
                     }
@@ -260,6 +316,7 @@ impl SipEndpoint {
                 respond(&mut self.txn, r);
             }
             _ if in_dialog => {
+                self.touched.extend(self.b2bua.call_of_request(&req));
                 let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                 self.b2bua.handle_in_dialog(&mut cx, stx, req);
             }
@@ -298,12 +355,17 @@ impl SipEndpoint {
     /// Timers of transactions, calls and registrations.
     pub fn handle_timeout(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
         self.txn.on_timeout(now);
+        self.touched.extend(self.b2bua.calls_due(now));
         let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
         self.b2bua.handle_timeout(&mut cx);
         if self.registrar.next_expiry().is_some_and(|e| e <= now) {
-            for d in self.registrar.expire(now) {
-                log::info!("{d}: registration expired");
+            for (device, uri) in self.registrar.expire_bindings(now) {
+                log::info!("{device}: registration of {uri} expired");
+                self.deltas.push(Delta::BindingRemoved { device, uri });
             }
+            self.dirty = true;
+        }
+        if self.refresh_save_due().is_some_and(|t| t <= now) {
             self.dirty = true;
         }
         self.pump(now, cfg, rng, out);
@@ -311,6 +373,11 @@ impl SipEndpoint {
 
     /// Runs a CTI command against the B2BUA, then moves what it produced along.
     pub fn cti_command<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {
+        self.touch_all = true;
+        self.run_b2bua(now, cfg, rng, out, f)
+    }
+
+    fn run_b2bua<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {
         let r = {
             let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng: &mut *rng, cti_open: &self.cti_open };
             f(&mut self.b2bua, &mut cx)
@@ -321,7 +388,14 @@ impl SipEndpoint {
 
     /// An event from the media path, for the call that owns the stream.
     pub fn media_event(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, ev: super::MediaEvent) {
-        self.cti_command(now, cfg, rng, out, |b, cx| b.handle_media(cx, ev));
+        let stream = match &ev {
+            super::MediaEvent::Digit { stream, .. }
+            | super::MediaEvent::PlayoutDone { stream }
+            | super::MediaEvent::RtpTimeout { stream }
+            | super::MediaEvent::Failed { stream, .. } => *stream,
+        };
+        self.touched.extend(self.b2bua.call_of_stream(stream));
+        self.run_b2bua(now, cfg, rng, out, |b, cx| b.handle_media(cx, ev));
     }
 
     /// Moves work between the transaction layer and the B2BUA until both are quiet,
@@ -331,6 +405,10 @@ impl SipEndpoint {
             let mut progressed = false;
             while let Some(ev) = self.txn.poll_event() {
                 progressed = true;
+                let txn = match &ev {
+                    ClientEvent::Response(id, _) | ClientEvent::Timeout(id) => *id,
+                };
+                self.touched.extend(self.b2bua.call_of_txn(txn));
                 let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                 match ev {
                     ClientEvent::Response(id, r) => self.b2bua.handle_response(&mut cx, id, r),
@@ -345,6 +423,7 @@ impl SipEndpoint {
                     Action::Request { txn, request, to } => {
                         if let Err(e) = self.txn.send(now, txn, request, to) {
                             log::warn!("sip: cannot start a client transaction: {e:?}");
+                            self.touched.extend(self.b2bua.call_of_txn(txn));
                             let mut cx = Ctx { now, cfg, registrar: &self.registrar, rng, cti_open: &self.cti_open };
                             self.b2bua.handle_unsendable(&mut cx, txn);
                         }
@@ -361,13 +440,47 @@ impl SipEndpoint {
         while let Some((bytes, to)) = self.txn.poll_transmit() {
             transmit(out, bytes, to);
         }
-        if std::mem::take(&mut self.dirty) {
-            let saved_unix_ms = self.unix_at_zero_ms + now.as_millis();
-            let saved = SavedRegistrationsRef { version: 1, saved_unix_ms, saved_at: now, registrar: &self.registrar };
-            if let Ok(bytes) = postcard::to_allocvec(&saved) {
-                out.push_back(Output::Persist { name: "registrations", bytes });
+        out.extend(self.deltas.drain(..).map(Output::Replicate));
+        self.last_now = now;
+        self.save_if_dirty(out);
+    }
+
+    /// Bindings of `device` changed from `before`: the deltas for the standby, and a
+    /// save now when the set changed, later (coalesced) when only expiries did.
+    fn registrations_changed(&mut self, device: &str, before: &[Binding]) {
+        let after = self.registrar.contacts(device);
+        let u = self.unix_at_zero_ms;
+        for b in after {
+            if !before.contains(b) {
+                let binding = Box::new(BindingSnapshot::of(b, super::snapshot::to_wall(u, b.expires_at)));
+                self.deltas.push(Delta::Binding { device: device.to_string(), binding });
             }
         }
+        for b in before {
+            if !after.iter().any(|a| a.uri == b.uri) {
+                self.deltas.push(Delta::BindingRemoved { device: device.to_string(), uri: b.uri.clone() });
+            }
+        }
+        if same_set(before, after) && self.last_saved.is_some() {
+            self.refresh_pending = true;
+        } else {
+            self.dirty = true;
+        }
+    }
+
+    /// Writes the registrations if they are due.
+    fn save_if_dirty(&mut self, out: &mut VecDeque<Output>) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let now = self.last_now;
+        let saved_unix_ms = self.unix_at_zero_ms + now.as_millis();
+        let saved = SavedRegistrationsRef { version: 1, saved_unix_ms, saved_at: now, registrar: &self.registrar };
+        if let Ok(bytes) = postcard::to_allocvec(&saved) {
+            out.push_back(Output::Persist { name: "registrations", bytes });
+        }
+        self.refresh_pending = false;
+        self.last_saved = Some(now);
     }
 }
 

@@ -9,6 +9,7 @@ pub mod media;
 pub mod rng;
 pub mod sdp;
 pub mod sip;
+pub mod snapshot;
 pub mod throttle;
 pub mod time;
 pub mod timer;
@@ -72,6 +73,9 @@ pub enum Input {
     /// A connection's task panicked; the shell closed the connection (`conn` is
     /// `None` for an HTTP request that had no engine connection yet).
     ConnPanicked { conn: Option<ConnId> },
+    /// The shell is stopping cleanly: save what is held back (registration refreshes
+    /// not yet written) before it flushes the persist queue.
+    Stop,
 }
 
 /// A secret check the engine hands to the shell: Argon2 is slow on purpose (tens of
@@ -106,7 +110,7 @@ pub enum Verdict {
 pub struct StreamId(pub u64);
 
 /// What a stream sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MediaSource {
     /// The configured music-on-hold file (`[media] moh_file`), or the built-in melody.
     MusicOnHold,
@@ -173,6 +177,8 @@ pub enum Output {
     Media(MediaCmd),
     /// Check a secret off the engine loop; answer with `Input::SecretVerified`.
     VerifySecret(VerifyJob),
+    /// A replicated fact changed, for the standby (src/core/snapshot.rs).
+    Replicate(snapshot::Delta),
 }
 
 /// Inputs arriving before the engine runs: state restored from the data directory.
@@ -212,6 +218,8 @@ pub struct Engine {
     stats: Stats,
     sip: endpoint::SipEndpoint,
     cti: cti::server::CtiSessions,
+    /// Fingerprints of the established calls last replicated, by call id.
+    replicated: std::collections::HashMap<u64, u64>,
 }
 
 impl Engine {
@@ -225,7 +233,19 @@ impl Engine {
             sip.restore(r, now);
         }
         let cti = cti::server::CtiSessions::new(&config);
-        Engine { config, generation: 1, started: now, now, rng, timers, out: VecDeque::new(), stats: Stats::default(), sip, cti }
+        Engine {
+            config,
+            generation: 1,
+            started: now,
+            now,
+            rng,
+            timers,
+            out: VecDeque::new(),
+            stats: Stats::default(),
+            sip,
+            cti,
+            replicated: Default::default(),
+        }
     }
 
     /// The SIP side, for inspection (tests, status).
@@ -277,7 +297,9 @@ impl Engine {
             Input::Http { conn, request } => self.handle_http(conn, request),
             Input::Reload(config) => self.handle_reload(config),
             Input::Media(ev) => self.handle_media(ev),
+            Input::Stop => self.sip.stopping(self.now, &mut self.out),
         }
+        self.replicate_calls();
     }
 
     /// The next thing to do, until `None`.

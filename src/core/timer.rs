@@ -55,6 +55,11 @@ impl<K: Ord + Hash + Clone> Timers<K> {
         Some(key)
     }
 
+    /// Keys whose deadline is at or before `now`, earliest first (left armed).
+    pub fn due(&self, now: Time) -> impl Iterator<Item = &K> {
+        self.by_deadline.iter().take_while(move |(t, _)| *t <= now).map(|(_, k)| k)
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.len()
     }

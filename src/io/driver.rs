@@ -21,6 +21,9 @@ pub enum Event {
     WebSocket { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
     /// Fault injection for tests (CTIBOX_FAULT=stall-on-usr2): block the loop.
     Stall,
+    /// A clean stop: the engine saves what it holds back (`Input::Stop`), its outputs
+    /// are drained into the persist queue, then the sender is told.
+    Stop(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Maps the shell's monotonic clock onto engine time.
@@ -154,6 +157,13 @@ impl Driver {
                     }
                     Some(Event::Stream { conn, writer }) => { self.conns.insert(conn, ConnTx { tx: writer, websocket: false }); }
                     Some(Event::WebSocket { conn, writer }) => { self.conns.insert(conn, ConnTx { tx: writer, websocket: true }); }
+                    Some(Event::Stop(done)) => {
+                        let now = self.clock.now();
+                        self.engine.handle_input(now, Input::Stop);
+                        self.drain().await;
+                        let _ = done.send(());
+                        continue;
+                    }
                     Some(Event::Stall) => {
                         log::warn!("fault injection: stalling the engine loop");
                         loop { std::thread::sleep(Duration::from_secs(3600)); }
@@ -247,6 +257,8 @@ impl Driver {
                     self.conns.remove(&conn);
                 }
                 Output::Persist { name, bytes } => self.persist.push(name, bytes),
+                // The peer link is not there yet: replicated facts are only logged.
+                Output::Replicate(delta) => log::trace!("replicate: {delta:?}"),
                 Output::Media(cmd) => match &self.media {
                     // Never waits: a full queue drops the command (logged, counted).
                     // A Stop has a queue of its own with room for every stream, so it

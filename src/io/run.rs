@@ -299,7 +299,14 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
     }
-    // Anything the engine asked to save and the writer has not reached yet.
+    // The engine's held-back saves (registration refreshes), then anything the writer
+    // has not reached yet. A loop that does not answer in time is not waited for.
+    if code == 0 {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if inbox_tx.try_send(Event::Stop(done_tx)).is_ok() && tokio::time::timeout(Duration::from_secs(2), done_rx).await.is_err() {
+            log::warn!("stop: the engine loop did not answer; saving what is queued");
+        }
+    }
     persist_flush.flush(&dir);
     code
 }

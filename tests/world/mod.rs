@@ -24,6 +24,7 @@ use ctibox::config::{Config, DeviceKind};
 use ctibox::core::digest::{self, Algorithm, Credentials};
 use ctibox::core::rng::EngineRng;
 use ctibox::core::sip::{self, AuthParams, Contact, HeaderName, Message, Method, Request, Response, SipHeaders, Uri};
+use ctibox::core::snapshot::{Delta, EngineSnapshot};
 use ctibox::core::{ConnId, CtiTransport, Engine, HttpRequest, Input, MediaCmd, MediaEvent, Output, Restored, Time, Transport};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -216,6 +217,13 @@ pub struct World {
     pub media: Vec<(Time, MediaCmd)>,
     /// State blobs the engine asked to save.
     pub persisted: Vec<(Time, &'static str, usize)>,
+    /// Replicated facts the engine reported, with their time.
+    pub replicated: Vec<(Time, Delta)>,
+    /// Engine time minus world time, in µs (non-zero after `restore_from`: the
+    /// restored engine's clock started elsewhere).
+    pub shift: i64,
+    /// The engine's wall clock (unix ms) at its time zero.
+    pub unix_at_zero: u64,
     pub default_link: Link,
     links: BTreeMap<Node, Link>,
     queue: BTreeMap<(Time, u64), Packet>,
@@ -266,6 +274,9 @@ impl World {
             log: Vec::new(),
             media: Vec::new(),
             persisted: Vec::new(),
+            replicated: Vec::new(),
+            shift: 0,
+            unix_at_zero: 0,
             default_link: Link::default(),
             links: BTreeMap::new(),
             queue: BTreeMap::new(),
@@ -376,8 +387,63 @@ impl World {
 
     // ---- the engine ----
 
+    /// World time on the engine's clock.
+    pub fn engine_time(&self, t: Time) -> Time {
+        Time(t.0.saturating_add_signed(self.shift))
+    }
+
+    /// Engine time on the world's clock.
+    pub fn world_time(&self, t: Time) -> Time {
+        Time(t.0.saturating_add_signed(-self.shift))
+    }
+
+    /// The box fails over: a fresh engine restored from `snapshot`, its clock at
+    /// `start` when the world's clock is `gap` later than now, takes the box's address.
+    /// Phones and applications move over (applications have no connection any more);
+    /// messages in flight to the old box are lost. The restored engine's first outputs
+    /// (media re-created) are recorded in the new world's `media`.
+    pub fn restore_from(self, snapshot: EngineSnapshot, start: Time, gap: Duration, seed: u64) -> World {
+        let now = self.now + gap;
+        // The wall clock goes on: the new engine's time `start` is the old one's `now`.
+        let wall_now = self.unix_at_zero + self.engine_time(now).as_millis();
+        let unix_at_zero = wall_now - start.as_millis();
+        let engine = Engine::restore(self.engine.config().clone(), EngineRng::seed_from_u64(seed), start, unix_at_zero, snapshot);
+        let mut apps = self.apps;
+        for a in &mut apps {
+            a.conn = None;
+        }
+        let queue: BTreeMap<(Time, u64), Packet> = self.queue.into_iter().filter(|(_, p)| p.to != Node::Box).collect();
+        let mut w = World {
+            engine,
+            now,
+            box_addr: self.box_addr,
+            phones: self.phones,
+            apps,
+            log: self.log,
+            media: Vec::new(),
+            persisted: Vec::new(),
+            replicated: Vec::new(),
+            shift: start.0 as i64 - now.0 as i64,
+            unix_at_zero,
+            default_link: self.default_link,
+            links: self.links,
+            queue,
+            seq: self.seq,
+            net_rng: self.net_rng,
+            recent: self.recent,
+            http: None,
+            next_conn: self.next_conn,
+            steps: self.steps,
+        };
+        while let Some(o) = w.engine.poll_output() {
+            w.on_output(o);
+        }
+        w
+    }
+
     fn feed(&mut self, input: Input) {
-        self.engine.handle_input(self.now, input);
+        let t = self.engine_time(self.now);
+        self.engine.handle_input(t, input);
         while let Some(o) = self.engine.poll_output() {
             self.on_output(o);
         }
@@ -400,6 +466,7 @@ impl World {
             },
             Output::HttpResponse { conn: STATUS_CONN, status, body, .. } => self.http = Some((status, body)),
             Output::Persist { name, bytes } => self.persisted.push((self.now, name, bytes.len())),
+            Output::Replicate(d) => self.replicated.push((self.now, d)),
             Output::Media(cmd) => {
                 self.remember(format!("media {cmd:?}"));
                 self.media.push((self.now, cmd));
@@ -425,7 +492,7 @@ impl World {
 
     /// When the next event is due, if any (deliveries, phone timers, the engine).
     pub fn next_event(&self) -> Option<Time> {
-        [self.queue.keys().next().map(|k| k.0), self.next_phone_timer().map(|t| t.0), self.engine.poll_timeout()].into_iter().flatten().min()
+        [self.queue.keys().next().map(|k| k.0), self.next_phone_timer().map(|t| t.0), self.engine.poll_timeout().map(|t| self.world_time(t))].into_iter().flatten().min()
     }
 
     /// Runs the next event in time order (ties: deliveries, then phone timers, then
@@ -433,7 +500,7 @@ impl World {
     pub fn step(&mut self) -> Option<Stepped> {
         let pkt = self.queue.keys().next().map(|k| k.0);
         let ph = self.next_phone_timer();
-        let eng = self.engine.poll_timeout();
+        let eng = self.engine.poll_timeout().map(|t| self.world_time(t));
         let t = self.next_event()?;
         if t < self.now {
             self.fail(&format!("an event is due in the past: {}", fmt_t(t)));
@@ -646,6 +713,11 @@ impl World {
     /// A re-INVITE whose offer has this direction (`sendonly` holds, `sendrecv` resumes).
     pub fn reinvite(&mut self, dn: &str, dir: &'static str) {
         self.act(dn, move |p, now| p.reinvite(now, dir));
+    }
+
+    /// The shell stops cleanly (`Input::Stop`).
+    pub fn stop(&mut self) {
+        self.feed(Input::Stop);
     }
 
     // ---- CTI applications ----
@@ -1335,6 +1407,12 @@ impl Phone {
         req.call_id().ok() == Some(d.call_id.as_str()) && req.to().ok().and_then(|t| t.tag().map(str::to_string)).as_deref() == Some(d.local_tag.as_str())
     }
 
+    fn stale_cseq(&self, req: &Request) -> bool {
+        let Some(d) = &self.dialog else { return false };
+        let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        d.remote_cseq != 0 && seq <= d.remote_cseq && req.method != Method::Ack
+    }
+
     fn tu_request(&mut self, now: Time, req: Request) {
         let to_tag = req.to().ok().and_then(|t| t.tag().map(str::to_string));
         match (&req.method, to_tag) {
@@ -1357,6 +1435,11 @@ impl Phone {
                 }
             }
             (_, Some(tag)) if !self.matches_dialog(&req) => self.respond(now, &req, 481, Some(&tag), None),
+            // RFC 3261 §12.2.2: a CSeq not above the last one in the dialog is refused.
+            (_, Some(tag)) if self.stale_cseq(&req) => {
+                self.history.push((now, format!("refused {} with a stale CSeq", req.method.as_str())));
+                self.respond(now, &req, 500, Some(&tag), None)
+            }
             (Method::Bye, Some(tag)) => {
                 self.respond(now, &req, 200, Some(&tag), None);
                 self.history.push((now, "ended by the box".into()));

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The box's own RTP termination on a call at a CTI device.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BoxMedia {
     /// Its port from `[media]`'s range, booked until the call ends (or the stream fails).
     pub port: u16,
@@ -40,7 +40,7 @@ pub struct BoxMedia {
 }
 
 /// A `collect_digits` under way.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Collect {
     pub max: u32,
     pub terminator: Option<char>,

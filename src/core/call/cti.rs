@@ -21,7 +21,7 @@ use std::time::Duration;
 /// A CTI request refused: the error code and the sentence.
 pub type CtiError = (ErrorCode, String);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CtiState {
     Offered,
     Connected,
@@ -29,7 +29,7 @@ pub enum CtiState {
 }
 
 /// Media the application terminates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AppMedia {
     pub ip: IpAddr,
     pub port: u16,
@@ -43,7 +43,7 @@ impl From<Media> for AppMedia {
 }
 
 /// The CTI end of a call.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CtiEnd {
     pub device: String,
     pub line: LineKey,

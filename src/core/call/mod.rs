@@ -10,5 +10,6 @@ pub mod cti;
 pub mod dialplan;
 pub mod leg;
 pub mod moh;
+pub mod snapshot;
 
 pub use b2bua::{Action, B2bua, ClientTxn, ServerTxn};

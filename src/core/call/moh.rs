@@ -13,12 +13,15 @@ use crate::core::{MediaCmd, MediaSource, StreamId};
 use serde::{Deserialize, Serialize};
 
 /// Music playing to a held party.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Moh {
     pub stream: StreamId,
     pub port: u16,
     /// The side that hears it.
     pub held: Side,
+    /// Where the music goes and in which codec (to re-create the stream on restore).
+    pub remote: std::net::SocketAddr,
+    pub codec: Codec,
 }
 
 /// A music-on-hold re-INVITE on its way: the holder's transaction to answer, and the
@@ -124,7 +127,7 @@ impl B2bua {
                 let user = if held == Side::B { call.dialled.clone() } else { call.caller_dn.clone() };
                 leg::set_contact(&mut r.headers, holder_leg.contact(&user));
                 r.set_body("application/sdp", sdp::with_direction(&held_sdp, Direction::RecvOnly));
-                call.moh = Some(Moh { stream, port, held });
+                call.moh = Some(Moh { stream, port, held, remote, codec });
                 self.streams.insert(stream, id);
                 self.out.push(Action::Respond(stx, r));
                 self.out.push(Action::Media(MediaCmd::Play { stream, local_port: port, remote, codec, source: MediaSource::MusicOnHold }));

@@ -13,6 +13,7 @@ use crate::config::{AppSecret, Config};
 use crate::core::throttle::{Throttle, ThrottlePolicy};
 use crate::core::timer::Timers;
 use crate::core::{ConnId, Engine, Output, Time, Verdict, VerifyJob};
+use crate::core::snapshot::{Delta, DeviceOwner};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,10 @@ pub struct CtiStats {
 pub struct CtiSessions {
     sessions: HashMap<ConnId, Session>,
     owners: BTreeMap<String, ConnId>,
+    /// Devices held for an application by name, with no connection yet (restored or
+    /// replicated from the peer): only that application may open them, and it can
+    /// when it logs in here (CTIManager redundancy: applications re-open on the backup).
+    reserved: BTreeMap<String, (String, Option<AppMedia>)>,
     heartbeats: Timers<ConnId>,
     /// Failed logins per source address, like SIP's digest failures.
     throttle: Throttle,
@@ -67,6 +72,7 @@ impl CtiSessions {
         CtiSessions {
             sessions: HashMap::new(),
             owners: BTreeMap::new(),
+            reserved: BTreeMap::new(),
             heartbeats: Timers::default(),
             throttle: Throttle::new(policy_of(cfg)),
             next_ticket: 0,
@@ -84,6 +90,31 @@ impl CtiSessions {
     }
     pub(crate) fn sweep(&mut self, now: Time) {
         self.throttle.sweep(now);
+    }
+
+    /// Device ownership by application name: the open devices of logged-in sessions,
+    /// and the devices still held for applications that have not opened them again.
+    pub(crate) fn owners_by_name(&self) -> Vec<DeviceOwner> {
+        let mut v: Vec<DeviceOwner> = self.reserved.iter().map(|(d, (app, media))| DeviceOwner { device: d.clone(), app: app.clone(), media: *media }).collect();
+        for s in self.sessions.values() {
+            let Some(app) = &s.app else { continue };
+            v.extend(s.devices.iter().map(|(d, media)| DeviceOwner { device: d.clone(), app: app.clone(), media: *media }));
+        }
+        v.sort_by(|a, b| a.device.cmp(&b.device));
+        v
+    }
+
+    /// Holds a device for its application until it opens it here.
+    pub(crate) fn reserve(&mut self, d: DeviceOwner) {
+        self.reserved.insert(d.device, (d.app, d.media));
+    }
+
+    pub(crate) fn unreserve(&mut self, device: &str) {
+        self.reserved.remove(device);
+    }
+
+    pub(crate) fn reserved_len(&self) -> usize {
+        self.reserved.len()
     }
 }
 
@@ -156,7 +187,9 @@ impl Engine {
     }
 
     fn cti_release_device(&mut self, device: &str, failure: bool) {
-        self.cti.owners.remove(device);
+        if self.cti.owners.remove(device).is_some() {
+            self.out.push_back(Output::Replicate(Delta::DeviceClosed { device: device.to_string() }));
+        }
         self.sip.cti_open.remove(device);
         let cfg = self.config.clone();
         let now = self.now;
@@ -403,7 +436,7 @@ impl Engine {
                     kind: d.kind.type_name().to_string(),
                     lines: d.lines.iter().map(|l| l.to_string()).collect(),
                     open: owner == Some(conn),
-                    in_use: owner.is_some_and(|o| o != conn),
+                    in_use: owner.is_some_and(|o| o != conn) || self.cti.reserved.get(&d.name).is_some_and(|(a, _)| a != app),
                 }
             })
             .collect()
@@ -429,6 +462,16 @@ impl Engine {
             Some(_) => return err(id, ErrorCode::DeviceInUse, format!("device {device:?} is open by another application")),
             None => {}
         }
+        match self.cti.reserved.get(device) {
+            Some((holder, _)) if holder != app => {
+                return err(id, ErrorCode::DeviceInUse, format!("device {device:?} is held for application {holder}, which had it open before the failover"));
+            }
+            Some(_) => {
+                self.cti.reserved.remove(device);
+            }
+            None => {}
+        }
+        self.out.push_back(Output::Replicate(Delta::DeviceOpened(DeviceOwner { device: device.to_string(), app: app.to_string(), media })));
         self.cti.owners.insert(device.to_string(), conn);
         self.sip.cti_open.insert(device.to_string());
         if let Some(s) = self.cti.sessions.get_mut(&conn) {

@@ -492,7 +492,7 @@ impl CallInfo {
 }
 
 /// Why a call ended at a device. Append-only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EndReason {
     /// The far end hung up.
     Hangup,

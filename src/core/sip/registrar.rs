@@ -41,16 +41,24 @@ impl Binding {
     /// when a TCP connection must be opened anew.
     pub fn send_to(&self) -> SocketAddr {
         if self.transport == Transport::Tcp && self.conn.is_none() {
-            if let Some(Uri::Sip(u)) = Uri::parse(&self.uri) {
-                if let super::Host::V4(ip) = u.host {
-                    return SocketAddr::new(ip.into(), u.port.unwrap_or(5060));
-                }
-                if let super::Host::V6(ip) = u.host {
-                    return SocketAddr::new(ip.into(), u.port.unwrap_or(5060));
-                }
+            if let Some(a) = uri_addr(&self.uri) {
+                return a;
             }
         }
         self.source
+    }
+}
+
+/// The address of a SIP URI whose host is an IP address (port 5060 when absent): where
+/// a new TCP connection to a Contact goes.
+pub fn uri_addr(uri: &str) -> Option<SocketAddr> {
+    match Uri::parse(uri)? {
+        Uri::Sip(u) => match u.host {
+            super::Host::V4(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
+            super::Host::V6(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -238,6 +246,47 @@ impl Registrar {
         });
         self.recompute_earliest();
         gone
+    }
+
+    /// Drops expired bindings; returns each one removed as (device, Contact URI).
+    pub fn expire_bindings(&mut self, now: Time) -> Vec<(String, String)> {
+        let mut gone = Vec::new();
+        for (dev, v) in &self.bindings {
+            gone.extend(v.iter().filter(|b| b.expires_at <= now).map(|b| (dev.clone(), b.uri.clone())));
+        }
+        self.expire(now);
+        gone
+    }
+
+    /// Every binding, by device.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Binding)> {
+        self.bindings.iter().flat_map(|(d, v)| v.iter().map(move |b| (d.as_str(), b)))
+    }
+
+    /// Puts a binding in place (replicated or restored state): replaces the device's
+    /// binding of the same Contact URI, else adds it (up to the per-device limit).
+    pub fn insert(&mut self, device: &str, binding: Binding) {
+        let list = self.bindings.entry(device.to_string()).or_default();
+        match list.iter().position(|b| b.uri == binding.uri) {
+            Some(i) => list[i] = binding,
+            None if list.len() < MAX_CONTACTS_PER_DEVICE => list.push(binding),
+            None => return,
+        }
+        list.sort_by(|x, y| y.q.cmp(&x.q).then(y.expires_at.cmp(&x.expires_at)));
+        self.recompute_earliest();
+    }
+
+    /// Removes one binding (replicated state); returns whether it was there.
+    pub fn remove(&mut self, device: &str, uri: &str) -> bool {
+        let Some(list) = self.bindings.get_mut(device) else { return false };
+        let before = list.len();
+        list.retain(|b| b.uri != uri);
+        let removed = list.len() != before;
+        if list.is_empty() {
+            self.bindings.remove(device);
+        }
+        self.recompute_earliest();
+        removed
     }
 
     /// Moves expiries saved at engine time `saved_at` onto a new clock where it is now
