@@ -23,7 +23,11 @@ fn strings(r: &Request) -> Vec<&str> {
         | Request::SetMedia { call, .. }
         | Request::Hold { call }
         | Request::Unhold { call }
-        | Request::Drop { call } => vec![call],
+        | Request::Drop { call }
+        | Request::CollectDigits { call, .. }
+        | Request::StopMedia { call } => vec![call],
+        Request::Play { call, prompt } => vec![call, prompt],
+        Request::SendDigits { call, digits } => vec![call, digits],
         Request::Redirect { call, to } => vec![call, to],
         Request::MakeCall { device, to, .. } => vec![device, to],
         Request::Snapshot { device } => device.iter().map(String::as_str).collect(),
