@@ -20,12 +20,9 @@ pub const MAX_FORWARD_HOPS: u8 = 5;
 /// Calls up at once; past it new INVITEs get 503.
 pub const MAX_CALLS: usize = 8192;
 
-/// A server transaction the engine holds for the B2BUA (a request to answer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ServerTxn(pub u64);
-/// A client transaction the B2BUA asked for (its responses come back with this).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ClientTxn(pub u64);
+/// The transaction layer's handles: the B2BUA names its transactions with them, and
+/// the transaction layer knows nothing of calls.
+pub use crate::core::sip::txn::{ClientTxn, ServerTxn};
 
 /// What the B2BUA asks of the transaction layer.
 #[derive(Debug)]
