@@ -4,7 +4,7 @@
 //! an RTP timeout ends the call, a failed stream frees its port, digits and the end
 //! of a prompt go to the application controlling the call. Part of the B2BUA.
 
-use super::b2bua::{branch, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose};
+use super::table::{branch, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose};
 use super::cti::{call_id_of, AppMedia, CtiError, CtiState};
 use super::leg::{self, Side};
 use crate::config::{Codec, Config};

@@ -7,7 +7,7 @@
 //! lines an application watches. Part of the B2BUA; talks to CTI sessions through
 //! `Action::Cti`.
 
-use super::b2bua::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
+use super::table::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
 use super::dialplan;
 use super::leg::{self, Side};
 use crate::config::{DeviceKind, LineKey};
@@ -270,7 +270,7 @@ impl B2bua {
         leg::set_contact(&mut r.headers, c.a.contact(&c.dialled));
         r.set_body("application/sdp", body);
         c.answered = true;
-        super::b2bua::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
+        super::state::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         self.invites.remove(&stx);
         self.out.push(Action::Respond(stx, r));
@@ -369,7 +369,7 @@ impl B2bua {
         leg::set_contact(&mut req.headers, leg.contact(&user));
         req.set_body("application/sdp", body);
         let to = leg.peer;
-        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        let txn = super::table::ClientTxn(cx.rng.next_u64());
         c.relaying = Some(txn);
         self.client.insert(txn, (id, side, Purpose::CtiReinvite { hold }));
         self.out.push(Action::Request { txn, request: req, to });
@@ -453,7 +453,7 @@ impl B2bua {
         if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti.as_ref().is_some_and(|e| e.device == device)) {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
-        if self.calls.len() >= super::b2bua::MAX_CALLS {
+        if self.calls.len() >= super::table::MAX_CALLS {
             return Err((ErrorCode::Capacity, "call capacity reached".into()));
         }
         let css = dev.css.clone();
@@ -496,7 +496,7 @@ impl B2bua {
         let branch = branch(cx.rng);
         let mut req = crate::core::sip::Request::new(Method::Invite, uri, &leg::via(peer.local, tcp, &branch), &local, &remote, &call_id, 1, 70);
         leg::set_contact(&mut req.headers, leg::contact(to, peer.local, tcp));
-        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        let txn = super::table::ClientTxn(cx.rng.next_u64());
         let Some(c) = self.calls.get_mut(&id) else { return Err((ErrorCode::Internal, "call vanished".into())) };
         // The phone's side is a watched phone line, not a CTI end.
         c.cti = None;

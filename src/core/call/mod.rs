@@ -4,11 +4,16 @@
 //! Owns routing (dial plan, forwarding) and dialog state; talks to the transaction
 //! layer only through `Action`s and the handles it is given. Pure.
 
-pub mod b2bua;
 pub mod box_media;
 pub mod cti;
 pub mod dialplan;
 pub mod leg;
 pub mod moh;
+mod relay;
+mod routing;
+pub mod state;
+pub mod table;
 
-pub use b2bua::{Action, B2bua, ClientTxn, ServerTxn};
+/// The call table under its former name (`call::b2bua::Ctx`).
+pub use table as b2bua;
+pub use table::{Action, B2bua, ClientTxn, Ctx, ServerTxn};

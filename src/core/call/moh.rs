@@ -4,7 +4,7 @@
 //! the holder itself. When the holder resumes, its offer is relayed as usual, so media
 //! flows phone to phone again, and the music stops. Part of the B2BUA.
 
-use super::b2bua::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
+use super::table::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
 use super::leg::{self, Side};
 use crate::config::Codec;
 use crate::core::sdp::{self, Direction};

@@ -1,0 +1,106 @@
+//! One call's state: its two ends, what the caller dialled, how it was routed, the
+//! session descriptions of each side, and where it stands in its life.
+
+use super::leg::Leg;
+use super::table::{ClientTxn, CallTimer, Ctx, ServerTxn};
+use crate::config::LineKey;
+use crate::core::sip::Request;
+use crate::core::timer::Timers;
+use crate::core::Time;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Pending2xx {
+    pub(super) message: Vec<u8>,
+    pub(super) interval: Duration,
+    pub(super) give_up: Time,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Call {
+    pub(super) id: u64,
+    pub(super) a: Leg,
+    /// The caller's INVITE, until it has a final answer.
+    pub(super) a_invite: Option<(ServerTxn, Request)>,
+    pub(super) b: Option<Leg>,
+    /// The called leg's INVITE and its client transaction, until a final answer.
+    pub(super) b_invite: Option<(ClientTxn, Request)>,
+    pub(super) b_got_provisional: bool,
+    pub(super) cancel_when_provisional: bool,
+    /// The ACK sent for the B leg's 2xx (re-sent if the 2xx is retransmitted).
+    pub(super) b_ack: Option<Vec<u8>>,
+    pub(super) a_2xx: Option<Pending2xx>,
+    pub(super) caller_device: String,
+    pub(super) caller_dn: String,
+    pub(super) caller_display: Option<String>,
+    pub(super) dialled: String,
+    /// The line being rung now, and the lines already tried (loop protection).
+    pub(super) ringing_line: Option<LineKey>,
+    pub(super) visited: Vec<LineKey>,
+    pub(super) hops: u8,
+    pub(super) max_forwards: u8,
+    pub(super) answered: bool,
+    /// A re-INVITE or other request relayed and not answered yet.
+    pub(super) relaying: Option<ClientTxn>,
+    /// The CTI device the call ends at, when it is not a phone.
+    pub(super) cti: Option<super::cti::CtiEnd>,
+    /// Phone devices an application watches that take part in this call.
+    pub(super) watchers: Vec<String>,
+    /// The latest session descriptions of each side (for hold on a watched phone).
+    pub(super) a_sdp: Vec<u8>,
+    pub(super) b_sdp: Vec<u8>,
+    /// Click-to-dial: the phone answered our offerless INVITE; its 2xx waits for the
+    /// ACK that carries the called party's answer (RFC 3725 flow I). The CSeq to ACK.
+    pub(super) phone_ack_pending: Option<u32>,
+    /// Why the call ended, for the events of watched phones.
+    pub(super) end_reason: Option<crate::core::cti::wire::EndReason>,
+    /// Music on hold playing to one party.
+    pub(super) moh: Option<super::moh::Moh>,
+    /// The box's own media termination (CTI `"media": "box"`, `play`, `collect_digits`).
+    pub(super) box_media: Option<super::box_media::BoxMedia>,
+}
+
+/// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
+/// until the ACK comes, for 64*T1 (RFC 3261 §13.3.1.4).
+pub(super) fn start_2xx_retransmission(call: &mut Call, timers: &mut Timers<(u64, CallTimer)>, cx: &Ctx<'_>, message: Vec<u8>) {
+    if call.a.peer.transport == crate::core::Transport::Udp {
+        call.a_2xx = Some(Pending2xx { message, interval: cx.t1(), give_up: cx.now + cx.t1() * 64 });
+        timers.arm((call.id, CallTimer::Retransmit2xx), cx.now + cx.t1());
+    }
+}
+
+impl Call {
+    /// A call with its caller side; nothing is routed or answered yet.
+    pub(super) fn new(id: u64, a: Leg, device: &str, caller_dn: String, caller_display: Option<String>, dialled: &str, max_forwards: u8) -> Call {
+        Call {
+            id,
+            a,
+            a_invite: None,
+            b: None,
+            b_invite: None,
+            b_got_provisional: false,
+            cancel_when_provisional: false,
+            b_ack: None,
+            a_2xx: None,
+            caller_device: device.to_string(),
+            caller_dn,
+            caller_display,
+            dialled: dialled.to_string(),
+            ringing_line: None,
+            visited: Vec::new(),
+            hops: 0,
+            max_forwards,
+            answered: false,
+            relaying: None,
+            cti: None,
+            watchers: Vec::new(),
+            a_sdp: Vec::new(),
+            b_sdp: Vec::new(),
+            phone_ack_pending: None,
+            end_reason: None,
+            moh: None,
+            box_media: None,
+        }
+    }
+}
