@@ -6,6 +6,7 @@
 
 use super::table::{branch, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose};
 use super::cti::{call_id_of, AppMedia, CtiError, CtiState};
+use super::end::End;
 use super::leg::{self, Side};
 use crate::config::{Codec, Config};
 use crate::core::cti::wire::{CollectEnd, EndReason, ErrorCode, EventKind, MediaInfo};
@@ -110,7 +111,7 @@ impl B2bua {
         let id = call_id_of(call).filter(|id| self.calls.contains_key(id));
         let Some(id) = id else { return Err((ErrorCode::UnknownCall, format!("no call {call:?}"))) };
         let c = &self.calls[&id];
-        match &c.cti {
+        match c.cti() {
             Some(e) if device_ok(&e.device) => {}
             _ if c.watchers.iter().any(|w| device_ok(w)) => {
                 return Err((ErrorCode::InvalidState, format!("call {call:?} is at a phone, which carries its own audio; the box plays only on calls at a CTI route point or port")));
@@ -122,7 +123,7 @@ impl B2bua {
 
     /// The call must be connected for the box to play or collect on it.
     fn cti_media_connected(&self, id: u64, call: &str) -> Result<(), CtiError> {
-        match self.calls.get(&id).and_then(|c| c.cti.as_ref()).map(|e| e.state) {
+        match self.calls.get(&id).and_then(|c| c.cti()).map(|e| e.state) {
             Some(CtiState::Connected) => Ok(()),
             Some(CtiState::Offered) => Err((ErrorCode::InvalidState, format!("call {call:?} is not answered (answer it, with \"media\": \"box\" for the box to terminate its media)"))),
             _ => Err((ErrorCode::InvalidState, format!("call {call:?} is held"))),
@@ -169,18 +170,18 @@ impl B2bua {
         if c.relaying.is_some() {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is being renegotiated; try again")));
         }
-        let Some(end) = c.cti.as_ref() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        let Some(end) = c.cti() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         let Some((rip, rport, codec, _, dtmf)) = end.agreed else { return Err((ErrorCode::InvalidState, format!("call {call:?} has no media"))) };
         let side = end.far();
         let Some(port) = self.allocate_port(cx) else {
             return Err((ErrorCode::Capacity, "no free RTP port in [media]'s range".into()));
         };
         let c = self.calls.get_mut(&id).expect("checked");
-        let end = c.cti.as_mut().expect("checked");
+        let end = c.cti_mut().expect("checked");
         end.sdp_version += 1;
         let version = end.sdp_version;
         let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
-        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
         let request = leg.filter(|l| l.confirmed).and_then(|l| {
             let ip = l.peer.local.ip();
             let mut req = l.request(Method::Invite, &branch(cx.rng))?;
@@ -209,14 +210,18 @@ impl B2bua {
         c.relaying = None;
         let ok = resp.is_some_and(|r| (200..300).contains(&r.status));
         if let (true, Some(r)) = (ok, resp) {
-            let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+            let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
             if let Some(l) = leg {
                 if let Some(ack) = l.ack_for(r, &branch(cx.rng)) {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }
             let answer = sdp::parse_audio(&r.body);
-            let (Some(b), Some(end)) = (c.box_media.as_mut(), c.cti.as_mut()) else { return };
+            let end = match c.b.as_mut().and_then(End::cti_mut) {
+                Some(e) => Some(e),
+                None => c.a.cti_mut(),
+            };
+            let (Some(b), Some(end)) = (c.box_media.as_mut(), end) else { return };
             if let Some(a) = answer {
                 b.remote = SocketAddr::new(a.ip, a.port);
             }
@@ -238,7 +243,7 @@ impl B2bua {
             self.media_ports.remove(&b.port);
         }
         self.timers.cancel(&(id, CallTimer::Digits));
-        let device = c.cti.as_ref().map(|e| e.device.clone());
+        let device = c.cti().map(|e| e.device.clone());
         if let Some(d) = device {
             self.note(&d, id, EventKind::MediaFailed { reason: why });
         }
@@ -314,7 +319,7 @@ impl B2bua {
         self.timers.cancel(&(id, CallTimer::Digits));
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(col) = c.box_media.as_mut().and_then(|b| b.collect.take()) else { return };
-        let Some(device) = c.cti.as_ref().map(|e| e.device.clone()) else { return };
+        let Some(device) = c.cti().map(|e| e.device.clone()) else { return };
         log::debug!("call {id}: digits {:?} collected ({})", col.digits, reason.as_str());
         self.note(&device, id, EventKind::DigitsCollected { digits: col.digits, reason });
     }
@@ -343,7 +348,7 @@ impl B2bua {
             self.streams.remove(&stream);
             return;
         }
-        let device = c.cti.as_ref().map(|e| e.device.clone());
+        let device = c.cti().map(|e| e.device.clone());
         match ev {
             MediaEvent::RtpTimeout { .. } => {
                 let what = if is_moh { "music on hold" } else { "the box's media" };
@@ -351,7 +356,7 @@ impl B2bua {
                 self.stats.calls_ended_rtp_timeout += 1;
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.end_reason = Some(EndReason::Failed);
-                    if let Some(e) = c.cti.as_mut() {
+                    if let Some(e) = c.cti_mut() {
                         e.end = Some(EndReason::Failed);
                     }
                 }

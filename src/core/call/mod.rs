@@ -7,6 +7,7 @@
 pub mod box_media;
 pub mod cti;
 pub mod dialplan;
+pub mod end;
 pub mod leg;
 pub mod moh;
 mod relay;

@@ -5,6 +5,7 @@
 //! flows phone to phone again, and the music stops. Part of the B2BUA.
 
 use super::table::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
+use super::end::End;
 use super::leg::{self, Side};
 use crate::config::Codec;
 use crate::core::sdp::{self, Direction};
@@ -56,7 +57,7 @@ impl B2bua {
     /// Returns false when music cannot be played (the hold is then relayed as usual).
     pub(super) fn moh_hold(&mut self, cx: &mut Ctx<'_>, id: u64, holder: Side, stx: ServerTxn, req: &Request) -> bool {
         let Some(call) = self.calls.get(&id) else { return false };
-        if call.moh.is_some() || call.cti.is_some() {
+        if call.moh.is_some() || call.cti().is_some() {
             return false;
         }
         let held_sdp = if holder == Side::A { call.b_sdp.clone() } else { call.a_sdp.clone() };
@@ -69,7 +70,7 @@ impl B2bua {
         self.next_stream += 1;
         let stream = StreamId(self.next_stream);
         let call = self.calls.get_mut(&id).expect("checked");
-        let held_leg = if holder == Side::A { call.b.as_mut() } else { Some(&mut call.a) };
+        let held_leg = if holder == Side::A { call.b.as_mut().and_then(End::leg_mut) } else { call.a.leg_mut() };
         let Some(held_leg) = held_leg.filter(|l| l.confirmed) else {
             self.media_ports.remove(&port);
             return false;
@@ -103,7 +104,7 @@ impl B2bua {
             return;
         };
         call.relaying = None;
-        let held_leg = if held == Side::A { Some(&mut call.a) } else { call.b.as_mut() };
+        let held_leg = if held == Side::A { call.a.leg_mut() } else { call.b.as_mut().and_then(End::leg_mut) };
         let ok = (200..300).contains(&resp.status);
         if ok {
             if let Some(l) = held_leg {
@@ -114,7 +115,7 @@ impl B2bua {
         }
         let remote = sdp::parse_audio(&resp.body).map(|a| std::net::SocketAddr::new(a.ip, a.port));
         let Some(orig) = orig else { return };
-        let holder_leg = if held == Side::A { call.b.as_ref() } else { Some(&call.a) };
+        let holder_leg = if held == Side::A { call.b.as_ref().and_then(End::leg) } else { call.a.leg() };
         let Some(holder_leg) = holder_leg else { return };
         match (ok, remote) {
             (true, Some(remote)) => {

@@ -2,6 +2,7 @@
 //! dialog (BYE, re-INVITE, INFO, UPDATE, OPTIONS) relayed to the other party or
 //! answered by the box for an end that terminates media itself, and hanging up.
 
+use super::end::End;
 use super::leg::{self, Side};
 use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose, ServerTxn};
 use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders};
@@ -15,12 +16,13 @@ impl B2bua {
         }
         let mut connected_at = None;
         if let Some(call) = self.calls.get_mut(&id) {
-            let first = !call.a.confirmed;
-            call.a.confirmed = true;
+            let Some(a) = call.a.leg_mut() else { return };
+            let first = !a.confirmed;
+            a.confirmed = true;
             call.a_2xx = None;
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
             if first {
-                connected_at = call.cti.as_ref().filter(|e| e.agreed.is_some()).map(|e| e.device.clone());
+                connected_at = call.cti().filter(|e| e.agreed.is_some()).map(|e| e.device.clone());
             }
         }
         if let Some(device) = connected_at {
@@ -34,7 +36,7 @@ impl B2bua {
         let Some(tag) = from.tag() else { return };
         let Some(&(id, Side::B)) = self.dialogs.get(&(call_id.to_string(), tag.to_string())) else { return };
         if let Some(call) = self.calls.get(&id) {
-            if let (Some(ack), Some(b)) = (&call.b_ack, &call.b) {
+            if let (Some(ack), Some(b)) = (&call.b_ack, call.leg(Side::B)) {
                 self.out.push(Action::Stateless { message: ack.clone(), to: b.peer });
             }
         }
@@ -48,12 +50,7 @@ impl B2bua {
             return;
         };
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let this = if side == Side::A { &mut call.a } else {
-            match call.b.as_mut() {
-                Some(b) => b,
-                None => return,
-            }
-        };
+        let Some(this) = call.leg_mut(side) else { return };
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
         if cseq <= this.remote_cseq && this.remote_cseq != 0 {
             self.out.push(Action::Respond(stx, respond(&req, 500, Some("Server Internal Error (CSeq out of order)"), &this.local_tag)));
@@ -77,9 +74,10 @@ impl B2bua {
                 r.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
                 self.out.push(Action::Respond(stx, r));
             }
-            _ if call.cti.as_ref().is_some_and(|e| e.agreed.is_some()) => {
+            _ if call.cti().is_some_and(|e| e.agreed.is_some()) => {
                 // The application terminates media: the box answers for it.
-                let end = call.cti.as_mut().expect("checked");
+                let contact = call.leg(side).map(|l| l.contact(&call.dialled)).unwrap_or_default();
+                let end = call.cti_mut().expect("checked");
                 let mut r = respond(&req, 200, None, &tag);
                 if req.method == Method::Invite {
                     let (_, _, codec, m, dtmf) = end.agreed.expect("checked");
@@ -89,8 +87,7 @@ impl B2bua {
                         _ => crate::core::sdp::Direction::SendRecv,
                     };
                     end.sdp_version += 1;
-                    let this = if side == Side::A { &call.a } else { call.b.as_ref().unwrap_or(&call.a) };
-                    leg::set_contact(&mut r.headers, this.contact(&call.dialled));
+                    leg::set_contact(&mut r.headers, contact);
                     r.set_body("application/sdp", crate::core::sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version));
                 }
                 self.out.push(Action::Respond(stx, r));
@@ -107,7 +104,11 @@ impl B2bua {
                     }
                 }
                 let Some(call) = self.calls.get_mut(&id) else { return };
-                let other = if side == Side::A { call.b.as_mut() } else { Some(&mut call.a) };
+                if side == Side::B && call.a.leg().is_none() {
+                    // The caller is an application's device, with no dialog to relay to.
+                    return;
+                }
+                let other = if side == Side::A { call.b.as_mut().and_then(End::leg_mut) } else { call.a.leg_mut() };
                 let Some(other) = other.filter(|o| o.confirmed || side == Side::B) else {
                     self.out.push(Action::Respond(stx, respond(&req, 491, Some("Request Pending (call not yet answered)"), &tag)));
                     return;
@@ -139,7 +140,7 @@ impl B2bua {
             call.relaying = None;
         }
         // ACK a 2xx to a relayed re-INVITE on the leg it was sent on.
-        let sent_on = if to_side == Side::A { Some(&mut call.a) } else { call.b.as_mut() };
+        let sent_on = if to_side == Side::A { call.a.leg_mut() } else { call.b.as_mut().and_then(End::leg_mut) };
         if let Some(l) = sent_on {
             if (200..300).contains(&resp.status) && resp.cseq().is_ok_and(|c| c.method == Method::Invite) {
                 if let Some(ack) = l.ack_for(&resp, &branch(cx.rng)) {
@@ -147,7 +148,7 @@ impl B2bua {
                 }
             }
         }
-        let from_leg = if to_side == Side::A { call.b.as_ref() } else { Some(&call.a) };
+        let from_leg = if to_side == Side::A { call.b.as_ref().and_then(End::leg) } else { call.a.leg() };
         let Some(from_leg) = from_leg else { return };
         let mut r = respond(&orig, resp.status, Some(&resp.reason), &from_leg.local_tag);
         // The originator is on the other side from `to_side`; its Contact names the
@@ -168,13 +169,16 @@ impl B2bua {
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut byes = Vec::new();
-        if from != Some(Side::A) && (call.a.confirmed || call.answered) && !call.a.call_id.is_empty() {
-            if let Some(r) = call.a.request(Method::Bye, &branch(cx.rng)) {
-                byes.push((r, call.a.peer));
+        let answered = call.answered;
+        if from != Some(Side::A) {
+            if let Some(a) = call.a.leg_mut().filter(|a| (a.confirmed || answered) && !a.call_id.is_empty()) {
+                if let Some(r) = a.request(Method::Bye, &branch(cx.rng)) {
+                    byes.push((r, a.peer));
+                }
             }
         }
         if from != Some(Side::B) {
-            if let Some(b) = call.b.as_mut().filter(|b| b.confirmed) {
+            if let Some(b) = call.leg_mut(Side::B).filter(|b| b.confirmed) {
                 if let Some(r) = b.request(Method::Bye, &branch(cx.rng)) {
                     byes.push((r, b.peer));
                 }

@@ -5,6 +5,7 @@
 //! a CANCEL with the called party's answer (RFC 3261 §9.1).
 
 use super::dialplan::{self, Destination};
+use super::end::End;
 use super::leg::{self, Leg, Side};
 use super::state::{start_2xx_retransmission, Call};
 use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose, ServerTxn, MAX_CALLS, MAX_FORWARD_HOPS};
@@ -74,7 +75,7 @@ impl B2bua {
         self.invites.insert(stx, id);
         log::info!("call {id}: {caller_dn} ({device}) dials {dialled}");
         self.out.push(Action::Respond(stx, respond(&req, 100, None, &tag)));
-        let mut call = Call::new(id, a, device, caller_dn, caller_display, &dialled, max_forwards - 1);
+        let mut call = Call::new(id, End::SipLeg(a), device, caller_dn, caller_display, &dialled, max_forwards - 1);
         call.a_invite = Some((stx, req));
         if let Some((_, r)) = &call.a_invite {
             call.a_sdp = r.body.clone();
@@ -95,19 +96,6 @@ impl B2bua {
     pub(super) fn new_outgoing_call(&mut self, device: &str, line: &LineKey, display: Option<String>, to: &str, media: super::cti::AppMedia) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        let none: std::net::SocketAddr = ([0, 0, 0, 0], 0).into();
-        let a = Leg {
-            call_id: String::new(),
-            local: String::new(),
-            remote: String::new(),
-            local_tag: String::new(),
-            remote_tag: None,
-            target: String::new(),
-            local_cseq: 0,
-            remote_cseq: 0,
-            peer: Origin { source: none, transport: crate::core::Transport::Udp, conn: None, local: none },
-            confirmed: false,
-        };
         let cti = super::cti::CtiEnd {
             device: device.to_string(),
             line: line.clone(),
@@ -120,8 +108,8 @@ impl B2bua {
             offer_media: Some(media),
             end: None,
         };
-        let mut call = Call::new(id, a, device, line.dn.clone(), display, to, 70);
-        call.cti = Some(cti);
+        // The application's device is the calling party: the call has no caller dialog.
+        let call = Call::new(id, End::CtiDevice(cti), device, line.dn.clone(), display, to, 70);
         self.calls.insert(id, call);
         id
     }
@@ -131,7 +119,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else { return };
         if let Some((stx, req)) = call.a_invite.take() {
             log::info!("call {id}: {code} {reason}");
-            let r = respond(&req, code, Some(reason), &call.a.local_tag);
+            let r = respond(&req, code, Some(reason), call.a.leg().map_or("", |a| &a.local_tag));
             self.out.push(Action::Respond(stx, r));
         }
         if call.phone_ack_pending.is_some() {
@@ -151,16 +139,17 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.phone_ack_pending = None;
         let inactive = crate::core::sdp::with_direction(&call.a_sdp, crate::core::sdp::Direction::Inactive);
-        if let Some(mut ack) = call.a.ack(cseq, &b1) {
+        let Some(phone) = call.a.leg_mut() else { return };
+        if let Some(mut ack) = phone.ack(cseq, &b1) {
             ack.set_body("application/sdp", inactive);
-            self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
+            self.out.push(Action::Stateless { message: ack.to_bytes(), to: phone.peer });
         }
-        if let Some(bye) = call.a.request(Method::Bye, &b2) {
-            let to = call.a.peer;
+        if let Some(bye) = phone.request(Method::Bye, &b2) {
+            let to = phone.peer;
             self.client.insert(txn, (id, Side::A, Purpose::Own));
             self.out.push(Action::Request { txn, request: bye, to });
         }
-        call.a.confirmed = false;
+        phone.confirmed = false;
     }
 
     /// Routes a call to a destination, following forward-all and unregistered.
@@ -180,7 +169,7 @@ impl B2bua {
                         crate::config::Transport::Tcp => crate::core::Transport::Tcp,
                     },
                     conn: None,
-                    local: call.a.peer.local,
+                    local: call.a_local(),
                 };
                 let uri = format!("sip:{number}@{}:{}", trunk.host, trunk.port);
                 self.invite_b(cx, id, uri, format!("<sip:{number}@{}>", trunk.host), peer, None);
@@ -287,7 +276,7 @@ impl B2bua {
         req.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
         if let Some((_, a_req)) = &call.a_invite {
             copy_body(&a_req.headers, &a_req.body, &mut req);
-        } else if let Some(offer) = call.cti.as_ref().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {
+        } else if let Some(offer) = call.cti().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {
             req.set_body("application/sdp", offer);
         } else if !call.a_sdp.is_empty() {
             req.set_body("application/sdp", call.a_sdp.clone());
@@ -304,7 +293,7 @@ impl B2bua {
             peer,
             confirmed: false,
         };
-        if let Some(old) = call.b.replace(b) {
+        if let Some(End::SipLeg(old)) = call.b.replace(End::SipLeg(b)) {
             self.dialogs.remove(&(old.call_id, old.local_tag));
         }
         call.b_invite = Some((txn, req.clone()));
@@ -330,7 +319,7 @@ impl B2bua {
         if let Some(e) = self.client.get_mut(&txn) {
             e.2 = Purpose::Own; // its final answer (487) is expected and ignored
         }
-        if let Some(b) = call.b.as_ref() {
+        if let Some(b) = call.leg(Side::B) {
             self.cancelled.insert(txn, (inv.clone(), b.peer));
         }
         if !call.b_got_provisional {
@@ -339,8 +328,8 @@ impl B2bua {
             call.cancel_when_provisional = true;
             return;
         }
-        let peer = call.b.as_ref().map(|b| b.peer);
-        let Some(peer) = peer else { return };
+        // Where the INVITE went (the B end may be another by now).
+        let Some(peer) = self.cancelled.get(&txn).map(|c| c.1) else { return };
         let cancel = cancel_for(&inv);
         let ctxn = self.new_txn(cx.rng);
         self.client.insert(ctxn, (id, Side::B, Purpose::Own));
@@ -352,7 +341,7 @@ impl B2bua {
         if call.b_invite.as_ref().is_none_or(|(t, _)| *t != txn) {
             return;
         }
-        let Some(b) = call.b.as_mut() else { return };
+        let Some(b) = call.b.as_mut().and_then(End::leg_mut) else { return };
         if resp.status == 100 {
             return;
         }
@@ -376,7 +365,7 @@ impl B2bua {
             }
             if first_ring && resp.status == 180 {
                 let mut watchers = call.watchers.clone();
-                if let Some(e) = call.cti.as_ref().filter(|e| e.outgoing) {
+                if let Some(e) = call.a.cti() {
                     watchers.push(e.device.clone());
                 }
                 for w in watchers {
@@ -384,9 +373,9 @@ impl B2bua {
                 }
             }
             let Some(call) = self.calls.get_mut(&id) else { return };
-            if let Some((stx, a_req)) = &call.a_invite {
-                let mut r = respond(a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
-                leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+            if let (Some((stx, a_req)), Some(a)) = (&call.a_invite, call.a.leg()) {
+                let mut r = respond(a_req, resp.status, Some(&resp.reason), &a.local_tag);
+                leg::set_contact(&mut r.headers, a.contact(&call.dialled));
                 if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
                     r.set_body(&ct, b);
                 }
@@ -405,18 +394,20 @@ impl B2bua {
             let bytes = ack.to_bytes();
             call.b_ack = Some(bytes.clone());
             self.out.push(Action::Stateless { message: bytes, to });
-            if call.cti.as_ref().is_some_and(|e| e.outgoing) {
+            if call.a.cti().is_some() {
                 return self.cti_outgoing_answered(id, &resp);
             }
             if let Some(cseq) = call.phone_ack_pending.take() {
                 // Click-to-dial: the called party's answer goes to the phone in its ACK.
                 call.answered = true;
                 call.b_sdp = resp.body.clone();
-                if let Some(mut ack) = call.a.ack(cseq, &branch(cx.rng)) {
-                    if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
-                        ack.set_body(&ct, b);
+                if let Some(phone) = call.a.leg_mut() {
+                    if let Some(mut ack) = phone.ack(cseq, &branch(cx.rng)) {
+                        if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
+                            ack.set_body(&ct, b);
+                        }
+                        self.out.push(Action::Stateless { message: ack.to_bytes(), to: phone.peer });
                     }
-                    self.out.push(Action::Stateless { message: ack.to_bytes(), to: call.a.peer });
                 }
                 log::info!("call {id}: answered");
                 let watchers = call.watchers.clone();
@@ -429,8 +420,9 @@ impl B2bua {
                 // The caller already gave up: hang the answered leg up.
                 return self.hang_up(cx, id, Some(Side::A));
             };
-            let mut r = respond(&a_req, resp.status, Some(&resp.reason), &call.a.local_tag);
-            leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+            let (tag, contact) = call.a.leg().map(|a| (a.local_tag.clone(), a.contact(&call.dialled))).unwrap_or_default();
+            let mut r = respond(&a_req, resp.status, Some(&resp.reason), &tag);
+            leg::set_contact(&mut r.headers, contact);
             r.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
             if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
                 r.set_body(&ct, b);
@@ -465,7 +457,7 @@ impl B2bua {
         };
         if let Some(c) = self.calls.get_mut(&id) {
             c.end_reason = Some(why);
-            if let Some(e) = c.cti.as_mut().filter(|e| e.outgoing) {
+            if let Some(e) = c.cti_mut().filter(|e| e.outgoing) {
                 e.end = Some(why);
             }
         }
@@ -505,7 +497,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else { return };
         let Some((stx, req)) = call.a_invite.take() else { return };
         log::info!("call {id}: cancelled by the caller");
-        self.out.push(Action::Respond(stx, respond(&req, 487, None, &call.a.local_tag)));
+        self.out.push(Action::Respond(stx, respond(&req, 487, None, call.a.leg().map_or("", |a| &a.local_tag))));
         self.cancel_b(cx, id);
         // Keep the call until the B leg's INVITE is done, if it must still be cancelled.
         let waiting = self.calls.get(&id).is_some_and(|c| c.cancel_when_provisional);

@@ -1,7 +1,9 @@
 //! One call's state: its two ends, what the caller dialled, how it was routed, the
 //! session descriptions of each side, and where it stands in its life.
 
-use super::leg::Leg;
+use super::cti::CtiEnd;
+use super::end::End;
+use super::leg::{Leg, Side};
 use super::table::{ClientTxn, CallTimer, Ctx, ServerTxn};
 use crate::config::LineKey;
 use crate::core::sip::Request;
@@ -20,10 +22,14 @@ pub(super) struct Pending2xx {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Call {
     pub(super) id: u64,
-    pub(super) a: Leg,
+    /// The caller: the phone whose INVITE the box answers, the phone a click-to-dial
+    /// calls first, or the CTI device that placed the call.
+    pub(super) a: End,
     /// The caller's INVITE, until it has a final answer.
     pub(super) a_invite: Option<(ServerTxn, Request)>,
-    pub(super) b: Option<Leg>,
+    /// The called party, once the call is routed: the phone or trunk rung, or the CTI
+    /// device the call is offered to.
+    pub(super) b: Option<End>,
     /// The called leg's INVITE and its client transaction, until a final answer.
     pub(super) b_invite: Option<(ClientTxn, Request)>,
     pub(super) b_got_provisional: bool,
@@ -43,8 +49,6 @@ pub(super) struct Call {
     pub(super) answered: bool,
     /// A re-INVITE or other request relayed and not answered yet.
     pub(super) relaying: Option<ClientTxn>,
-    /// The CTI device the call ends at, when it is not a phone.
-    pub(super) cti: Option<super::cti::CtiEnd>,
     /// Phone devices an application watches that take part in this call.
     pub(super) watchers: Vec<String>,
     /// The latest session descriptions of each side (for hold on a watched phone).
@@ -64,7 +68,7 @@ pub(super) struct Call {
 /// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
 /// until the ACK comes, for 64*T1 (RFC 3261 §13.3.1.4).
 pub(super) fn start_2xx_retransmission(call: &mut Call, timers: &mut Timers<(u64, CallTimer)>, cx: &Ctx<'_>, message: Vec<u8>) {
-    if call.a.peer.transport == crate::core::Transport::Udp {
+    if call.a.leg().is_some_and(|a| a.peer.transport == crate::core::Transport::Udp) {
         call.a_2xx = Some(Pending2xx { message, interval: cx.t1(), give_up: cx.now + cx.t1() * 64 });
         timers.arm((call.id, CallTimer::Retransmit2xx), cx.now + cx.t1());
     }
@@ -72,7 +76,7 @@ pub(super) fn start_2xx_retransmission(call: &mut Call, timers: &mut Timers<(u64
 
 impl Call {
     /// A call with its caller side; nothing is routed or answered yet.
-    pub(super) fn new(id: u64, a: Leg, device: &str, caller_dn: String, caller_display: Option<String>, dialled: &str, max_forwards: u8) -> Call {
+    pub(super) fn new(id: u64, a: End, device: &str, caller_dn: String, caller_display: Option<String>, dialled: &str, max_forwards: u8) -> Call {
         Call {
             id,
             a,
@@ -93,7 +97,6 @@ impl Call {
             max_forwards,
             answered: false,
             relaying: None,
-            cti: None,
             watchers: Vec::new(),
             a_sdp: Vec::new(),
             b_sdp: Vec::new(),
@@ -102,5 +105,59 @@ impl Call {
             moh: None,
             box_media: None,
         }
+    }
+
+    /// The dialog of one side, when that side is a SIP end.
+    pub(super) fn leg(&self, side: Side) -> Option<&Leg> {
+        match side {
+            Side::A => self.a.leg(),
+            Side::B => self.b.as_ref().and_then(End::leg),
+        }
+    }
+
+    pub(super) fn leg_mut(&mut self, side: Side) -> Option<&mut Leg> {
+        match side {
+            Side::A => self.a.leg_mut(),
+            Side::B => self.b.as_mut().and_then(End::leg_mut),
+        }
+    }
+
+    /// The CTI device end of the call (at most one side is one).
+    pub(super) fn cti(&self) -> Option<&CtiEnd> {
+        self.a.cti().or_else(|| self.b.as_ref().and_then(End::cti))
+    }
+
+    pub(super) fn cti_mut(&mut self) -> Option<&mut CtiEnd> {
+        match self.b.as_mut().and_then(End::cti_mut) {
+            Some(e) => Some(e),
+            None => self.a.cti_mut(),
+        }
+    }
+
+    /// Takes the CTI device off the call, when `keep` is false for it: a called
+    /// device leaves the B side unrouted, a calling one leaves no dialog behind.
+    pub(super) fn take_cti_unless(&mut self, keep: impl Fn(&CtiEnd) -> bool) -> Option<CtiEnd> {
+        if self.b.as_ref().and_then(End::cti).is_some_and(|e| !keep(e)) {
+            return match self.b.take() {
+                Some(End::CtiDevice(e)) => Some(e),
+                _ => None,
+            };
+        }
+        if self.a.cti().is_some_and(|e| !keep(e)) {
+            return match std::mem::replace(&mut self.a, End::SipLeg(Leg::detached())) {
+                End::CtiDevice(e) => Some(e),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    pub(super) fn take_cti(&mut self) -> Option<CtiEnd> {
+        self.take_cti_unless(|_| false)
+    }
+
+    /// The box's address toward the caller (unspecified when the caller is not a dialog).
+    pub(super) fn a_local(&self) -> std::net::SocketAddr {
+        self.a.leg().map_or(([0, 0, 0, 0], 0).into(), |l| l.peer.local)
     }
 }

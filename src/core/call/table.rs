@@ -216,7 +216,7 @@ impl B2bua {
             use crate::core::cti::wire::{EndReason, EventKind};
             let why = call.end_reason.unwrap_or(EndReason::Hangup);
             let mut ends: Vec<(String, bool, EndReason)> = call.watchers.iter().map(|w| (w.clone(), false, why)).collect();
-            if let Some(e) = &call.cti {
+            if let Some(e) = call.cti() {
                 ends.push((e.device.clone(), e.agreed.is_some(), e.end.unwrap_or(EndReason::Hangup)));
             }
             for (d, media, reason) in ends {
@@ -245,9 +245,8 @@ impl B2bua {
             }
         }
         if let Some(call) = self.calls.remove(&id) {
-            self.dialogs.remove(&(call.a.call_id.clone(), call.a.local_tag.clone()));
-            if let Some(b) = &call.b {
-                self.dialogs.remove(&(b.call_id.clone(), b.local_tag.clone()));
+            for l in [call.leg(Side::A), call.leg(Side::B)].into_iter().flatten() {
+                self.dialogs.remove(&(l.call_id.clone(), l.local_tag.clone()));
             }
             self.invites.retain(|_, c| *c != id);
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
@@ -394,11 +393,14 @@ impl B2bua {
                     if cx.now >= p.give_up {
                         log::warn!("call {id}: caller never acknowledged the answer; hanging up");
                         call.a_2xx = None;
-                        call.a.confirmed = true;
+                        if let Some(a) = call.a.leg_mut() {
+                            a.confirmed = true;
+                        }
                         self.hang_up(cx, id, None);
                         continue;
                     }
-                    self.out.push(Action::Stateless { message: p.message.clone(), to: call.a.peer });
+                    let Some(a) = call.a.leg() else { continue };
+                    self.out.push(Action::Stateless { message: p.message.clone(), to: a.peer });
                     p.interval = (p.interval * 2).min(cx.t2());
                     // The last wait ends at 64*T1, when the call is hung up (not at
                     // the first retransmission time past it).
