@@ -281,7 +281,7 @@ impl B2bua {
         let mut r = Response::to_request(&a_req, 200, Some(&a.local_tag));
         leg::set_contact(&mut r.headers, a.contact(&c.dialled));
         r.set_body("application/sdp", body);
-        c.answered = true;
+        c.state = super::state::CallState::Established(Default::default());
         super::state::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         self.invites.remove(&stx);
@@ -319,7 +319,7 @@ impl B2bua {
     pub fn cti_drop(&mut self, cx: &mut Ctx<'_>, call: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_call(call, device_ok)?;
         let c = &self.calls[&id];
-        let offered = c.cti().is_some_and(|e| e.state == CtiState::Offered) || (c.cti().is_none() && !c.answered);
+        let offered = c.cti().is_some_and(|e| e.state == CtiState::Offered) || (c.cti().is_none() && !c.state.is_established());
         if let Some(e) = c.cti() {
             let d = e.device.clone();
             let media = e.agreed.is_some();
@@ -363,7 +363,7 @@ impl B2bua {
             (end.far(), sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version))
         } else {
             // A watched phone: re-INVITE the phone with the far end's session description.
-            if !c.answered || !c.a.confirmed() && c.b.as_ref().is_none_or(|b| !b.confirmed()) {
+            if !c.state.is_established() || !c.a.confirmed() && c.b.as_ref().is_none_or(|b| !b.confirmed()) {
                 return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected")));
             }
             let (side, far_sdp) = if device_ok(&c.caller_device) {
@@ -565,7 +565,6 @@ impl B2bua {
     /// The far end answered an application's call: media agreed, connected.
     pub(super) fn cti_outgoing_answered(&mut self, id: u64, resp: &Response) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        c.answered = true;
         c.b_sdp = resp.body.clone();
         let Some(end) = c.cti_mut() else { return };
         let Some(m) = end.offer_media else { return };
@@ -602,12 +601,12 @@ impl B2bua {
                     return None;
                 }
                 let state = match at_cti.map(|e| (e.state, e.outgoing)) {
-                    Some((CtiState::Offered, true)) if c.b_got_provisional => CallState::Ringing,
+                    Some((CtiState::Offered, true)) if c.state.ringing().is_some_and(|i| i.provisional) => CallState::Ringing,
                     Some((CtiState::Offered, true)) => CallState::Dialing,
                     Some((CtiState::Offered, false)) => CallState::Offered,
                     Some((CtiState::Connected, _)) => CallState::Connected,
                     Some((CtiState::Held, _)) => CallState::Held,
-                    None if c.answered => CallState::Connected,
+                    None if c.state.is_established() => CallState::Connected,
                     None if c.caller_device == device => CallState::Ringing,
                     None => CallState::Offered,
                 };

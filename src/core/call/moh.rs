@@ -57,7 +57,8 @@ impl B2bua {
     /// Returns false when music cannot be played (the hold is then relayed as usual).
     pub(super) fn moh_hold(&mut self, cx: &mut Ctx<'_>, id: u64, holder: Side, stx: ServerTxn, req: &Request) -> bool {
         let Some(call) = self.calls.get(&id) else { return false };
-        if call.moh.is_some() || call.cti().is_some() {
+        // Only an answered call is held (a request in an early dialog is relayed).
+        if !call.state.is_established() || call.state.moh().is_some() || call.cti().is_some() {
             return false;
         }
         let held_sdp = if holder == Side::A { call.b_sdp.clone() } else { call.a_sdp.clone() };
@@ -125,7 +126,7 @@ impl B2bua {
                 let user = if held == Side::B { call.dialled.clone() } else { call.caller_dn.clone() };
                 leg::set_contact(&mut r.headers, holder_leg.contact(&user));
                 r.set_body("application/sdp", sdp::with_direction(&held_sdp, Direction::RecvOnly));
-                call.moh = Some(Moh { stream, port, held });
+                call.state.set_moh(Moh { stream, port, held });
                 self.streams.insert(stream, id);
                 self.out.push(Action::Respond(stx, r));
                 self.out.push(Action::Media(MediaCmd::Play { stream, local_port: port, remote, codec, source: MediaSource::MusicOnHold }));
@@ -141,7 +142,7 @@ impl B2bua {
 
     /// Stops the music of a call (resumed, or ended).
     pub(super) fn moh_stop(&mut self, id: u64) {
-        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.moh.take()) else { return };
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.state.take_moh()) else { return };
         self.media_ports.remove(&m.port);
         self.streams.remove(&m.stream);
         self.out.push(Action::Media(MediaCmd::Stop { stream: m.stream }));

@@ -19,7 +19,9 @@ impl B2bua {
             let Some(a) = call.a.leg_mut() else { return };
             let first = !a.confirmed;
             a.confirmed = true;
-            call.a_2xx = None;
+            if let Some(e) = call.state.established_mut() {
+                e.a_2xx = None;
+            }
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
             if first {
                 connected_at = call.cti().filter(|e| e.agreed.is_some()).map(|e| e.device.clone());
@@ -36,7 +38,7 @@ impl B2bua {
         let Some(tag) = from.tag() else { return };
         let Some(&(id, Side::B)) = self.dialogs.get(&(call_id.to_string(), tag.to_string())) else { return };
         if let Some(call) = self.calls.get(&id) {
-            if let (Some(ack), Some(b)) = (&call.b_ack, call.leg(Side::B)) {
+            if let (Some(ack), Some(b)) = (call.state.b_ack(), call.leg(Side::B)) {
                 self.out.push(Action::Stateless { message: ack.clone(), to: b.peer });
             }
         }
@@ -169,7 +171,7 @@ impl B2bua {
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
         let mut byes = Vec::new();
-        let answered = call.answered;
+        let answered = call.state.is_established();
         if from != Some(Side::A) {
             if let Some(a) = call.a.leg_mut().filter(|a| (a.confirmed || answered) && !a.call_id.is_empty()) {
                 if let Some(r) = a.request(Method::Bye, &branch(cx.rng)) {

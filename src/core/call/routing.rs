@@ -7,8 +7,8 @@
 use super::dialplan::{self, Destination};
 use super::end::End;
 use super::leg::{self, Leg, Side};
-use super::state::{start_2xx_retransmission, Call};
-use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose, ServerTxn, MAX_CALLS, MAX_FORWARD_HOPS};
+use super::state::{start_2xx_retransmission, Call, CallState, Established, Invite};
+use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, Cancelled, ClientTxn, Ctx, Purpose, ServerTxn, MAX_CALLS, MAX_FORWARD_HOPS};
 use crate::config::{DeviceKind, LineKey, RouteTarget};
 use crate::core::sip::registrar::Origin;
 use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
@@ -296,9 +296,7 @@ impl B2bua {
         if let Some(End::SipLeg(old)) = call.b.replace(End::SipLeg(b)) {
             self.dialogs.remove(&(old.call_id, old.local_tag));
         }
-        call.b_invite = Some((txn, req.clone()));
-        call.b_got_provisional = false;
-        call.cancel_when_provisional = false;
+        call.state = CallState::Ringing(Invite { txn, request: req.clone(), provisional: false });
         self.dialogs.insert((call_id, tag), (id, Side::B));
         self.client.insert(txn, (id, Side::B, Purpose::Invite));
         if let Some(l) = line {
@@ -313,24 +311,23 @@ impl B2bua {
     /// Cancels the B leg's INVITE if one is outstanding (RFC 3261 §9.1: only after a
     /// provisional response; otherwise as soon as one arrives).
     pub(super) fn cancel_b(&mut self, cx: &mut Ctx<'_>, id: u64) {
-        let Some(call) = self.calls.get_mut(&id) else { return };
-        let Some((txn, inv)) = call.b_invite.take() else { return };
+        let Some(call) = self.calls.get_mut(&id).filter(|c| c.state.ringing().is_some()) else { return };
+        let CallState::Ringing(Invite { txn, request: inv, provisional }) = std::mem::replace(&mut call.state, CallState::Routing) else { return };
         self.timers.cancel(&(id, CallTimer::NoAnswer));
         if let Some(e) = self.client.get_mut(&txn) {
             e.2 = Purpose::Own; // its final answer (487) is expected and ignored
         }
-        if let Some(b) = call.leg(Side::B) {
-            self.cancelled.insert(txn, (inv.clone(), b.peer));
+        let Some(peer) = call.leg(Side::B).map(|b| b.peer) else { return };
+        // Without a provisional answer yet, the CANCEL waits for the first one.
+        self.cancelled.insert(txn, Cancelled { request: inv.clone(), to: peer, on_provisional: !provisional });
+        if provisional {
+            self.send_cancel(cx, id, &inv, peer);
         }
-        if !call.b_got_provisional {
-            // Keep it to cancel when the first provisional response arrives.
-            call.b_invite = Some((txn, inv));
-            call.cancel_when_provisional = true;
-            return;
-        }
-        // Where the INVITE went (the B end may be another by now).
-        let Some(peer) = self.cancelled.get(&txn).map(|c| c.1) else { return };
-        let cancel = cancel_for(&inv);
+    }
+
+    /// Sends the CANCEL of the INVITE `inv` sent to `peer`.
+    pub(super) fn send_cancel(&mut self, cx: &mut Ctx<'_>, id: u64, inv: &Request, peer: Origin) {
+        let cancel = cancel_for(inv);
         let ctxn = self.new_txn(cx.rng);
         self.client.insert(ctxn, (id, Side::B, Purpose::Own));
         self.out.push(Action::Request { txn: ctxn, request: cancel, to: peer });
@@ -338,7 +335,7 @@ impl B2bua {
 
     pub(super) fn b_invite_response(&mut self, cx: &mut Ctx<'_>, id: u64, txn: ClientTxn, resp: Response) {
         let Some(call) = self.calls.get_mut(&id) else { return };
-        if call.b_invite.as_ref().is_none_or(|(t, _)| *t != txn) {
+        if call.state.ringing().is_none_or(|i| i.txn != txn) {
             return;
         }
         let Some(b) = call.b.as_mut().and_then(End::leg_mut) else { return };
@@ -357,12 +354,9 @@ impl B2bua {
             }
         }
         if resp.status < 200 {
-            let first_ring = !call.b_got_provisional;
-            call.b_got_provisional = true;
-            if call.cancel_when_provisional {
-                self.cancel_b(cx, id);
-                return;
-            }
+            let CallState::Ringing(inv) = &mut call.state else { return };
+            let first_ring = !inv.provisional;
+            inv.provisional = true;
             if first_ring && resp.status == 180 {
                 let mut watchers = call.watchers.clone();
                 if let Some(e) = call.a.cti() {
@@ -383,7 +377,7 @@ impl B2bua {
             }
             return;
         }
-        call.b_invite = None;
+        call.state = CallState::Routing;
         self.timers.cancel(&(id, CallTimer::NoAnswer));
         if resp.status < 300 {
             // Answered: ACK the called leg now, answer the caller with its SDP.
@@ -392,14 +386,15 @@ impl B2bua {
             let Some(ack) = b.ack(cseq, &branch(cx.rng)) else { return };
             let to = b.peer;
             let bytes = ack.to_bytes();
-            call.b_ack = Some(bytes.clone());
+            let answered = CallState::Established(Established { b_ack: Some(bytes.clone()), ..Established::default() });
             self.out.push(Action::Stateless { message: bytes, to });
             if call.a.cti().is_some() {
+                call.state = answered;
                 return self.cti_outgoing_answered(id, &resp);
             }
             if let Some(cseq) = call.phone_ack_pending.take() {
                 // Click-to-dial: the called party's answer goes to the phone in its ACK.
-                call.answered = true;
+                call.state = answered;
                 call.b_sdp = resp.body.clone();
                 if let Some(phone) = call.a.leg_mut() {
                     if let Some(mut ack) = phone.ack(cseq, &branch(cx.rng)) {
@@ -427,7 +422,7 @@ impl B2bua {
             if let Some((ct, b)) = body_of(&resp.headers, &resp.body) {
                 r.set_body(&ct, b);
             }
-            call.answered = true;
+            call.state = answered;
             call.b_sdp = resp.body.clone();
             log::info!("call {id}: answered");
             let watchers = call.watchers.clone();
@@ -483,9 +478,9 @@ impl B2bua {
     }
 
     /// The caller cancelled while the called leg's INVITE had no provisional answer
-    /// yet, so the call was kept to CANCEL it then; that INVITE is over now.
-    pub(super) fn end_if_cancelled(&mut self, id: u64) {
-        let orphan = self.calls.get(&id).is_some_and(|c| c.cancel_when_provisional && c.a_invite.is_none() && !c.answered && c.b_invite.is_none());
+    /// yet, so the call was kept to CANCEL it then; that INVITE (`txn`) is over now.
+    pub(super) fn end_if_cancelled(&mut self, id: u64, txn: ClientTxn) {
+        let orphan = self.calls.get(&id).is_some_and(|c| matches!(c.state, CallState::Cancelling { invite } if invite == txn) && c.a_invite.is_none());
         if orphan {
             self.remove(id);
         }
@@ -498,13 +493,16 @@ impl B2bua {
         let Some((stx, req)) = call.a_invite.take() else { return };
         log::info!("call {id}: cancelled by the caller");
         self.out.push(Action::Respond(stx, respond(&req, 487, None, call.a.leg().map_or("", |a| &a.local_tag))));
+        let ringing = call.state.ringing().map(|i| i.txn);
         self.cancel_b(cx, id);
         // Keep the call until the B leg's INVITE is done, if it must still be cancelled.
-        let waiting = self.calls.get(&id).is_some_and(|c| c.cancel_when_provisional);
-        if !waiting {
-            self.remove(id);
-        } else {
-            self.invites.remove(&stx);
+        let waiting = ringing.filter(|t| self.cancelled.get(t).is_some_and(|c| c.on_provisional));
+        match (waiting, self.calls.get_mut(&id)) {
+            (Some(invite), Some(c)) => {
+                c.state = CallState::Cancelling { invite };
+                self.invites.remove(&stx);
+            }
+            _ => self.remove(id),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! which frees every entry it holds. Talks to the transaction layer through `Action`s.
 
 use super::leg::Side;
-use super::state::Call;
+use super::state::{Call, CallState};
 use crate::config::Config;
 use crate::core::rng::EngineRng;
 use crate::core::sip::registrar::{Origin, Registrar};
@@ -106,7 +106,16 @@ pub struct B2bua {
     /// the request and where it went, so that a 2xx crossing the CANCEL can be ACKed
     /// and hung up even when its call is gone or rings elsewhere now (RFC 3261 §9.1).
     #[serde(default)]
-    pub(super) cancelled: HashMap<ClientTxn, (Request, Origin)>,
+    pub(super) cancelled: HashMap<ClientTxn, Cancelled>,
+}
+
+/// An INVITE the box cancelled, until its final answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Cancelled {
+    pub(super) request: Request,
+    pub(super) to: Origin,
+    /// It had no provisional answer yet: its CANCEL goes with the first one (RFC 3261 §9.1).
+    pub(super) on_provisional: bool,
 }
 
 /// Everything a handler needs besides the call state.
@@ -252,9 +261,10 @@ impl B2bua {
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
             self.timers.cancel(&(id, CallTimer::NoAnswer));
             self.timers.cancel(&(id, CallTimer::CtiAnswer));
+            self.timers.cancel(&(id, CallTimer::Digits));
             // Client transactions still running keep their entries until they end,
             // so late answers are recognised and ignored.
-            if call.answered {
+            if call.state.is_established() {
                 self.completed += 1;
             }
         }
@@ -268,24 +278,19 @@ impl B2bua {
         }
         match purpose {
             Purpose::Own => {
-                if let Some(call) = self.calls.get_mut(&id) {
-                    if call.cancel_when_provisional && call.b_invite.as_ref().is_some_and(|(t, _)| *t == txn) && resp.status < 200 {
-                        call.b_got_provisional = true;
-                        self.cancel_b(cx, id);
+                if resp.status < 200 {
+                    // The first provisional answer to a cancelled INVITE: its CANCEL goes now.
+                    if let Some(c) = self.cancelled.get_mut(&txn).filter(|c| c.on_provisional) {
+                        c.on_provisional = false;
+                        let (inv, to) = (c.request.clone(), c.to);
+                        self.send_cancel(cx, id, &inv, to);
                     }
-                }
-                if resp.status >= 200 {
-                    if let Some((inv, peer)) = self.cancelled.remove(&txn) {
-                        // Still waiting to CANCEL it: the answer came first.
-                        if let Some(c) = self.calls.get_mut(&id).filter(|c| c.b_invite.as_ref().is_some_and(|(t, _)| *t == txn)) {
-                            c.b_invite = None;
-                        }
-                        // A late 2xx to a cancelled INVITE: ACK and hang it up (RFC 3261 §9.1 race).
-                        if resp.status < 300 {
-                            self.ack_and_bye_cancelled(cx, id, &inv, peer, &resp);
-                        }
-                        self.end_if_cancelled(id);
+                } else if let Some(Cancelled { request: inv, to: peer, .. }) = self.cancelled.remove(&txn) {
+                    // A late 2xx to a cancelled INVITE: ACK and hang it up (RFC 3261 §9.1 race).
+                    if resp.status < 300 {
+                        self.ack_and_bye_cancelled(cx, id, &inv, peer, &resp);
                     }
+                    self.end_if_cancelled(id, txn);
                 }
             }
             Purpose::Invite => self.b_invite_response(cx, id, txn, resp),
@@ -314,8 +319,8 @@ impl B2bua {
     pub fn handle_unsendable(&mut self, cx: &mut Ctx<'_>, txn: ClientTxn) {
         if let Some(&(id, _, Purpose::Invite)) = self.client.get(&txn) {
             self.client.remove(&txn);
-            if let Some(c) = self.calls.get_mut(&id) {
-                c.b_invite = None;
+            if let Some(c) = self.calls.get_mut(&id).filter(|c| c.state.ringing().is_some()) {
+                c.state = CallState::Routing;
             }
             return self.fail(id, 503, "Service Unavailable (transaction capacity)");
         }
@@ -330,8 +335,8 @@ impl B2bua {
                 let line = self.calls.get(&id).and_then(|c| c.ringing_line.clone());
                 let cfna = line.as_ref().and_then(|l| cx.cfg.line(l)).and_then(|l| l.forward.no_answer.clone());
                 if let (Some(line), Some(n)) = (line, cfna) {
-                    if let Some(c) = self.calls.get_mut(&id) {
-                        c.b_invite = None;
+                    if let Some(c) = self.calls.get_mut(&id).filter(|c| c.state.ringing().is_some()) {
+                        c.state = CallState::Routing;
                     }
                     self.forward(cx, id, &line, &n, "no answer (timeout)");
                 } else {
@@ -352,10 +357,7 @@ impl B2bua {
             }
             Purpose::Own => {
                 if self.cancelled.remove(&txn).is_some() {
-                    if let Some(c) = self.calls.get_mut(&id).filter(|c| c.b_invite.as_ref().is_some_and(|(t, _)| *t == txn)) {
-                        c.b_invite = None;
-                    }
-                    self.end_if_cancelled(id);
+                    self.end_if_cancelled(id, txn);
                 }
             }
             Purpose::MohHold(super::moh::MohPending { stx, port, .. }) => {
@@ -389,10 +391,11 @@ impl B2bua {
             match t {
                 CallTimer::Retransmit2xx => {
                     let Some(call) = self.calls.get_mut(&id) else { continue };
-                    let Some(p) = call.a_2xx.as_mut() else { continue };
+                    let Some(est) = call.state.established_mut() else { continue };
+                    let Some(p) = est.a_2xx.as_mut() else { continue };
                     if cx.now >= p.give_up {
                         log::warn!("call {id}: caller never acknowledged the answer; hanging up");
-                        call.a_2xx = None;
+                        est.a_2xx = None;
                         if let Some(a) = call.a.leg_mut() {
                             a.confirmed = true;
                         }
