@@ -216,6 +216,7 @@ impl B2bua {
         let mut other_kind = None;
         let mut target = None;
         let mut phone = None;
+        // Analog ports are ends not built yet (`End::AnalogLine`): refused below, 480.
         for d in dialplan::devices_of(cx.cfg, &key) {
             if !matches!(d.kind, DeviceKind::SipPhone { .. }) {
                 other_kind.get_or_insert(d.kind.type_name());

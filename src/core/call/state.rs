@@ -148,6 +148,7 @@ pub(super) struct Call {
     /// The called party, once the call is routed: the phone or trunk rung, or the CTI
     /// device the call is offered to.
     pub(super) b: Option<End>,
+    /// Where the call stands, and what each state holds.
     pub(super) state: CallState,
     pub(super) caller_device: String,
     pub(super) caller_dn: String,
