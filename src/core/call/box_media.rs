@@ -4,8 +4,9 @@
 //! an RTP timeout ends the call, a failed stream frees its port, digits and the end
 //! of a prompt go to the application controlling the call. Part of the B2BUA.
 
-use super::b2bua::{branch, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose};
+use super::table::{branch, Action, B2bua, CallTimer, ClientTxn, Ctx, Purpose};
 use super::cti::{call_id_of, AppMedia, CtiError, CtiState};
+use super::end::End;
 use super::leg::{self, Side};
 use crate::config::{Codec, Config};
 use crate::core::cti::wire::{CollectEnd, EndReason, ErrorCode, EventKind, MediaInfo};
@@ -111,7 +112,7 @@ impl B2bua {
         let id = call_id_of(call).filter(|id| self.calls.contains_key(id));
         let Some(id) = id else { return Err((ErrorCode::UnknownCall, format!("no call {call:?}"))) };
         let c = &self.calls[&id];
-        match &c.cti {
+        match c.cti() {
             Some(e) if device_ok(&e.device) => {}
             _ if c.watchers.iter().any(|w| device_ok(w)) => {
                 return Err((ErrorCode::InvalidState, format!("call {call:?} is at a phone, which carries its own audio; the box plays only on calls at a CTI route point or port")));
@@ -123,7 +124,7 @@ impl B2bua {
 
     /// The call must be connected for the box to play or collect on it.
     fn cti_media_connected(&self, id: u64, call: &str) -> Result<(), CtiError> {
-        match self.calls.get(&id).and_then(|c| c.cti.as_ref()).map(|e| e.state) {
+        match self.calls.get(&id).and_then(|c| c.cti()).map(|e| e.state) {
             Some(CtiState::Connected) => Ok(()),
             Some(CtiState::Offered) => Err((ErrorCode::InvalidState, format!("call {call:?} is not answered (answer it, with \"media\": \"box\" for the box to terminate its media)"))),
             _ => Err((ErrorCode::InvalidState, format!("call {call:?} is held"))),
@@ -134,13 +135,13 @@ impl B2bua {
     /// `ip:port` (the 200 OK's SDP), opened at once with silence and digit detection.
     pub(super) fn box_media_answered(&mut self, id: u64, ip: IpAddr, port: u16, remote: SocketAddr, codec: Codec, dtmf: Option<u8>) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        c.box_media = Some(BoxMedia { port, ip, remote, codec, dtmf, ready: true, stream: None, source: None, collect: None });
+        c.state.set_box_media(BoxMedia { port, ip, remote, codec, dtmf, ready: true, stream: None, source: None, collect: None });
         self.box_start(id);
     }
 
     /// Opens the box's stream (or changes what it plays) once the far end sends to it.
     fn box_start(&mut self, id: u64) {
-        let opened = match self.calls.get(&id).and_then(|c| c.box_media.as_ref()) {
+        let opened = match self.calls.get(&id).and_then(|c| c.state.box_media()) {
             Some(b) if b.ready => b.stream,
             _ => return,
         };
@@ -148,7 +149,7 @@ impl B2bua {
             Some(s) => s,
             None => self.new_stream(id),
         };
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) else { return };
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()) else { return };
         b.stream = Some(stream);
         let source = b.source.clone().unwrap_or(MediaSource::Silence);
         let (local_port, remote, codec, dtmf_pt) = (b.port, b.remote, b.codec, b.dtmf);
@@ -162,24 +163,24 @@ impl B2bua {
     /// own media, a re-INVITE asks the far end to send to a port of the box.
     fn ensure_box_media(&mut self, cx: &mut Ctx<'_>, id: u64, call: &str) -> Result<(), CtiError> {
         let Some(c) = self.calls.get(&id) else { return Err((ErrorCode::UnknownCall, format!("no call {call:?}"))) };
-        if c.box_media.is_some() {
+        if c.state.box_media().is_some() {
             return Ok(());
         }
         if c.relaying.is_some() {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is being renegotiated; try again")));
         }
-        let Some(end) = c.cti.as_ref() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        let Some(end) = c.cti() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         let Some((rip, rport, codec, _, dtmf)) = end.agreed else { return Err((ErrorCode::InvalidState, format!("call {call:?} has no media"))) };
         let side = end.far();
         let Some(port) = self.allocate_port(cx) else {
             return Err((ErrorCode::Capacity, "no free RTP port in [media]'s range".into()));
         };
         let c = self.calls.get_mut(&id).expect("checked");
-        let end = c.cti.as_mut().expect("checked");
+        let end = c.cti_mut().expect("checked");
         end.sdp_version += 1;
         let version = end.sdp_version;
         let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
-        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
         let request = leg.filter(|l| l.confirmed).and_then(|l| {
             let ip = l.peer.local.ip();
             let mut req = l.request(Method::Invite, &branch(cx.rng))?;
@@ -192,7 +193,7 @@ impl B2bua {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected")));
         };
         let remote = SocketAddr::new(rip, rport);
-        c.box_media = Some(BoxMedia { port, ip, remote, codec, dtmf, ready: false, stream: None, source: None, collect: None });
+        c.state.set_box_media(BoxMedia { port, ip, remote, codec, dtmf, ready: false, stream: None, source: None, collect: None });
         let txn = ClientTxn(cx.rng.next_u64());
         c.relaying = Some(txn);
         self.client.insert(txn, (id, side, Purpose::BoxMedia));
@@ -208,14 +209,18 @@ impl B2bua {
         c.relaying = None;
         let ok = resp.is_some_and(|r| (200..300).contains(&r.status));
         if let (true, Some(r)) = (ok, resp) {
-            let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+            let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
             if let Some(l) = leg {
                 if let Some(ack) = l.ack_for(r, &branch(cx.rng)) {
                     self.out.push(Action::Stateless { message: ack.to_bytes(), to: l.peer });
                 }
             }
             let answer = sdp::parse_audio(&r.body);
-            let (Some(b), Some(end)) = (c.box_media.as_mut(), c.cti.as_mut()) else { return };
+            let end = match c.b.as_mut().and_then(End::cti_mut) {
+                Some(e) => Some(e),
+                None => c.a.cti_mut(),
+            };
+            let (Some(b), Some(end)) = (c.state.box_media_mut(), end) else { return };
             if let Some(a) = answer {
                 b.remote = SocketAddr::new(a.ip, a.port);
             }
@@ -233,11 +238,11 @@ impl B2bua {
             None => "the far end did not answer the re-INVITE that moves its media to the box".to_string(),
         };
         log::info!("call {id}: {why}");
-        if let Some(b) = c.box_media.take() {
+        if let Some(b) = c.state.take_box_media() {
             self.media_ports.remove(&b.port);
         }
         self.timers.cancel(&(id, CallTimer::Digits));
-        let device = c.cti.as_ref().map(|e| e.device.clone());
+        let device = c.cti().map(|e| e.device.clone());
         if let Some(d) = device {
             self.note(&d, id, EventKind::MediaFailed { reason: why });
         }
@@ -249,7 +254,7 @@ impl B2bua {
         self.cti_media_connected(id, call)?;
         let source = prompt_source(cx.cfg, prompt)?;
         self.ensure_box_media(cx, id, call)?;
-        if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) {
+        if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()) {
             b.source = Some(source);
         }
         self.box_start(id);
@@ -261,11 +266,11 @@ impl B2bua {
     pub fn cti_collect_digits(&mut self, cx: &mut Ctx<'_>, call: &str, spec: CollectSpec, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_media_call(call, device_ok)?;
         self.cti_media_connected(id, call)?;
-        if self.calls[&id].box_media.as_ref().is_some_and(|b| b.collect.is_some()) {
+        if self.calls[&id].state.box_media().is_some_and(|b| b.collect.is_some()) {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already collecting digits (stop_media ends it)")));
         }
         self.ensure_box_media(cx, id, call)?;
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) else { return Err((ErrorCode::Internal, "box media vanished".into())) };
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()) else { return Err((ErrorCode::Internal, "box media vanished".into())) };
         b.collect = Some(Collect { max: spec.max, terminator: spec.terminator, inter_digit: spec.inter_digit, digits: String::new() });
         let open = b.stream.is_some();
         self.timers.arm((id, CallTimer::Digits), cx.now + spec.first_digit.unwrap_or(spec.inter_digit));
@@ -279,7 +284,7 @@ impl B2bua {
     /// closes; its port stays the call's for the next `play`).
     pub fn cti_stop_media(&mut self, call: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_media_call(call, device_ok)?;
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) else {
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()) else {
             return Err((ErrorCode::InvalidState, format!("the box has no media on call {call:?}")));
         };
         b.source = None;
@@ -297,7 +302,7 @@ impl B2bua {
     pub fn cti_send_digits(&mut self, call: &str, digits: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_media_call(call, device_ok)?;
         self.cti_media_connected(id, call)?;
-        let b = self.calls.get(&id).and_then(|c| c.box_media.as_ref());
+        let b = self.calls.get(&id).and_then(|c| c.state.box_media());
         let Some((Some(stream), dtmf)) = b.map(|b| (b.stream, b.dtmf)) else {
             return Err((ErrorCode::InvalidState, format!("the box has no open stream on call {call:?} (play something first)")));
         };
@@ -312,8 +317,8 @@ impl B2bua {
     fn collect_done(&mut self, id: u64, reason: CollectEnd) {
         self.timers.cancel(&(id, CallTimer::Digits));
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(col) = c.box_media.as_mut().and_then(|b| b.collect.take()) else { return };
-        let Some(device) = c.cti.as_ref().map(|e| e.device.clone()) else { return };
+        let Some(col) = c.state.box_media_mut().and_then(|b| b.collect.take()) else { return };
+        let Some(device) = c.cti().map(|e| e.device.clone()) else { return };
         log::debug!("call {id}: digits {:?} collected ({})", col.digits, reason.as_str());
         self.note(&device, id, EventKind::DigitsCollected { digits: col.digits, reason });
     }
@@ -336,13 +341,13 @@ impl B2bua {
             self.streams.remove(&stream);
             return;
         };
-        let is_moh = c.moh.is_some_and(|m| m.stream == stream);
-        let is_box = c.box_media.as_ref().is_some_and(|b| b.stream == Some(stream));
+        let is_moh = c.state.moh().is_some_and(|m| m.stream == stream);
+        let is_box = c.state.box_media().is_some_and(|b| b.stream == Some(stream));
         if !is_moh && !is_box {
             self.streams.remove(&stream);
             return;
         }
-        let device = c.cti.as_ref().map(|e| e.device.clone());
+        let device = c.cti().map(|e| e.device.clone());
         match ev {
             MediaEvent::RtpTimeout { .. } => {
                 let what = if is_moh { "music on hold" } else { "the box's media" };
@@ -350,7 +355,7 @@ impl B2bua {
                 self.stats.calls_ended_rtp_timeout += 1;
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.end_reason = Some(EndReason::Failed);
-                    if let Some(e) = c.cti.as_mut() {
+                    if let Some(e) = c.cti_mut() {
                         e.end = Some(EndReason::Failed);
                     }
                 }
@@ -360,12 +365,12 @@ impl B2bua {
                 self.stats.media_failed += 1;
                 self.streams.remove(&stream);
                 if is_moh {
-                    if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.moh.take()) {
+                    if let Some(m) = self.calls.get_mut(&id).and_then(|c| c.state.take_moh()) {
                         self.media_ports.remove(&m.port);
                     }
                     log::warn!("call {id}: music on hold failed ({reason}); the hold stands");
                 } else {
-                    if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.take()) {
+                    if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.take_box_media()) {
                         self.media_ports.remove(&b.port);
                     }
                     self.timers.cancel(&(id, CallTimer::Digits));
@@ -381,7 +386,7 @@ impl B2bua {
                     return;
                 };
                 self.note(&d, id, EventKind::Digit { digit });
-                let Some(col) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()).and_then(|b| b.collect.as_mut()) else { return };
+                let Some(col) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()).and_then(|b| b.collect.as_mut()) else { return };
                 if col.terminator == Some(digit) {
                     return self.collect_done(id, CollectEnd::Terminator);
                 }
@@ -394,7 +399,7 @@ impl B2bua {
             }
             MediaEvent::PlayoutDone { .. } => {
                 let Some(d) = device.filter(|_| is_box) else { return };
-                if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.as_mut()) {
+                if let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.box_media_mut()) {
                     b.source = None;
                 }
                 self.note(&d, id, EventKind::PlayDone);
@@ -405,16 +410,16 @@ impl B2bua {
     fn port_of(&self, id: u64, moh: bool) -> u16 {
         let c = self.calls.get(&id);
         if moh {
-            c.and_then(|c| c.moh).map_or(0, |m| m.port)
+            c.and_then(|c| c.state.moh()).map_or(0, |m| m.port)
         } else {
-            c.and_then(|c| c.box_media.as_ref()).map_or(0, |b| b.port)
+            c.and_then(|c| c.state.box_media()).map_or(0, |b| b.port)
         }
     }
 
     /// The call ends: its box stream stops and its port is free.
     pub(super) fn box_media_stop(&mut self, id: u64) {
         self.timers.cancel(&(id, CallTimer::Digits));
-        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.box_media.take()) else { return };
+        let Some(b) = self.calls.get_mut(&id).and_then(|c| c.state.take_box_media()) else { return };
         self.media_ports.remove(&b.port);
         if let Some(s) = b.stream {
             self.streams.remove(&s);

@@ -7,8 +7,9 @@
 //! lines an application watches. Part of the B2BUA; talks to CTI sessions through
 //! `Action::Cti`.
 
-use super::b2bua::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
+use super::table::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
 use super::dialplan;
+use super::end::End;
 use super::leg::{self, Side};
 use crate::config::{DeviceKind, LineKey};
 use crate::core::cti::wire::{self, CallInfo, CallState, EndReason, ErrorCode, EventKind, Media, MediaInfo};
@@ -108,7 +109,7 @@ impl B2bua {
     pub(super) fn notify_all(&mut self, id: u64, kind: impl Fn() -> EventKind) {
         let Some(call) = self.calls.get(&id) else { return };
         let mut devices: Vec<String> = call.watchers.clone();
-        if let Some(c) = &call.cti {
+        if let Some(c) = call.cti() {
             devices.push(c.device.clone());
         }
         for d in devices {
@@ -134,7 +135,7 @@ impl B2bua {
             DeviceKind::CtiPort { .. } => (1, line.forward.no_answer_timeout_s),
             _ => return false,
         };
-        let busy = self.calls.values().filter(|c| c.cti.as_ref().is_some_and(|e| e.device == device)).count() >= limit;
+        let busy = self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count() >= limit;
         if busy {
             if let Some(n) = &line.forward.busy {
                 self.forward(cx, id, key, n, "busy");
@@ -143,9 +144,14 @@ impl B2bua {
             }
             return true;
         }
+        // A phone still being rung is cancelled: the device is the called party now.
+        self.cancel_b(cx, id);
         let Some(call) = self.calls.get_mut(&id) else { return true };
         let redirected_from = call.visited.first().filter(|f| *f != key).map(|f| f.dn.clone());
-        call.cti = Some(CtiEnd {
+        if let Some(old) = call.b.as_ref().and_then(End::leg) {
+            self.dialogs.remove(&(old.call_id.clone(), old.local_tag.clone()));
+        }
+        call.b = Some(End::CtiDevice(CtiEnd {
             device: device.to_string(),
             line: key.clone(),
             state: CtiState::Offered,
@@ -156,13 +162,13 @@ impl B2bua {
             outgoing: false,
             offer_media: None,
             end: None,
-        });
+        }));
         call.ringing_line = Some(key.clone());
         let from = call.caller_dn.clone();
         let from_name = call.caller_display.clone();
-        if let Some((stx, a_req)) = &call.a_invite {
-            let mut r = Response::to_request(a_req, 180, Some(&call.a.local_tag));
-            leg::set_contact(&mut r.headers, call.a.contact(&call.dialled));
+        if let (Some((stx, a_req)), Some(a)) = (&call.a_invite, call.a.leg()) {
+            let mut r = Response::to_request(a_req, 180, Some(&a.local_tag));
+            leg::set_contact(&mut r.headers, a.contact(&call.dialled));
             self.out.push(Action::Respond(*stx, r));
         }
         self.timers.arm((id, CallTimer::CtiAnswer), cx.now + Duration::from_secs(u64::from(timeout.max(1))));
@@ -177,7 +183,7 @@ impl B2bua {
         let id = call_id_of(call).filter(|id| self.calls.contains_key(id));
         let Some(id) = id else { return Err((ErrorCode::UnknownCall, format!("no call {call:?}"))) };
         let c = &self.calls[&id];
-        let at_device = c.cti.as_ref().is_some_and(|e| device_ok(&e.device)) || c.watchers.iter().any(|w| device_ok(w));
+        let at_device = c.cti().is_some_and(|e| device_ok(&e.device)) || c.watchers.iter().any(|w| device_ok(w));
         if !at_device {
             return Err((ErrorCode::UnknownCall, format!("call {call:?} is not at a device you have open")));
         }
@@ -187,7 +193,7 @@ impl B2bua {
     /// `set_media`: dynamic media for a call not yet answered.
     pub fn cti_set_media(&mut self, call: &str, media: AppMedia, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_call(call, device_ok)?;
-        let end = self.calls.get_mut(&id).and_then(|c| c.cti.as_mut());
+        let end = self.calls.get_mut(&id).and_then(|c| c.cti_mut());
         let Some(end) = end else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         if end.state != CtiState::Offered {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
@@ -211,14 +217,14 @@ impl B2bua {
         if !box_media {
             return self.cti_answer_with(cx, id, call, media, static_media, None);
         }
-        if self.calls[&id].cti.as_ref().is_some_and(|e| e.state != CtiState::Offered) {
+        if self.calls[&id].cti().is_some_and(|e| e.state != CtiState::Offered) {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
         }
         let Some(port) = self.allocate_port(cx) else { return Err((ErrorCode::Capacity, "no free RTP port in [media]'s range".into())) };
         let r = self.cti_answer_with(cx, id, call, None, None, Some(port));
         match &r {
             Ok(info) => {
-                let dtmf = self.calls.get(&id).and_then(|c| c.cti.as_ref()).and_then(|e| e.agreed).and_then(|a| a.4);
+                let dtmf = self.calls.get(&id).and_then(|c| c.cti()).and_then(|e| e.agreed).and_then(|a| a.4);
                 let remote = std::net::SocketAddr::new(info.remote_ip, info.remote_port);
                 self.box_media_answered(id, info.local_ip, port, remote, info.codec, dtmf);
             }
@@ -241,11 +247,12 @@ impl B2bua {
         box_port: Option<u16>,
     ) -> Result<MediaInfo, CtiError> {
         let c = self.calls.get_mut(&id).expect("checked");
-        let Some(end) = c.cti.as_mut() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        let a_local = c.a_local();
+        let Some(end) = c.cti() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         if end.state != CtiState::Offered {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
         }
-        let box_media = box_port.map(|port| AppMedia { ip: c.a.peer.local.ip(), port, codec: None });
+        let box_media = box_port.map(|port| AppMedia { ip: a_local.ip(), port, codec: None });
         let Some(m) = box_media.or(media).or(end.media).or(static_media) else {
             return Err((ErrorCode::MediaRequired, format!("call {call:?} has no media termination: give media in answer or set_media first")));
         };
@@ -262,15 +269,20 @@ impl B2bua {
             c.a_invite = Some((stx, a_req));
             return Err((ErrorCode::BadField, format!("call {call:?}: the caller does not offer {}", prefer.iter().map(|k| wire::codec_name(*k)).collect::<Vec<_>>().join(" or "))));
         };
+        // The caller's INVITE is waiting, so the caller is a dialog and the device its B end.
+        let (Some(a), Some(end)) = (c.a.leg(), c.b.as_mut().and_then(End::cti_mut)) else {
+            c.a_invite = Some((stx, a_req));
+            return Err((ErrorCode::Internal, format!("call {call:?} has no caller dialog")));
+        };
         let body = sdp::body(m.ip, m.port, codec, offer.dtmf, Direction::SendRecv, id, end.sdp_version);
         end.agreed = Some((offer.ip, offer.port, codec, m, offer.dtmf));
         end.state = CtiState::Connected;
         let device = end.device.clone();
-        let mut r = Response::to_request(&a_req, 200, Some(&c.a.local_tag));
-        leg::set_contact(&mut r.headers, c.a.contact(&c.dialled));
+        let mut r = Response::to_request(&a_req, 200, Some(&a.local_tag));
+        leg::set_contact(&mut r.headers, a.contact(&c.dialled));
         r.set_body("application/sdp", body);
-        c.answered = true;
-        super::b2bua::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
+        c.state = super::state::CallState::Established(Default::default());
+        super::state::start_2xx_retransmission(c, &mut self.timers, cx, r.to_bytes());
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         self.invites.remove(&stx);
         self.out.push(Action::Respond(stx, r));
@@ -285,7 +297,7 @@ impl B2bua {
     pub fn cti_redirect(&mut self, cx: &mut Ctx<'_>, call: &str, to: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_call(call, device_ok)?;
         let c = self.calls.get_mut(&id).expect("checked");
-        let Some(end) = c.cti.as_ref() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
+        let Some(end) = c.cti() else { return Err((ErrorCode::InvalidState, format!("call {call:?} does not end at a CTI device"))) };
         if end.state != CtiState::Offered {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is answered: only an offered call can be redirected")));
         }
@@ -294,7 +306,7 @@ impl B2bua {
         let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| {
             (ErrorCode::InvalidState, format!("{to:?} cannot be reached from {device}'s calling search space {:?}: {}", css.as_deref().unwrap_or("(none)"), e.reason()))
         })?;
-        c.cti = None;
+        c.take_cti();
         self.timers.cancel(&(id, CallTimer::CtiAnswer));
         log::info!("call {id}: redirected by the application at {device} to {to}");
         self.note(&device, id, EventKind::CallRedirected { to: to.to_string() });
@@ -307,8 +319,8 @@ impl B2bua {
     pub fn cti_drop(&mut self, cx: &mut Ctx<'_>, call: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
         let id = self.cti_call(call, device_ok)?;
         let c = &self.calls[&id];
-        let offered = c.cti.as_ref().is_some_and(|e| e.state == CtiState::Offered) || (c.cti.is_none() && !c.answered);
-        if let Some(e) = &c.cti {
+        let offered = c.cti().is_some_and(|e| e.state == CtiState::Offered) || (c.cti().is_none() && !c.state.is_established());
+        if let Some(e) = c.cti() {
             let d = e.device.clone();
             let media = e.agreed.is_some();
             if media {
@@ -325,7 +337,7 @@ impl B2bua {
             }
             if let Some(c) = self.calls.get_mut(&id) {
                 c.watchers.clear();
-                c.cti = None;
+                c.take_cti();
             }
             self.hang_up(cx, id, None);
         }
@@ -340,7 +352,7 @@ impl B2bua {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is being renegotiated; try again")));
         }
         let dir = if hold { Direction::SendOnly } else { Direction::SendRecv };
-        let (side, body) = if let Some(end) = c.cti.as_mut() {
+        let (side, body) = if let Some(end) = c.cti_mut() {
             let want = if hold { CtiState::Connected } else { CtiState::Held };
             if end.state != want {
                 let what = if hold { "connected" } else { "held" };
@@ -351,7 +363,7 @@ impl B2bua {
             (end.far(), sdp::body(m.ip, m.port, codec, dtmf, dir, id, end.sdp_version))
         } else {
             // A watched phone: re-INVITE the phone with the far end's session description.
-            if !c.answered || !c.a.confirmed && c.b.as_ref().is_none_or(|b| !b.confirmed) {
+            if !c.state.is_established() || !c.a.confirmed() && c.b.as_ref().is_none_or(|b| !b.confirmed()) {
                 return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected")));
             }
             let (side, far_sdp) = if device_ok(&c.caller_device) {
@@ -361,7 +373,7 @@ impl B2bua {
             };
             (side, sdp::with_direction(&far_sdp, dir))
         };
-        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
         let Some(leg) = leg else { return Err((ErrorCode::InvalidState, format!("call {call:?} is not connected"))) };
         let branch = branch(cx.rng);
         let Some(mut req) = leg.request(Method::Invite, &branch) else { return Err((ErrorCode::Internal, "cannot address the party".into())) };
@@ -369,7 +381,7 @@ impl B2bua {
         leg::set_contact(&mut req.headers, leg.contact(&user));
         req.set_body("application/sdp", body);
         let to = leg.peer;
-        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        let txn = super::table::ClientTxn(cx.rng.next_u64());
         c.relaying = Some(txn);
         self.client.insert(txn, (id, side, Purpose::CtiReinvite { hold }));
         self.out.push(Action::Request { txn, request: req, to });
@@ -380,7 +392,7 @@ impl B2bua {
     pub(super) fn cti_reinvite_answered(&mut self, cx: &mut Ctx<'_>, id: u64, side: Side, hold: bool, resp: &Response) {
         let Some(c) = self.calls.get_mut(&id) else { return };
         c.relaying = None;
-        let leg = if side == Side::A { Some(&mut c.a) } else { c.b.as_mut() };
+        let leg = if side == Side::A { c.a.leg_mut() } else { c.b.as_mut().and_then(End::leg_mut) };
         if (200..300).contains(&resp.status) {
             if let Some(l) = leg {
                 if let Some(ack) = l.ack_for(resp, &branch(cx.rng)) {
@@ -388,7 +400,7 @@ impl B2bua {
                 }
             }
             let mut media = None;
-            if let Some(end) = c.cti.as_mut() {
+            if let Some(end) = c.cti_mut() {
                 end.state = if hold { CtiState::Held } else { CtiState::Connected };
                 media = end.agreed.map(|(rip, rport, codec, m, _)| (end.device.clone(), MediaInfo { remote_ip: rip, remote_port: rport, codec, local_ip: m.ip, local_port: m.port }));
             }
@@ -404,7 +416,7 @@ impl B2bua {
     /// The application's answer timeout ran out: Call Forward No Answer.
     pub(super) fn cti_answer_timeout(&mut self, cx: &mut Ctx<'_>, id: u64) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        let Some(end) = c.cti.take_if(|e| e.state == CtiState::Offered) else { return };
+        let Some(end) = c.take_cti_unless(|e| e.state != CtiState::Offered) else { return };
         self.note(&end.device, id, EventKind::CallEnded { reason: EndReason::NoAnswer });
         match cx.cfg.line(&end.line).and_then(|l| l.forward.no_answer.clone()) {
             Some(n) => self.forward(cx, id, &end.line, &n, "application did not answer"),
@@ -419,11 +431,11 @@ impl B2bua {
         let ids: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.cti.as_ref().is_some_and(|e| e.device == device && e.state == CtiState::Offered))
+            .filter(|(_, c)| c.cti().is_some_and(|e| e.device == device && e.state == CtiState::Offered))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let Some(end) = self.calls.get_mut(&id).and_then(|c| c.cti.take()) else { continue };
+            let Some(end) = self.calls.get_mut(&id).and_then(|c| c.take_cti()) else { continue };
             self.timers.cancel(&(id, CallTimer::CtiAnswer));
             let fwd = cx.cfg.line(&end.line).map(|l| l.forward.clone()).unwrap_or_default();
             let (target, why) = if failure { (fwd.on_failure.or(fwd.no_answer), "application failed") } else { (fwd.no_answer, "application closed the device") };
@@ -450,10 +462,10 @@ impl B2bua {
         let Some(m) = media else {
             return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
         };
-        if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti.as_ref().is_some_and(|e| e.device == device)) {
+        if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
-        if self.calls.len() >= super::b2bua::MAX_CALLS {
+        if self.calls.len() >= super::table::MAX_CALLS {
             return Err((ErrorCode::Capacity, "call capacity reached".into()));
         }
         let css = dev.css.clone();
@@ -496,12 +508,11 @@ impl B2bua {
         let branch = branch(cx.rng);
         let mut req = crate::core::sip::Request::new(Method::Invite, uri, &leg::via(peer.local, tcp, &branch), &local, &remote, &call_id, 1, 70);
         leg::set_contact(&mut req.headers, leg::contact(to, peer.local, tcp));
-        let txn = super::b2bua::ClientTxn(cx.rng.next_u64());
+        let txn = super::table::ClientTxn(cx.rng.next_u64());
         let Some(c) = self.calls.get_mut(&id) else { return Err((ErrorCode::Internal, "call vanished".into())) };
         // The phone's side is a watched phone line, not a CTI end.
-        c.cti = None;
         c.watchers.push(device.to_string());
-        c.a = super::leg::Leg {
+        c.a = End::SipLeg(super::leg::Leg {
             call_id: call_id.clone(),
             local,
             remote,
@@ -512,7 +523,7 @@ impl B2bua {
             remote_cseq: 0,
             peer,
             confirmed: false,
-        };
+        });
         self.dialogs.insert((call_id, tag), (id, Side::A));
         self.client.insert(txn, (id, Side::A, Purpose::PhoneInvite));
         self.out.push(Action::Request { txn, request: req, to: peer });
@@ -530,16 +541,17 @@ impl B2bua {
             c.end_reason = Some(if matches!(resp.status, 486 | 600) { EndReason::Busy } else { EndReason::Rejected });
             return self.remove(id);
         }
+        let Some(phone) = c.a.leg_mut() else { return };
         if let Ok(to) = resp.to() {
-            c.a.remote_tag = to.tag().map(str::to_string);
-            c.a.remote = to.to_string();
+            phone.remote_tag = to.tag().map(str::to_string);
+            phone.remote = to.to_string();
         }
         if let Ok(Some(crate::core::sip::Contact::Addrs(a))) = resp.contact() {
             if let Some(x) = a.first() {
-                c.a.target = x.uri.to_string();
+                phone.target = x.uri.to_string();
             }
         }
-        c.a.confirmed = true;
+        phone.confirmed = true;
         c.a_sdp = resp.body.clone();
         c.phone_ack_pending = Some(resp.cseq().map(|x| x.seq).unwrap_or(1));
         let dialled = c.dialled.clone();
@@ -553,9 +565,8 @@ impl B2bua {
     /// The far end answered an application's call: media agreed, connected.
     pub(super) fn cti_outgoing_answered(&mut self, id: u64, resp: &Response) {
         let Some(c) = self.calls.get_mut(&id) else { return };
-        c.answered = true;
         c.b_sdp = resp.body.clone();
-        let Some(end) = c.cti.as_mut() else { return };
+        let Some(end) = c.cti_mut() else { return };
         let Some(m) = end.offer_media else { return };
         let answer = sdp::parse_audio(&resp.body);
         let codec = answer.as_ref().and_then(|a| a.payloads.iter().find_map(|p| [crate::config::Codec::Pcmu, crate::config::Codec::Pcma].into_iter().find(|k| k.payload_type() == *p)));
@@ -577,7 +588,7 @@ impl B2bua {
 
     /// The CTI device a call is at, if any.
     pub fn cti_device_of(&self, call: &str) -> Option<String> {
-        self.calls.get(&call_id_of(call)?)?.cti.as_ref().map(|e| e.device.clone())
+        self.calls.get(&call_id_of(call)?)?.cti().map(|e| e.device.clone())
     }
 
     /// Live calls at `device`, for a snapshot.
@@ -585,17 +596,17 @@ impl B2bua {
         self.calls
             .iter()
             .filter_map(|(id, c)| {
-                let at_cti = c.cti.as_ref().filter(|e| e.device == device);
+                let at_cti = c.cti().filter(|e| e.device == device);
                 if at_cti.is_none() && !c.watchers.iter().any(|w| w == device) {
                     return None;
                 }
                 let state = match at_cti.map(|e| (e.state, e.outgoing)) {
-                    Some((CtiState::Offered, true)) if c.b_got_provisional => CallState::Ringing,
+                    Some((CtiState::Offered, true)) if c.state.ringing().is_some_and(|i| i.provisional) => CallState::Ringing,
                     Some((CtiState::Offered, true)) => CallState::Dialing,
                     Some((CtiState::Offered, false)) => CallState::Offered,
                     Some((CtiState::Connected, _)) => CallState::Connected,
                     Some((CtiState::Held, _)) => CallState::Held,
-                    None if c.answered => CallState::Connected,
+                    None if c.state.is_established() => CallState::Connected,
                     None if c.caller_device == device => CallState::Ringing,
                     None => CallState::Offered,
                 };

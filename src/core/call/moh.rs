@@ -4,7 +4,8 @@
 //! the holder itself. When the holder resumes, its offer is relayed as usual, so media
 //! flows phone to phone again, and the music stops. Part of the B2BUA.
 
-use super::b2bua::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
+use super::table::{branch, Action, B2bua, ClientTxn, Ctx, Purpose, ServerTxn};
+use super::end::End;
 use super::leg::{self, Side};
 use crate::config::Codec;
 use crate::core::sdp::{self, Direction};
@@ -59,7 +60,8 @@ impl B2bua {
     /// Returns false when music cannot be played (the hold is then relayed as usual).
     pub(super) fn moh_hold(&mut self, cx: &mut Ctx<'_>, id: u64, holder: Side, stx: ServerTxn, req: &Request) -> bool {
         let Some(call) = self.calls.get(&id) else { return false };
-        if call.moh.is_some() || call.cti.is_some() {
+        // Only an answered call is held (a request in an early dialog is relayed).
+        if !call.state.is_established() || call.state.moh().is_some() || call.cti().is_some() {
             return false;
         }
         let held_sdp = if holder == Side::A { call.b_sdp.clone() } else { call.a_sdp.clone() };
@@ -72,7 +74,7 @@ impl B2bua {
         self.next_stream += 1;
         let stream = StreamId(self.next_stream);
         let call = self.calls.get_mut(&id).expect("checked");
-        let held_leg = if holder == Side::A { call.b.as_mut() } else { Some(&mut call.a) };
+        let held_leg = if holder == Side::A { call.b.as_mut().and_then(End::leg_mut) } else { call.a.leg_mut() };
         let Some(held_leg) = held_leg.filter(|l| l.confirmed) else {
             self.media_ports.remove(&port);
             return false;
@@ -106,7 +108,7 @@ impl B2bua {
             return;
         };
         call.relaying = None;
-        let held_leg = if held == Side::A { Some(&mut call.a) } else { call.b.as_mut() };
+        let held_leg = if held == Side::A { call.a.leg_mut() } else { call.b.as_mut().and_then(End::leg_mut) };
         let ok = (200..300).contains(&resp.status);
         if ok {
             if let Some(l) = held_leg {
@@ -117,7 +119,7 @@ impl B2bua {
         }
         let remote = sdp::parse_audio(&resp.body).map(|a| std::net::SocketAddr::new(a.ip, a.port));
         let Some(orig) = orig else { return };
-        let holder_leg = if held == Side::A { call.b.as_ref() } else { Some(&call.a) };
+        let holder_leg = if held == Side::A { call.b.as_ref().and_then(End::leg) } else { call.a.leg() };
         let Some(holder_leg) = holder_leg else { return };
         match (ok, remote) {
             (true, Some(remote)) => {
@@ -127,7 +129,7 @@ impl B2bua {
                 let user = if held == Side::B { call.dialled.clone() } else { call.caller_dn.clone() };
                 leg::set_contact(&mut r.headers, holder_leg.contact(&user));
                 r.set_body("application/sdp", sdp::with_direction(&held_sdp, Direction::RecvOnly));
-                call.moh = Some(Moh { stream, port, held, remote, codec });
+                call.state.set_moh(Moh { stream, port, held, remote, codec });
                 self.streams.insert(stream, id);
                 self.out.push(Action::Respond(stx, r));
                 self.out.push(Action::Media(MediaCmd::Play { stream, local_port: port, remote, codec, source: MediaSource::MusicOnHold }));
@@ -143,7 +145,7 @@ impl B2bua {
 
     /// Stops the music of a call (resumed, or ended).
     pub(super) fn moh_stop(&mut self, id: u64) {
-        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.moh.take()) else { return };
+        let Some(m) = self.calls.get_mut(&id).and_then(|c| c.state.take_moh()) else { return };
         self.media_ports.remove(&m.port);
         self.streams.remove(&m.stream);
         self.out.push(Action::Media(MediaCmd::Stop { stream: m.stream }));

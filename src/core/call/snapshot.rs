@@ -4,10 +4,12 @@
 //! touching the B2BUA's handlers. Ringing calls and requests in flight are not stable
 //! facts and are not projected (docs/ARCHITECTURE.md, "Engine state as serde data").
 
-use super::b2bua::{B2bua, Call, CallTimer};
+use super::b2bua::{B2bua, CallTimer};
 use super::box_media::BoxMedia;
 use super::cti::{CtiEnd, CtiState};
+use super::end::End;
 use super::leg::{Leg, Side};
+use super::state::{Call, CallState, Established};
 use super::moh::Moh;
 use crate::config::LineKey;
 use crate::core::sip::registrar::{uri_addr, Origin};
@@ -108,12 +110,17 @@ fn leg_of(s: LegSnapshot) -> Leg {
 /// Whether a call is a stable fact: answered and acknowledged, no INVITE of either
 /// leg waiting for its answer, not offered to an application.
 fn is_stable(c: &Call) -> bool {
-    c.answered
+    matches!(&c.state, CallState::Established(e) if e.a_2xx.is_none())
         && c.a_invite.is_none()
-        && c.b_invite.is_none()
-        && c.a_2xx.is_none()
         && c.phone_ack_pending.is_none()
-        && c.cti.as_ref().is_none_or(|e| e.state != CtiState::Offered)
+        && c.cti().is_none_or(|e| e.state != CtiState::Offered)
+}
+
+/// The dialogs of a call's ends as the snapshot keeps them: the caller's (empty when
+/// an application placed the call: its device is the A end) and the called party's
+/// (none when the call is at a CTI device).
+fn legs_of(c: &Call) -> (Leg, Option<&Leg>) {
+    (c.a.leg().cloned().unwrap_or_else(Leg::detached), c.b.as_ref().and_then(End::leg))
 }
 
 impl B2bua {
@@ -123,11 +130,12 @@ impl B2bua {
         let c = self.calls.get(&id).filter(|c| is_stable(c))?;
         // Box media still being moved to the box (its re-INVITE in flight) is not
         // a fact yet: the far end still sends to the application.
-        let box_media = c.box_media.clone().filter(|b| b.ready);
+        let box_media = c.state.box_media().cloned().filter(|b| b.ready);
+        let (a, b) = legs_of(c);
         Some(CallSnapshot {
             id,
-            a: leg_snapshot(&c.a),
-            b: c.b.as_ref().map(leg_snapshot),
+            a: leg_snapshot(&a),
+            b: b.map(leg_snapshot),
             caller_device: c.caller_device.clone(),
             caller_dn: c.caller_dn.clone(),
             caller_display: c.caller_display.clone(),
@@ -138,8 +146,8 @@ impl B2bua {
             a_sdp: c.a_sdp.clone(),
             b_sdp: c.b_sdp.clone(),
             watchers: c.watchers.clone(),
-            cti: c.cti.clone(),
-            moh: c.moh,
+            cti: c.cti().cloned(),
+            moh: c.state.moh(),
             digits_deadline_unix_ms: box_media.as_ref().and_then(|_| self.timers.deadline(&(id, CallTimer::Digits))).map(wall),
             box_media,
             sdp_version: self.sdp_versions.get(&id).copied(),
@@ -193,11 +201,12 @@ impl B2bua {
     /// a call the primary ended or replaced).
     pub fn forget_call(&mut self, id: u64) {
         let Some(c) = self.calls.remove(&id) else { return };
-        self.dialogs.remove(&(c.a.call_id.clone(), c.a.local_tag.clone()));
-        if let Some(b) = &c.b {
-            self.dialogs.remove(&(b.call_id.clone(), b.local_tag.clone()));
+        for l in [c.a.leg(), c.b.as_ref().and_then(End::leg)].into_iter().flatten() {
+            self.dialogs.remove(&(l.call_id.clone(), l.local_tag.clone()));
         }
-        for (port, stream) in c.moh.map(|m| (m.port, Some(m.stream))).into_iter().chain(c.box_media.map(|b| (b.port, b.stream))) {
+        let moh = c.state.moh().map(|m| (m.port, Some(m.stream)));
+        let bm = c.state.box_media().map(|b| (b.port, b.stream));
+        for (port, stream) in moh.into_iter().chain(bm) {
             self.media_ports.remove(&port);
             if let Some(s) = stream {
                 self.streams.remove(&s);
@@ -247,16 +256,18 @@ impl B2bua {
         }
         let max_stream = s.moh.map(|m| m.stream.0).into_iter().chain(s.box_media.as_ref().and_then(|b| b.stream).map(|x| x.0)).max().unwrap_or(0);
         self.raise_next_ids(id, max_stream);
+        // The device is the A end of a call an application placed, else the B end.
+        let (a, b) = match s.cti {
+            Some(e) if e.outgoing => (End::CtiDevice(e), b.map(End::SipLeg)),
+            Some(e) => (End::SipLeg(a), Some(End::CtiDevice(e))),
+            None => (End::SipLeg(a), b.map(End::SipLeg)),
+        };
         let call = Call {
             id,
             a,
             a_invite: None,
             b,
-            b_invite: None,
-            b_got_provisional: true,
-            cancel_when_provisional: false,
-            b_ack: None,
-            a_2xx: None,
+            state: CallState::Established(Established { a_2xx: None, b_ack: None, moh: s.moh, box_media: s.box_media }),
             caller_device: s.caller_device,
             caller_dn: s.caller_dn,
             caller_display: s.caller_display,
@@ -265,16 +276,12 @@ impl B2bua {
             visited: s.visited,
             hops: s.hops,
             max_forwards: 70,
-            answered: true,
             relaying: None,
-            cti: s.cti,
             watchers: s.watchers,
             a_sdp: s.a_sdp,
             b_sdp: s.b_sdp,
             phone_ack_pending: None,
             end_reason: None,
-            moh: s.moh,
-            box_media: s.box_media,
         };
         self.calls.insert(id, call);
         cmds

@@ -6,11 +6,18 @@
 
 use super::registrar::Origin;
 use super::{HeaderName, Method, Request, Response, SipHeaders};
-use crate::core::call::{ClientTxn, ServerTxn};
 use crate::core::timer::Timers;
 use crate::core::{Time, Transport};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// A server transaction the layer holds for its user (a request to answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServerTxn(pub u64);
+/// A client transaction its user asked for (its responses come back with this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientTxn(pub u64);
 
 /// RFC 3261 timer values (defaults: 500 ms, 4 s, 5 s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
