@@ -336,3 +336,7 @@ fn config_static(cfg: &crate::config::Config, device: &str) -> Option<AppMedia> 
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[path = "api_session_tests.rs"]
+mod tests;

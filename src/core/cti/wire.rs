@@ -705,3 +705,62 @@ impl Obj {
 #[cfg(test)]
 #[path = "wire_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod command_tests {
+    //! Requests and commands: every request but login, logout and heartbeat carries the
+    //! command of the same name, field for field.
+    use super::*;
+
+    #[test]
+    fn every_session_request_is_the_command_of_its_name() {
+        let m = Media { ip: "192.0.2.1".parse().unwrap(), port: 4000, codec: Some(Codec::Pcma) };
+        let call = || "c1".to_string();
+        let requests = [
+            Request::ListDevices,
+            Request::Open { device: "rp".into(), media: Some(m) },
+            Request::Close { device: "rp".into() },
+            Request::Answer { call: call(), media: None, box_media: true },
+            Request::SetMedia { call: call(), media: m },
+            Request::Redirect { call: call(), to: "2000".into() },
+            Request::Hold { call: call() },
+            Request::Unhold { call: call() },
+            Request::Drop { call: call() },
+            Request::MakeCall { device: "port".into(), to: "1001".into(), media: None },
+            Request::Snapshot { device: None },
+            Request::Play { call: call(), prompt: "busy".into() },
+            Request::CollectDigits { call: call(), max: 4, terminator: Some('#'), inter_digit_timeout_ms: 3000, first_digit_timeout_ms: None },
+            Request::StopMedia { call: call() },
+            Request::SendDigits { call: call(), digits: "12#".into() },
+        ];
+        let mut names: Vec<&str> = Vec::new();
+        for r in requests {
+            let json = r.to_json(&RequestId::Num(1));
+            let name = r.name();
+            let c = r.into_command().unwrap_or_else(|r| panic!("{r:?} is a command"));
+            assert_eq!(c.name(), name);
+            // The command serialises with the request's fields under their wire names.
+            let mut req: Value = serde_json::from_str(&json).unwrap();
+            let cmd = serde_json::to_value(&c).unwrap();
+            let o = req.as_object_mut().unwrap();
+            o.remove("id");
+            o.remove("type");
+            for (k, v) in o.iter() {
+                // (media and terminator are typed values; set_media's media is flat on the wire)
+                if name != "set_media" && k != "media" && k != "terminator" {
+                    assert_eq!(cmd.get(k), Some(v), "{name}: {k}");
+                }
+            }
+            names.push(name);
+        }
+        let session: Vec<&str> = Request::NAMES.iter().copied().filter(|n| !matches!(*n, "login" | "logout" | "heartbeat")).collect();
+        names.sort_unstable();
+        let mut want = session.clone();
+        want.sort_unstable();
+        assert_eq!(names, want, "every session request is covered");
+        for r in [Request::Logout, Request::Heartbeat, Request::Login { app: "a".into(), secret: "s".into(), protocol: None }] {
+            assert!(r.clone().into_command().is_err(), "{r:?} stays with the front end");
+        }
+    }
+}
+
