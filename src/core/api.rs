@@ -31,7 +31,7 @@ pub enum Grant {
 
 /// What an authenticated client may ask of the engine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// The devices this client may open.
     ListDevices,
@@ -66,7 +66,7 @@ pub enum Command {
 
 /// What a command that succeeded returns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum CommandResult {
     /// Nothing to return (close, set_media, redirect, hold, unhold, drop, the media commands).
     Done,
@@ -353,7 +353,7 @@ impl EndReason {
 
 /// What an event says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EventKind {
     DeviceInService,
     DeviceOutOfService,
@@ -438,5 +438,42 @@ pub struct Event {
 impl Event {
     pub fn new(device: impl Into<String>, call: Option<&str>, kind: EventKind) -> Event {
         Event { device: device.into(), call: call.map(str::to_string), kind }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The vocabulary is plain serde data: it survives the compact binary encoding the
+    //! engine's snapshots use, and JSON, unchanged.
+    use super::*;
+
+    #[test]
+    fn commands_results_and_events_round_trip_through_postcard_and_json() {
+        let media = MediaInfo { remote_ip: "192.0.2.1".parse().unwrap(), remote_port: 4000, codec: Codec::Pcmu, local_ip: "192.0.2.2".parse().unwrap(), local_port: 5000 };
+        let call = CallInfo { call: "c1".into(), state: CallState::Held, from: "1001".into(), from_name: Some("A".into()), to: "2000".into(), redirected_from: None, media: Some(media) };
+        let events = vec![
+            Event::new("rp", Some("c1"), EventKind::CallOffered { from: "1001".into(), from_name: None, to: "2000".into(), redirected_from: Some("2001".into()) }),
+            Event::new("rp", Some("c1"), EventKind::MediaStarted(media)),
+            Event::new("rp", None, EventKind::Snapshot { calls: vec![call.clone()] }),
+            Event::new("rp", Some("c1"), EventKind::DigitsCollected { digits: "12".into(), reason: CollectEnd::Terminator }),
+            Event::new("rp", Some("c1"), EventKind::CallEnded { reason: EndReason::ForwardedOnFailure }),
+        ];
+        let commands = vec![
+            Command::Answer { call: "c1".into(), media: Some(Media { ip: "192.0.2.3".parse().unwrap(), port: 6000, codec: None }), box_media: false },
+            Command::CollectDigits { call: "c1".into(), max: 4, terminator: Some('#'), inter_digit_timeout_ms: 3000, first_digit_timeout_ms: Some(5000) },
+            Command::Snapshot { device: None },
+        ];
+        let results: Vec<Result<CommandResult, ApiError>> = vec![
+            Ok(CommandResult::Calls { calls: vec![DeviceCall { device: "rp".into(), call }] }),
+            Ok(CommandResult::Done),
+            Err(ApiError::new(ErrorCode::UnknownCall, "no call \"c9\"")),
+        ];
+        let bin = postcard::to_allocvec(&(&events, &commands, &results)).unwrap();
+        let back: (Vec<Event>, Vec<Command>, Vec<Result<CommandResult, ApiError>>) = postcard::from_bytes(&bin).unwrap();
+        assert_eq!(back, (events.clone(), commands.clone(), results.clone()));
+        let json = serde_json::to_string(&(&events, &commands, &results)).unwrap();
+        let back: (Vec<Event>, Vec<Command>, Vec<Result<CommandResult, ApiError>>) = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, (events, commands, results));
+        assert!(json.contains("\"call_offered\"") && json.contains("\"forwarded_on_failure\"") && json.contains("\"collect_digits\""), "{json}");
     }
 }

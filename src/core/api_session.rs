@@ -17,11 +17,12 @@ use crate::core::api::{ApiError, ClientId, Command, CommandResult, DeviceCall, D
 use crate::core::call::box_media::CollectSpec;
 use crate::core::call::cti::AppMedia;
 use crate::core::{Engine, Time};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-/// One client of the engine.
-#[derive(Debug)]
+/// One client of the engine (plain data, so engine snapshots can carry it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ApiSession {
     principal: String,
     grant: Grant,
@@ -66,7 +67,7 @@ impl ApiSession {
 }
 
 /// Every client, and which client has each device open.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ApiSessions {
     clients: BTreeMap<ClientId, ApiSession>,
     owners: BTreeMap<String, ClientId>,

@@ -734,6 +734,7 @@ mod command_tests {
             Request::SendDigits { call: call(), digits: "12#".into() },
         ];
         let mut names: Vec<&str> = Vec::new();
+        let mut compared = 0;
         for r in requests {
             let json = r.to_json(&RequestId::Num(1));
             let name = r.name();
@@ -741,7 +742,12 @@ mod command_tests {
             assert_eq!(c.name(), name);
             // The command serialises with the request's fields under their wire names.
             let mut req: Value = serde_json::from_str(&json).unwrap();
+            // Externally tagged: `"list_devices"`, or `{"answer": {fields}}`.
             let cmd = serde_json::to_value(&c).unwrap();
+            let cmd = cmd.get(name).cloned().unwrap_or_else(|| {
+                assert_eq!(cmd, Value::from(name), "a command without fields is its name");
+                Value::Object(Map::new())
+            });
             let o = req.as_object_mut().unwrap();
             o.remove("id");
             o.remove("type");
@@ -749,10 +755,12 @@ mod command_tests {
                 // (media and terminator are typed values; set_media's media is flat on the wire)
                 if name != "set_media" && k != "media" && k != "terminator" {
                     assert_eq!(cmd.get(k), Some(v), "{name}: {k}");
+                    compared += 1;
                 }
             }
             names.push(name);
         }
+        assert_eq!(compared, 18, "every plain field of every request is compared");
         let session: Vec<&str> = Request::NAMES.iter().copied().filter(|n| !matches!(*n, "login" | "logout" | "heartbeat")).collect();
         names.sort_unstable();
         let mut want = session.clone();
