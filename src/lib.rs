@@ -14,6 +14,7 @@
 //! files, ALSA and GPIO. It feeds the engine and carries out what it asks.
 
 pub mod board;
+pub mod codec;
 pub mod config;
 pub mod core;
 pub mod io;

@@ -15,6 +15,8 @@ pub const SIP_TCP_CONNECTIONS: usize = 1024;
 pub const CTI_CONNECTIONS: usize = 256;
 /// Longest CTI request line (bytes).
 pub const CTI_MAX_LINE: usize = 64 * 1024;
+/// Events an API client's queue holds; a client that lets it fill is closed as failed.
+pub const API_EVENT_QUEUE: usize = 1024;
 /// Messages queued toward one CTI connection before it is closed as too slow.
 pub const CTI_SEND_QUEUE: usize = 4096;
 /// Simultaneous HTTP connections.

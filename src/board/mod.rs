@@ -1,12 +1,9 @@
 //! Boards: which ALSA PCMs and GPIO lines make up each analog port, and whether the
 //! hardware is real (`linux`) or simulated (`sim`). The built-in boards are embedded
 //! from board/*/board.toml; `[board] file` loads another one. Owns no hardware: the
-//! io layer opens what a board names.
-
-mod file;
-
-use crate::config::ConfigError;
-use std::path::Path;
+//! io layer opens what a board names. The model only: the board file format (parse,
+//! check, load) is read with the configuration's diagnostics, in
+//! `config/board_file.rs`, so this module imports nothing of the crate.
 
 /// The built-in boards: (name, board.toml text).
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -80,24 +77,6 @@ pub struct Board {
 }
 
 impl Board {
-    /// A built-in board.
-    pub fn by_name(name: &str) -> Option<Board> {
-        let (n, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
-        Board::parse_str(text, &format!("<built-in board {n}>")).ok()
-    }
-
-    /// Parses and validates a board file's text.
-    pub fn parse_str(text: &str, file: &str) -> Result<Board, ConfigError> {
-        file::parse(text, file).map_err(|mut v| v.swap_remove(0))
-    }
-
-    /// Reads, parses and validates a board file.
-    pub fn load_file(path: &Path) -> Result<Board, ConfigError> {
-        let name = path.display().to_string();
-        let text = crate::config::read_text(path).map_err(|reason| ConfigError { file: name.clone(), line: 0, column: 0, reason })?;
-        Board::parse_str(&text, &name)
-    }
-
     pub fn port(&self, name: &str) -> Option<&Port> {
         self.ports.iter().find(|p| p.name == name)
     }

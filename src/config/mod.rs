@@ -8,6 +8,7 @@
 //! and `load_file` return the first, `check_str` and `check_file` all of them (later
 //! ones may follow from earlier ones).
 
+mod board_file;
 pub mod dialplan;
 mod error;
 pub mod model;

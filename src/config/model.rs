@@ -108,8 +108,15 @@ pub struct SipConfig {
     pub default_expires_s: u32,
     /// Digest challenges offered, most preferred first (RFC 8760 §2.4): clients use the
     /// first they support. Default SHA-256 then MD5.
-    pub digest_algorithms: Vec<crate::core::digest::Algorithm>,
+    pub digest_algorithms: Vec<DigestAlgorithm>,
     pub throttle: Throttle,
+}
+
+/// A SIP digest algorithm (RFC 8760); `core::digest` hashes with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DigestAlgorithm {
+    Md5,
+    Sha256,
 }
 
 /// Digest authentication failure throttling, per source address.

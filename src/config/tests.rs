@@ -247,13 +247,13 @@ fn moh_file_is_checked_at_load() {
     // Not a WAV; then a WAV at the wrong rate.
     std::fs::write(dir.join("text.wav"), "hello").unwrap();
     assert!(load("text.wav").unwrap_err().to_string().ends_with("not a RIFF file"));
-    let mut wrong_rate = crate::core::media::wav::write_pcm16(&[0, 100, -100, 0]);
+    let mut wrong_rate = crate::codec::wav::write_pcm16(&[0, 100, -100, 0]);
     wrong_rate[24..28].copy_from_slice(&16_000u32.to_le_bytes());
     std::fs::write(dir.join("wb.wav"), &wrong_rate).unwrap();
     let e = load("wb.wav").unwrap_err().to_string();
     assert!(e.ends_with("WAV rate is 16000 Hz; prompts must be 8000 Hz"), "{e}");
     // A good one, relative to the config file.
-    std::fs::write(dir.join("moh.wav"), crate::core::media::wav::write_pcm16(&[0, 1000, -1000, 0])).unwrap();
+    std::fs::write(dir.join("moh.wav"), crate::codec::wav::write_pcm16(&[0, 1000, -1000, 0])).unwrap();
     let c = load("moh.wav").unwrap();
     assert_eq!(c.media.moh_file, Some(dir.join("moh.wav")));
     assert_eq!(embedded_default().media.moh_file, None);

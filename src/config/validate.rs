@@ -182,7 +182,7 @@ fn sip(c: &mut Ctx, r: &RawSip, system_name: &str) -> SipConfig {
         let s = r.default_expires_s.as_ref().map_or(0..0, |s| s.span());
         c.err(s, Reason::OutOfRange { key: "sip.default_expires_s", value: def, min, max });
     }
-    use crate::core::digest::Algorithm;
+    use super::model::DigestAlgorithm as Algorithm;
     const ALGS: &[&str] = &["sha-256", "md5"];
     let parse_alg = |v: &str| match v {
         "sha-256" => Some(Algorithm::Sha256),
@@ -291,7 +291,7 @@ pub fn read_audio(path: &Path) -> Result<Vec<i16>, String> {
         return Err(format!("file is {} bytes, larger than the {max} allowed", meta.len()));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let wav = crate::core::media::wav::parse(&bytes).map_err(|e| e.to_string())?;
+    let wav = crate::codec::wav::parse(&bytes).map_err(|e| e.to_string())?;
     if wav.samples.is_empty() {
         return Err("WAV file holds no samples".into());
     }

@@ -16,11 +16,9 @@ pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 /// Nonces whose use (nonce count) is remembered; past this the oldest are retired.
 pub const NONCES_TRACKED: usize = 16_384;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algorithm {
-    Md5,
-    Sha256,
-}
+/// The algorithm is a configured value (`[sip] digest_algorithms`), so the type lives
+/// in the configuration model; hashing with it lives here.
+pub use crate::config::DigestAlgorithm as Algorithm;
 
 impl Algorithm {
     pub fn name(self) -> &'static str {

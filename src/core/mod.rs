@@ -1,6 +1,8 @@
 //! The pure engine: owns all call, registration, CTI and failover state. It must not
 //! touch a clock, socket, file, thread or global; see the crate docs for the contract.
 
+pub mod api;
+pub mod api_session;
 pub mod call;
 pub mod cti;
 pub mod digest;
@@ -217,6 +219,7 @@ pub struct Engine {
     out: VecDeque<Output>,
     stats: Stats,
     sip: endpoint::SipEndpoint,
+    api: api_session::ApiSessions,
     cti: cti::server::CtiSessions,
     /// Fingerprints of the established calls last replicated, by call id.
     replicated: std::collections::HashMap<u64, u64>,
@@ -233,6 +236,7 @@ impl Engine {
             sip.restore(r, now);
         }
         let cti = cti::server::CtiSessions::new(&config);
+        let api = api_session::ApiSessions::default();
         Engine {
             config,
             generation: 1,
@@ -243,6 +247,7 @@ impl Engine {
             out: VecDeque::new(),
             stats: Stats::default(),
             sip,
+            api,
             cti,
             replicated: Default::default(),
         }
@@ -278,7 +283,7 @@ impl Engine {
                 let origin = crate::core::sip::registrar::Origin { source: from, transport, conn, local };
                 let cfg = self.config.clone();
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
-                self.cti_deliver();
+                self.api_deliver();
             }
             Input::ConnClosed { conn } => {
                 self.sip.connection_closed(conn);
@@ -327,7 +332,7 @@ impl Engine {
         let cfg = self.config.clone();
         self.sip.handle_timeout(self.now, &cfg, &mut self.rng, &mut self.out);
         self.cti_timeouts();
-        self.cti_deliver();
+        self.api_deliver();
     }
 
     /// Media events go to the call that owns the stream (src/core/call/box_media.rs).
@@ -335,7 +340,7 @@ impl Engine {
         log::debug!("media: {ev:?}");
         let cfg = self.config.clone();
         self.sip.media_event(self.now, &cfg, &mut self.rng, &mut self.out, ev);
-        self.cti_deliver();
+        self.api_deliver();
     }
 
     fn handle_reload(&mut self, config: Arc<Config>) {
@@ -345,6 +350,19 @@ impl Engine {
         self.sip.reconfigure(&config);
         self.cti.reconfigure(&config);
         self.config = config;
+    }
+
+    // ---- API front ends ----
+
+    /// Events were queued for `client`: its front end takes them (the CTI server sends
+    /// them at once; an in-process client polls them with `api_poll_event`).
+    fn api_wake(&mut self, client: api::ClientId) {
+        self.cti_flush(client);
+    }
+
+    /// The engine closed `client` (see `core/api_session.rs`): its front end lets go.
+    fn api_closed(&mut self, client: api::ClientId) {
+        self.cti_client_closed(client);
     }
 
     // ---- CTI wire: hello, parsing, replies (src/core/cti/wire.rs) ----

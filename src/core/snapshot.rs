@@ -147,7 +147,7 @@ impl Engine {
             taken_unix_ms: wall(self.now),
             bindings: self.sip.registrar.iter().map(|(d, b)| (d.to_string(), BindingSnapshot::of(b, wall(b.expires_at)))).collect(),
             calls: self.sip.b2bua.stable_calls(&wall),
-            devices: self.cti.owners_by_name(),
+            devices: self.api.owners_by_name(),
             next_call,
             next_stream,
         }
@@ -175,14 +175,14 @@ impl Engine {
             e.replicated.insert(c.id, fingerprint(&c));
         }
         for d in snapshot.devices {
-            e.cti.reserve(d);
+            e.api.reserve(d);
         }
         e.sip.b2bua.raise_next_ids(snapshot.next_call, snapshot.next_stream);
         log::info!(
             "failover: restored {} registrations, {} calls, {} CTI devices held for their applications",
             e.sip.registrar.len(),
             e.sip.b2bua.calls(),
-            e.cti.reserved_len()
+            e.api.reserved_len()
         );
         e
     }
@@ -210,8 +210,8 @@ impl Engine {
                 self.sip.b2bua.forget_call(id);
                 self.replicated.remove(&id);
             }
-            Delta::DeviceOpened(d) => self.cti.reserve(d),
-            Delta::DeviceClosed { device } => self.cti.unreserve(&device),
+            Delta::DeviceOpened(d) => self.api.reserve(d),
+            Delta::DeviceClosed { device } => self.api.unreserve(&device),
         }
     }
 

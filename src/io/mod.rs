@@ -5,7 +5,8 @@
 
 pub mod cti_client;
 pub mod driver;
-pub mod framing;
+/// Stream framing is a pure codec (`crate::codec::framing`); the old path stays.
+pub use crate::codec::framing;
 pub mod http;
 pub mod listeners;
 pub mod media;

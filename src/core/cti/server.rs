@@ -1,19 +1,20 @@
-//! CTI sessions: which connection is which application, which devices it has open,
-//! its heartbeat deadline and event sequence. Requests are checked here (logged in,
-//! device known and allowed, not open elsewhere) and call control is handed to the
-//! B2BUA. An application whose connection closes or whose heartbeat stops is closed:
-//! its devices' unanswered calls go to Call Forward On Failure, and new calls to Call
+//! The CTI server: a front end of the engine's API (`core/api.rs`). It keeps one
+//! session per connection: where it connected from, the login (throttled per source,
+//! Argon2 secrets checked off the engine loop), the heartbeat deadline. A logged-in
+//! connection is one API client (`core/api_session.rs`): every request but login,
+//! logout and heartbeat becomes a `Command`, its outcome the reply, and the client's
+//! events go out as they are queued, with their sequence numbers. An application
+//! whose connection closes or whose heartbeat stops is disconnected as failed: its
+//! devices' unanswered calls go to Call Forward On Failure, and new calls to Call
 //! Forward No Answer until a device is opened again.
 
-use super::wire::{self, DeviceInfo, ErrorCode, Event, EventKind, Reply, Request, RequestId};
-use crate::config::DeviceKind;
-use crate::core::call::box_media::CollectSpec;
-use crate::core::call::cti::AppMedia;
+use super::wire::{self, ErrorCode, Reply, Request, RequestId};
 use crate::config::{AppSecret, Config};
+use crate::core::api::{ClientId, Grant};
 use crate::core::throttle::{Throttle, ThrottlePolicy};
 use crate::core::timer::Timers;
 use crate::core::{ConnId, Engine, Output, Time, Verdict, VerifyJob};
-use crate::core::snapshot::{Delta, DeviceOwner};
+
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -23,11 +24,10 @@ struct Session {
     /// Where the application connected from (failed logins are counted per address).
     peer: IpAddr,
     app: Option<String>,
+    /// The API client this connection is, once logged in.
+    client: Option<ClientId>,
     /// A login whose secret the shell is verifying: its ticket, request and app name.
     pending: Option<(u64, RequestId, String)>,
-    seq: u64,
-    /// Open devices, with the static media termination given at open (CTI ports).
-    devices: BTreeMap<String, Option<AppMedia>>,
 }
 
 /// Login counters an operator reads on /status.
@@ -46,11 +46,8 @@ pub struct CtiStats {
 /// All CTI connections.
 pub struct CtiSessions {
     sessions: HashMap<ConnId, Session>,
-    owners: BTreeMap<String, ConnId>,
-    /// Devices held for an application by name, with no connection yet (restored or
-    /// replicated from the peer): only that application may open them, and it can
-    /// when it logs in here (CTIManager redundancy: applications re-open on the backup).
-    reserved: BTreeMap<String, (String, Option<AppMedia>)>,
+    /// The connection each logged-in client is on.
+    conns: BTreeMap<ClientId, ConnId>,
     heartbeats: Timers<ConnId>,
     /// Failed logins per source address, like SIP's digest failures.
     throttle: Throttle,
@@ -71,8 +68,7 @@ impl CtiSessions {
     pub fn new(cfg: &Config) -> CtiSessions {
         CtiSessions {
             sessions: HashMap::new(),
-            owners: BTreeMap::new(),
-            reserved: BTreeMap::new(),
+            conns: BTreeMap::new(),
             heartbeats: Timers::default(),
             throttle: Throttle::new(policy_of(cfg)),
             next_ticket: 0,
@@ -91,31 +87,6 @@ impl CtiSessions {
     pub(crate) fn sweep(&mut self, now: Time) {
         self.throttle.sweep(now);
     }
-
-    /// Device ownership by application name: the open devices of logged-in sessions,
-    /// and the devices still held for applications that have not opened them again.
-    pub(crate) fn owners_by_name(&self) -> Vec<DeviceOwner> {
-        let mut v: Vec<DeviceOwner> = self.reserved.iter().map(|(d, (app, media))| DeviceOwner { device: d.clone(), app: app.clone(), media: *media }).collect();
-        for s in self.sessions.values() {
-            let Some(app) = &s.app else { continue };
-            v.extend(s.devices.iter().map(|(d, media)| DeviceOwner { device: d.clone(), app: app.clone(), media: *media }));
-        }
-        v.sort_by(|a, b| a.device.cmp(&b.device));
-        v
-    }
-
-    /// Holds a device for its application until it opens it here.
-    pub(crate) fn reserve(&mut self, d: DeviceOwner) {
-        self.reserved.insert(d.device, (d.app, d.media));
-    }
-
-    pub(crate) fn unreserve(&mut self, device: &str) {
-        self.reserved.remove(device);
-    }
-
-    pub(crate) fn reserved_len(&self) -> usize {
-        self.reserved.len()
-    }
 }
 
 fn err(id: &RequestId, code: ErrorCode, message: impl Into<String>) -> Reply {
@@ -129,7 +100,7 @@ impl Engine {
 
     /// A CTI connection opened: greet it; it has one heartbeat window to log in.
     pub(crate) fn cti_opened(&mut self, conn: ConnId, peer: SocketAddr) {
-        let session = Session { peer: peer.ip(), app: None, pending: None, seq: 0, devices: BTreeMap::new() };
+        let session = Session { peer: peer.ip(), app: None, client: None, pending: None };
         self.cti.sessions.insert(conn, session);
         let at = self.now + self.heartbeat_window();
         self.cti.heartbeats.arm(conn, at);
@@ -144,23 +115,20 @@ impl Engine {
         }
     }
 
-    pub(crate) fn cti_send_event(&mut self, conn: ConnId, event: &Event) {
-        if let Some(s) = self.cti.sessions.get_mut(&conn) {
-            s.seq += 1;
-            let text = event.to_json(s.seq);
-            self.out.push_back(Output::CtiSend { conn, text });
+    /// A client's events were queued: if it is a CTI connection, they go out now.
+    pub(crate) fn cti_flush(&mut self, client: ClientId) {
+        let Some(&conn) = self.cti.conns.get(&client) else { return };
+        while let Some((seq, event)) = self.api_poll_event(client) {
+            self.out.push_back(Output::CtiSend { conn, text: event.to_json(seq) });
         }
     }
 
-    /// Delivers what the B2BUA noted to the applications owning the devices.
-    pub(crate) fn cti_deliver(&mut self) {
-        let notes = std::mem::take(&mut self.sip.cti_notes);
-        for n in notes {
-            if let Some(&conn) = self.cti.owners.get(&n.device) {
-                let ev = Event::new(n.device, Some(&n.call), n.kind);
-                self.cti_send_event(conn, &ev);
-            }
-        }
+    /// The engine closed a client (its event queue overflowed): its connection goes.
+    pub(crate) fn cti_client_closed(&mut self, client: ClientId) {
+        let Some(conn) = self.cti.conns.remove(&client) else { return };
+        self.cti.heartbeats.cancel(&conn);
+        self.cti.sessions.remove(&conn);
+        self.out.push_back(Output::Close { conn });
     }
 
     /// Heartbeat deadlines.
@@ -173,32 +141,19 @@ impl Engine {
         }
     }
 
-    /// A session ends: its devices are closed; on failure their offered calls go to CFOF.
+    /// A session ends: its client is disconnected; on failure its offered calls go to CFOF.
     pub(crate) fn cti_close_session(&mut self, conn: ConnId, failure: bool) {
         self.cti.heartbeats.cancel(&conn);
         let Some(s) = self.cti.sessions.remove(&conn) else { return };
         if let Some(app) = &s.app {
             log::info!("cti: application {app} {}", if failure { "failed (connection lost)" } else { "logged out" });
         }
-        for device in s.devices.keys() {
-            self.cti_release_device(device, failure);
-        }
-        self.cti_deliver();
-    }
-
-    fn cti_release_device(&mut self, device: &str, failure: bool) {
-        if self.cti.owners.remove(device).is_some() {
-            self.out.push_back(Output::Replicate(Delta::DeviceClosed { device: device.to_string() }));
-        }
-        self.sip.cti_open.remove(device);
-        let cfg = self.config.clone();
-        let now = self.now;
-        let d = device.to_string();
-        let is_cti = cfg.device(device).is_some_and(|x| matches!(x.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. }));
-        if is_cti {
-            // Offered calls must not wait for an application that is gone: on failure
-            // they follow Call Forward On Failure, on a deliberate close No Answer.
-            self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_device_released(cx, &d, failure));
+        match s.client {
+            Some(client) => {
+                self.cti.conns.remove(&client);
+                self.api_disconnect(client, failure);
+            }
+            None => self.api_deliver(),
         }
     }
 
@@ -215,7 +170,7 @@ impl Engine {
         let logged_out = logout && matches!(reply, Reply::Ok { .. });
         let throttled = matches!(reply, Reply::Error { code: ErrorCode::Throttled, .. });
         self.out.insert(start, Output::CtiSend { conn, text: reply.to_json() });
-        self.cti_deliver();
+        self.api_deliver();
         if logged_out || throttled {
             if throttled {
                 self.cti_close_session(conn, false);
@@ -230,108 +185,30 @@ impl Engine {
         if session.pending.is_some() {
             return Some(err(id, ErrorCode::InvalidState, format!("a login is being checked on this connection; {} must wait for its reply", request.name())));
         }
-        let app = session.app.clone();
+        let (app, client) = (session.app.clone(), session.client);
         if let (None, Request::Login { app, secret, protocol }) = (&app, &request) {
             return self.cti_login(conn, id, app, secret, *protocol);
         }
-        Some(self.cti_session_request(conn, id, app, request))
+        Some(self.cti_session_request(conn, id, app, client, request))
     }
 
-    fn cti_session_request(&mut self, conn: ConnId, id: &RequestId, app: Option<String>, request: Request) -> Reply {
-        match (&app, request) {
-            (None, Request::Login { .. }) => err(id, ErrorCode::Internal, "login handled above"),
-            (Some(a), Request::Login { .. }) => err(id, ErrorCode::AlreadyLoggedIn, format!("already logged in as {a}")),
-            (None, r) => err(id, ErrorCode::NotLoggedIn, format!("log in before {}", r.name())),
-            (Some(_), Request::Heartbeat) => Reply::ok(id.clone()),
-            (Some(_), Request::Logout) => {
+    /// Login, logout and heartbeat are the front end's; every other request is a
+    /// command of the logged-in client.
+    fn cti_session_request(&mut self, conn: ConnId, id: &RequestId, app: Option<String>, client: Option<ClientId>, request: Request) -> Reply {
+        match (&app, client, request) {
+            (None, _, Request::Login { .. }) => err(id, ErrorCode::Internal, "login handled above"),
+            (Some(a), _, Request::Login { .. }) => err(id, ErrorCode::AlreadyLoggedIn, format!("already logged in as {a}")),
+            (None, _, r) => err(id, ErrorCode::NotLoggedIn, format!("log in before {}", r.name())),
+            (Some(_), _, Request::Heartbeat) => Reply::ok(id.clone()),
+            (Some(_), _, Request::Logout) => {
                 self.cti_close_session(conn, false);
                 Reply::ok(id.clone())
             }
-            (Some(a), Request::ListDevices) => {
-                let list: Vec<serde_json::Value> = self.cti_devices(a, conn).iter().map(DeviceInfo::to_value).collect();
-                Reply::ok(id.clone()).with("devices", list)
-            }
-            (Some(a), Request::Open { device, media }) => self.cti_open(conn, id, a, &device, media.map(AppMedia::from)),
-            (Some(_), Request::Close { device }) => {
-                let owned = self.cti.sessions.get(&conn).is_some_and(|s| s.devices.contains_key(&device));
-                if !owned {
-                    return err(id, ErrorCode::DeviceNotOpen, format!("device {device:?} is not open"));
-                }
-                if let Some(s) = self.cti.sessions.get_mut(&conn) {
-                    s.devices.remove(&device);
-                }
-                self.cti_send_event(conn, &Event::new(device.clone(), None, EventKind::DeviceOutOfService));
-                self.cti_release_device(&device, false);
-                Reply::ok(id.clone())
-            }
-            (Some(_), Request::Snapshot { device }) => self.cti_snapshot(conn, id, device),
-            (Some(_), Request::SetMedia { call, media }) => {
-                let owned = self.cti_owned(conn);
-                match self.sip.b2bua.cti_set_media(&call, media.into(), &|d| owned.contains_key(d)) {
-                    Ok(()) => Reply::ok(id.clone()),
-                    Err((code, msg)) => err(id, code, msg),
-                }
-            }
-            (Some(_), Request::Answer { call, media, box_media }) => {
-                let owned = self.cti_owned(conn);
-                let cfg = self.config.clone();
-                let now = self.now;
-                let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| {
-                    // The static media of the very device the call is at.
-                    let at = b.cti_device_of(&call);
-                    let st = at.as_deref().and_then(|d| owned.get(d).copied().flatten().or_else(|| config_static(&cfg, d)));
-                    b.cti_answer(cx, &call, media.map(AppMedia::from), st, box_media, &|d| owned.contains_key(d))
-                });
-                match r {
-                    Ok(m) => Reply::ok(id.clone()).with("media", m.to_value()),
-                    Err((code, msg)) => err(id, code, msg),
-                }
-            }
-            (Some(_), Request::Redirect { call, to }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_redirect(cx, &call, &to, ok)),
-            (Some(_), Request::Hold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, true, ok)),
-            (Some(_), Request::Unhold { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_hold(cx, &call, false, ok)),
-            (Some(_), Request::Drop { call }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_drop(cx, &call, ok)),
-            (Some(_), Request::Play { call, prompt }) => self.cti_call_op(conn, id, |b, cx, ok| b.cti_play(cx, &call, &prompt, ok)),
-            (Some(_), Request::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms }) => {
-                let ms = |v: u32| Duration::from_millis(u64::from(v));
-                let spec = CollectSpec { max, terminator, inter_digit: ms(inter_digit_timeout_ms), first_digit: first_digit_timeout_ms.map(ms) };
-                self.cti_call_op(conn, id, |b, cx, ok| b.cti_collect_digits(cx, &call, spec, ok))
-            }
-            (Some(_), Request::StopMedia { call }) => self.cti_call_op(conn, id, |b, _, ok| b.cti_stop_media(&call, ok)),
-            (Some(_), Request::SendDigits { call, digits }) => self.cti_call_op(conn, id, |b, _, ok| b.cti_send_digits(&call, &digits, ok)),
-            (Some(_), Request::MakeCall { device, to, media }) => {
-                let owned = self.cti_owned(conn);
-                let Some(static_media) = owned.get(&device) else {
-                    return err(id, ErrorCode::DeviceNotOpen, format!("device {device:?} is not open"));
-                };
-                let m = media.map(AppMedia::from).or(*static_media).or_else(|| config_static(&self.config, &device));
-                let cfg = self.config.clone();
-                let now = self.now;
-                match self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_make_call(cx, &device, &to, m)) {
-                    Ok(call) => Reply::ok(id.clone()).with("call", call),
-                    Err((code, msg)) => err(id, code, msg),
-                }
-            }
-        }
-    }
-
-    fn cti_owned(&self, conn: ConnId) -> BTreeMap<String, Option<AppMedia>> {
-        self.cti.sessions.get(&conn).map(|s| s.devices.clone()).unwrap_or_default()
-    }
-
-    fn cti_call_op(
-        &mut self,
-        conn: ConnId,
-        id: &RequestId,
-        f: impl FnOnce(&mut crate::core::call::B2bua, &mut crate::core::call::b2bua::Ctx<'_>, &dyn Fn(&str) -> bool) -> Result<(), (ErrorCode, String)>,
-    ) -> Reply {
-        let owned = self.cti_owned(conn);
-        let cfg = self.config.clone();
-        let now = self.now;
-        let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| f(b, cx, &|d| owned.contains_key(d)));
-        match r {
-            Ok(()) => Reply::ok(id.clone()),
-            Err((code, msg)) => err(id, code, msg),
+            (Some(_), None, r) => err(id, ErrorCode::Internal, format!("no client for this session's {}", r.name())),
+            (Some(_), Some(client), r) => match r.into_command() {
+                Ok(command) => Reply::from_result(id.clone(), self.api_handle(client, command)),
+                Err(r) => err(id, ErrorCode::Internal, format!("{} handled above", r.name())),
+            },
         }
     }
 
@@ -381,7 +258,7 @@ impl Engine {
             Verdict::Match | Verdict::Mismatch => self.cti_login_verdict(conn, &id, &app, verdict == Verdict::Match),
         };
         self.out.push_back(Output::CtiSend { conn, text: reply.to_json() });
-        self.cti_deliver();
+        self.api_deliver();
     }
 
     fn cti_login_verdict(&mut self, conn: ConnId, id: &RequestId, app: &str, ok: bool) -> Reply {
@@ -414,102 +291,15 @@ impl Engine {
             self.cti_close_session(c, false);
             self.out.push_back(Output::Close { conn: c });
         }
+        let client = self.api_connect(&app, Grant::AppUser);
+        self.cti.conns.insert(client, conn);
         if let Some(s) = self.cti.sessions.get_mut(&conn) {
             s.app = Some(app.clone());
+            s.client = Some(client);
         }
-        log::info!("cti: application {app} logged in on conn {}", conn.0);
-        let devices: Vec<serde_json::Value> = self.cti_devices(&app, conn).iter().map(DeviceInfo::to_value).collect();
+        log::info!("cti: application {app} logged in on conn {} as client {}", conn.0, client.0);
+        let devices: Vec<serde_json::Value> = self.api_devices(client).iter().map(wire::DeviceInfo::to_value).collect();
         Reply::ok(id.clone()).with("app", app).with("heartbeat_s", self.config.cti.heartbeat_s).with("devices", devices)
-    }
-
-    fn cti_devices(&self, app: &str, conn: ConnId) -> Vec<DeviceInfo> {
-        let Some(user) = self.config.app_user(app) else { return Vec::new() };
-        self.config
-            .devices
-            .iter()
-            .filter(|d| user.devices.contains(&d.name))
-            .filter(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. }))
-            .map(|d| {
-                let owner = self.cti.owners.get(&d.name).copied();
-                DeviceInfo {
-                    name: d.name.clone(),
-                    kind: d.kind.type_name().to_string(),
-                    lines: d.lines.iter().map(|l| l.to_string()).collect(),
-                    open: owner == Some(conn),
-                    in_use: owner.is_some_and(|o| o != conn) || self.cti.reserved.get(&d.name).is_some_and(|(a, _)| a != app),
-                }
-            })
-            .collect()
-    }
-
-    fn cti_open(&mut self, conn: ConnId, id: &RequestId, app: &str, device: &str, media: Option<AppMedia>) -> Reply {
-        let cfg = self.config.clone();
-        let Some(d) = cfg.device(device) else { return err(id, ErrorCode::UnknownDevice, format!("no device named {device:?}")) };
-        let allowed = self.config.app_user(app).is_some_and(|u| u.devices.contains(device));
-        if !allowed {
-            return err(id, ErrorCode::DeviceNotAllowed, format!("application {app} may not open {device:?}"));
-        }
-        match (&d.kind, media) {
-            (DeviceKind::CtiRoutePoint { .. }, Some(_)) => {
-                return err(id, ErrorCode::BadField, "media: a route point takes media per call (answer or set_media), not at open");
-            }
-            (DeviceKind::SipPhone { .. }, Some(_)) => return err(id, ErrorCode::BadField, "media: a phone terminates its own media"),
-            (DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. }, _) => {}
-            _ => return err(id, ErrorCode::BadField, format!("device {device:?} is a {}, which applications cannot open", d.kind.type_name())),
-        }
-        match self.cti.owners.get(device) {
-            Some(o) if *o == conn => return err(id, ErrorCode::InvalidState, format!("device {device:?} is already open")),
-            Some(_) => return err(id, ErrorCode::DeviceInUse, format!("device {device:?} is open by another application")),
-            None => {}
-        }
-        match self.cti.reserved.get(device) {
-            Some((holder, _)) if holder != app => {
-                return err(id, ErrorCode::DeviceInUse, format!("device {device:?} is held for application {holder}, which had it open before the failover"));
-            }
-            Some(_) => {
-                self.cti.reserved.remove(device);
-            }
-            None => {}
-        }
-        self.out.push_back(Output::Replicate(Delta::DeviceOpened(DeviceOwner { device: device.to_string(), app: app.to_string(), media })));
-        self.cti.owners.insert(device.to_string(), conn);
-        self.sip.cti_open.insert(device.to_string());
-        if let Some(s) = self.cti.sessions.get_mut(&conn) {
-            s.devices.insert(device.to_string(), media);
-        }
-        log::info!("cti: {app} opened {device}");
-        self.cti_send_event(conn, &Event::new(device, None, EventKind::DeviceInService));
-        Reply::ok(id.clone()).with("device", device).with("kind", d.kind.type_name())
-    }
-
-    fn cti_snapshot(&mut self, conn: ConnId, id: &RequestId, device: Option<String>) -> Reply {
-        let owned = self.cti_owned(conn);
-        let devices: Vec<String> = match device {
-            Some(d) if owned.contains_key(&d) => vec![d],
-            Some(d) => return err(id, ErrorCode::DeviceNotOpen, format!("device {d:?} is not open")),
-            None => owned.keys().cloned().collect(),
-        };
-        let mut all = Vec::new();
-        for d in &devices {
-            let calls = self.sip.b2bua.cti_snapshot(d);
-            all.extend(calls.iter().map(|c| {
-                let mut v = c.to_value();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("device".into(), d.clone().into());
-                }
-                v
-            }));
-            self.cti_send_event(conn, &Event::new(d.clone(), None, EventKind::Snapshot { calls }));
-        }
-        Reply::ok(id.clone()).with("calls", all)
-    }
-}
-
-/// Static media from the configuration of a CTI port, if it has one.
-fn config_static(cfg: &crate::config::Config, device: &str) -> Option<AppMedia> {
-    match cfg.device(device).map(|d| &d.kind) {
-        Some(DeviceKind::CtiPort { media: Some(a), codec }) => Some(AppMedia { ip: a.ip(), port: a.port(), codec: *codec }),
-        _ => None,
     }
 }
 

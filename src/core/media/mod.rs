@@ -9,7 +9,8 @@
 //! events (digit, playout done, RTP timeout). See docs/media.md.
 
 pub mod dtmf;
-pub mod g711;
+/// G.711 and WAV are codecs the configuration uses too: they live in `crate::codec`.
+pub use crate::codec::{g711, wav};
 pub mod goertzel;
 pub mod jitter;
 pub mod rtcp;
@@ -18,10 +19,8 @@ pub mod session;
 pub mod source;
 pub mod telephone_event;
 pub mod tone;
-pub mod wav;
 
-/// Narrowband telephony sample rate (Hz).
-pub const SAMPLE_RATE: u32 = 8000;
+pub use crate::codec::SAMPLE_RATE;
 /// One 20 ms frame at 8 kHz: the unit the sound device, tones and RTP use.
 pub const FRAME_SAMPLES: usize = 160;
 /// Duration of one frame (ms).

@@ -1,11 +1,35 @@
-//! The board file format: parse with spans, then check ports, signals per port kind,
+//! The board file format (the model is `crate::board`): parse with spans, then check ports, signals per port kind,
 //! GPIO lines and ALSA PCMs used once. Errors carry file:line:column like the config.
 
-use super::{Board, Driver, GpioLine, Port, PortKind, Signals};
-use crate::config::{from_toml, ConfigError, Ctx, Reason};
+use super::{from_toml, ConfigError, Ctx, Reason};
+use crate::board::{Board, Driver, GpioLine, Port, PortKind, Signals, BUILTIN};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::path::Path;
 use toml::Spanned as S;
+
+/// Loading boards lives here, beside the configuration's diagnostics, so that
+/// `crate::board` stays a plain model that depends on nothing.
+impl Board {
+    /// A built-in board.
+    pub fn by_name(name: &str) -> Option<Board> {
+        let (n, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        Board::parse_str(text, &format!("<built-in board {n}>")).ok()
+    }
+
+    /// Parses and validates a board file's text.
+    pub fn parse_str(text: &str, file: &str) -> Result<Board, ConfigError> {
+        parse(text, file).map_err(|mut v| v.swap_remove(0))
+    }
+
+    /// Reads, parses and validates a board file.
+    pub fn load_file(path: &Path) -> Result<Board, ConfigError> {
+        let name = path.display().to_string();
+        let text = super::read_text(path).map_err(|reason| ConfigError { file: name.clone(), line: 0, column: 0, reason })?;
+        Board::parse_str(&text, &name)
+    }
+
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,13 @@
+//! Codecs below the configuration and the engine: pure functions from bytes to values
+//! and back that hold no state and import nothing of the crate but `limits`. They sit
+//! at the bottom of the module graph because both `config` (the music-on-hold file is
+//! checked at load) and the shell (stream framing) use them beside the engine. The
+//! other wire codecs live in `core` next to their users; docs/ARCHITECTURE.md lists
+//! every codec and its entry function.
+
+pub mod framing;
+pub mod g711;
+pub mod wav;
+
+/// Narrowband telephony sample rate (Hz).
+pub const SAMPLE_RATE: u32 = 8000;
