@@ -7,7 +7,7 @@ use super::call::b2bua::Ctx;
 use super::call::{Action, B2bua, ServerTxn};
 use super::digest::NonceBook;
 use super::rng::EngineRng;
-use super::sip::registrar::{self, Binding, ChallengeKind, Denied, Guard, Origin, Registrar};
+use super::registrar::{self, Binding, ChallengeKind, Denied, Guard, Origin, Registrar};
 use super::snapshot::{BindingSnapshot, Delta};
 use super::sip::txn::{ClientEvent, Incoming, SipTimers, TxnLayer};
 use super::sip::{self, answer_unparsable, check_request, HeaderName, Message, Method, Request, Response, SipHeaders, Unparsable};

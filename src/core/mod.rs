@@ -8,6 +8,7 @@ pub mod cti;
 pub mod digest;
 pub mod endpoint;
 pub mod media;
+pub mod registrar;
 pub mod rng;
 pub mod sdp;
 pub mod sip;
@@ -280,7 +281,7 @@ impl Engine {
         match input {
             Input::Timeout => self.handle_timeouts(),
             Input::Sip { transport, conn, from, local, bytes } => {
-                let origin = crate::core::sip::registrar::Origin { source: from, transport, conn, local };
+                let origin = crate::core::registrar::Origin { source: from, transport, conn, local };
                 let cfg = self.config.clone();
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
                 self.api_deliver();

@@ -14,7 +14,7 @@
 use super::call::cti::AppMedia;
 use super::call::snapshot::CallSnapshot;
 use super::rng::EngineRng;
-use super::sip::registrar::Binding;
+use super::registrar::Binding;
 use super::{Engine, Output, Restored, Time, Transport};
 use crate::config::Config;
 use serde::{Deserialize, Serialize};

@@ -500,7 +500,7 @@ impl B2bua {
         let id = self.new_outgoing_call(device, &line, display, to, AppMedia { ip: binding.local.ip(), port: 0, codec: None });
         let tag = cx.rng.token(12);
         let call_id = format!("{}@ctibox", cx.rng.token(20));
-        let peer = crate::core::sip::registrar::Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
+        let peer = crate::core::registrar::Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         let tcp = peer.transport == crate::core::Transport::Tcp;
         let local = format!("<sip:{to}@{}>;tag={tag}", peer.local);
         let remote = format!("<sip:{}@{}>", line.dn, peer.local);

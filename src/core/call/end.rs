@@ -5,7 +5,7 @@
 
 use super::cti::CtiEnd;
 use super::leg::Leg;
-use crate::core::sip::registrar::Origin;
+use crate::core::registrar::Origin;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! One SIP dialog of a call, as the box sees it: identifiers, the remote target, CSeq
 //! counters, and where to send. Builds in-dialog requests (RFC 3261 §12.2.1.1).
 
-use crate::core::sip::registrar::Origin;
+use crate::core::registrar::Origin;
 use crate::core::sip::{HeaderName, Method, Request, Uri};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use super::leg::{self, Leg, Side};
 use super::state::{start_2xx_retransmission, Call, CallState, Established, Invite};
 use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, Cancelled, ClientTxn, Ctx, Purpose, ServerTxn, MAX_CALLS, MAX_FORWARD_HOPS};
 use crate::config::{DeviceKind, LineKey, RouteTarget};
-use crate::core::sip::registrar::Origin;
+use crate::core::registrar::Origin;
 use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use super::leg::{Leg, Side};
 use super::state::{Call, CallState, Established};
 use super::moh::Moh;
 use crate::config::LineKey;
-use crate::core::sip::registrar::{uri_addr, Origin};
+use crate::core::registrar::{uri_addr, Origin};
 use crate::core::sip::{Request, SipHeaders};
 use crate::core::{MediaCmd, MediaSource, StreamId, Time, Transport};
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@ use super::leg::Side;
 use super::state::{Call, CallState};
 use crate::config::Config;
 use crate::core::rng::EngineRng;
-use crate::core::sip::registrar::{Origin, Registrar};
+use crate::core::registrar::{Origin, Registrar};
 use crate::core::sip::{HeaderName, Request, Response, SipHeaders};
 use crate::core::timer::Timers;
 use crate::core::Time;

@@ -4,7 +4,7 @@
 //! §17.2.3), absorbs retransmitted requests by resending the last response, ACKs
 //! non-2xx INVITE answers itself, and hands everything else to the TU. Pure.
 
-use super::registrar::Origin;
+use super::origin::Origin;
 use super::{HeaderName, Method, Request, Response, SipHeaders};
 use crate::core::timer::Timers;
 use crate::core::{Time, Transport};

@@ -3,7 +3,7 @@
 //! source and connection. Pure: answers are returned, not sent; bindings are plain
 //! data that persist across restarts and replicate to the peer.
 
-use super::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
+use crate::core::sip::{Contact, HeaderName, Request, Response, SipHeaders, Uri};
 use crate::config::{Config, Device, DeviceKind};
 use crate::core::digest::{self, AuthError, NonceBook};
 use crate::core::throttle::{Throttle, Verdict};
@@ -54,24 +54,15 @@ impl Binding {
 pub fn uri_addr(uri: &str) -> Option<SocketAddr> {
     match Uri::parse(uri)? {
         Uri::Sip(u) => match u.host {
-            super::Host::V4(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
-            super::Host::V6(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
+            crate::core::sip::Host::V4(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
+            crate::core::sip::Host::V6(ip) => Some(SocketAddr::new(ip.into(), u.port.unwrap_or(5060))),
             _ => None,
         },
         _ => None,
     }
 }
 
-/// Where a request came from, and the box's address it reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    pub source: SocketAddr,
-    pub transport: Transport,
-    pub conn: Option<ConnId>,
-    /// The box's own address the message arrived at (Via sent-by and Contact toward
-    /// this peer).
-    pub local: SocketAddr,
-}
+pub use crate::core::sip::Origin;
 
 /// Which challenge a request gets: REGISTER is challenged by a registrar (401), other
 /// requests by the box acting as a proxy-like server (407).
