@@ -17,17 +17,6 @@ use std::net::TcpStream;
 
 const SECRET: &str = "crm-Secret-123";
 
-fn hash(secret: &str) -> String {
-    let mut c = std::process::Command::new(bin())
-        .arg("hash-secret")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn cti_config() -> String {
     sip_config(&format!(
@@ -58,7 +47,7 @@ name = "crm"
 secret = "{}"
 devices = ["rp-2000", "port-2101", "phone-1004"]
 "#,
-        hash(SECRET)
+        hash_secret(SECRET)
     ))
 }
 

@@ -16,17 +16,6 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 
 const SECRET: &str = "Flood-Secret-551";
 
-fn hash(secret: &str) -> String {
-    let mut c = std::process::Command::new(bin())
-        .arg("hash-secret")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 fn config(dir: &TempDir) -> std::path::PathBuf {
     let text = format!(
@@ -57,7 +46,7 @@ name = "crm"
 secret = "{}"
 devices = ["rp"]
 "#,
-        hash(SECRET)
+        hash_secret(SECRET)
     );
     let path = dir.file("hostile.toml");
     std::fs::write(&path, text).unwrap();

@@ -199,3 +199,12 @@ pub fn run_tool(tool: &str, args: &[&str]) {
     let out = Command::new(tool).args(args).output().unwrap();
     assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The Argon2id PHC string `ctibox hash-secret` makes of `secret`.
+pub fn hash_secret(secret: &str) -> String {
+    let mut c = Command::new(bin()).arg("hash-secret").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(secret.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "ctibox hash-secret failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
