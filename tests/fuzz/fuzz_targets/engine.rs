@@ -240,7 +240,7 @@ impl Harness {
                     }
                 }
                 Output::HttpResponse { body, .. } => assert!(body.len() <= ctibox::limits::HTTP_MAX_REQUEST),
-                Output::Close { .. } | Output::Persist { .. } | Output::Media(_) => {}
+                Output::Close { .. } | Output::Persist { .. } | Output::Media(_) | Output::Replicate(_) => {}
                 // The shell's verifier, played here: the verdict comes back once the
                 // outputs are drained, as the real driver does it.
                 Output::VerifySecret(job) => self.verify.push(job),
@@ -327,4 +327,13 @@ fuzz_target!(|data: &[u8]| {
         rest = next;
         n += 1;
     }
+    // Whatever state was reached survives a failover: the snapshot goes through
+    // postcard and into a fresh engine on another clock, whose own snapshot holds the
+    // same calls, bindings and devices.
+    let snap = h.engine.snapshot();
+    let bytes = postcard::to_allocvec(&snap).expect("a snapshot encodes");
+    let back: ctibox::core::snapshot::EngineSnapshot = postcard::from_bytes(&bytes).expect("a snapshot decodes");
+    let restored = Engine::restore(config(), EngineRng::seed_from_u64(8), Time::from_millis(7_000), 0, back);
+    let again = restored.snapshot();
+    assert_eq!((again.calls.len(), again.bindings.len(), again.devices.len()), (snap.calls.len(), snap.bindings.len(), snap.devices.len()));
 });
