@@ -99,7 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seal_roundtrip_and_damage_detected() {
+    fn sealed_state_unseals_and_a_flipped_bit_truncation_or_bad_magic_is_refused() {
         let sealed = seal(b"hello state");
         assert_eq!(unseal(&sealed).unwrap(), b"hello state");
         let mut bad = sealed.clone();

@@ -196,7 +196,7 @@ fn start() -> TestBox {
 }
 
 #[test]
-fn route_point_call_answered_with_dynamic_media() {
+fn a_route_point_answers_only_with_media_and_the_caller_gets_that_media_in_its_sdp() {
     let tb = start();
     let mut app = App::login_and_open(&tb, &["rp-2000"]);
     let c = caller(&tb, "caller_cti_answer.xml", "2000", &["-d", "200"]);
@@ -236,7 +236,7 @@ fn redirect_to_a_registered_phone_uses_the_route_point_css() {
 }
 
 #[test]
-fn hold_unhold_and_drop_by_the_application() {
+fn the_application_holds_resumes_and_drops_answered_calls_but_cannot_hold_offered_ones() {
     let tb = start();
     let mut app = App::login_and_open(&tb, &["rp-2000"]);
     let c = caller(&tb, "caller_cti_hold.xml", "2000", &[]);
@@ -366,7 +366,7 @@ fn a_websocket_application_answers_a_route_point_call() {
 }
 
 #[test]
-fn cti_port_media_static_at_open_or_dynamic_per_call() {
+fn a_cti_port_answers_with_media_set_per_call_or_given_at_open_which_route_points_refuse() {
     let tb = start();
     // Dynamic: opened without media, the port refuses to answer until media is set.
     let mut app = App::login_and_open(&tb, &["port-2101"]);
@@ -418,7 +418,7 @@ fn a_controlled_phone_line_is_watched_held_resumed_and_dropped() {
 }
 
 #[test]
-fn make_call_from_a_cti_port_with_its_static_media() {
+fn a_cti_port_calls_out_with_its_static_media_and_bad_targets_or_closed_devices_are_refused() {
     let tb = start();
     let mut app = App::login_and_open(&tb, &[]);
     app.ok(json!({"type":"open","device":"port-2101","media":{"ip":"127.0.0.1","port":40000}}));
@@ -444,7 +444,7 @@ fn make_call_from_a_cti_port_with_its_static_media() {
 }
 
 #[test]
-fn make_call_from_a_controlled_phone_line_by_third_party_call_control() {
+fn make_call_on_a_controlled_phone_connects_it_to_the_target_by_third_party_call_control() {
     let tb = start();
     let mut app = App::login_and_open(&tb, &["phone-1004"]);
     // The phone answers the box's offerless INVITE with its offer and must get the

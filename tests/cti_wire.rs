@@ -279,7 +279,7 @@ fn websocket_unmasked_client_frame_is_a_protocol_error() {
 }
 
 #[test]
-fn websocket_handshake_refusals() {
+fn ws_upgrade_elsewhere_gets_404_a_wrong_version_426_naming_13_and_http_still_answers() {
     let b = BoxProc::start(Start::default());
     let (_, head) = raw_ws(&b, &upgrade("/elsewhere", "13"));
     assert!(head.starts_with("HTTP/1.1 404 "), "{head}");

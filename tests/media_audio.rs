@@ -243,7 +243,7 @@ fn a_minute_of_espeak_speech_fires_no_digit() {
 }
 
 #[test]
-fn sox_wav_files_parse() {
+fn sox_pcm16_mu_law_and_a_law_wavs_parse_to_their_encoding_and_samples() {
     require("sox");
     let dir = TempDir::new("wav");
     let signal = sox_signal(&dir);

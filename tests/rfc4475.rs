@@ -124,7 +124,7 @@ fn req(file: &str) -> Request {
 }
 
 #[test]
-fn wsinv_fields() {
+fn the_whitespace_torture_invite_yields_every_field_rfc4475_describes() {
     let r = req("rfc4475/wsinv.dat");
     assert_eq!(r.method, Method::Invite);
     assert_eq!(r.uri.as_sip().unwrap().param("unknownparam"), Some(None));
@@ -152,7 +152,7 @@ fn wsinv_fields() {
 }
 
 #[test]
-fn unusual_but_valid_fields() {
+fn unusual_but_valid_requests_yield_the_methods_escapes_and_bodies_rfc4475_describes() {
     let r = req("rfc4475/intmeth.dat");
     assert_eq!(r.method, Method::Other("!interesting-Method0123456789_*+`.%indeed'~".into()));
     assert_eq!(r.cseq().unwrap().method, r.method);
@@ -194,13 +194,16 @@ fn unusual_but_valid_fields() {
 }
 
 #[test]
-fn responses_and_application_cases() {
+fn responses_with_an_unusual_or_empty_reason_phrase_keep_it() {
     let Message::Response(r) = parse_message(&load("rfc4475/unreason.dat")).unwrap() else { panic!() };
     assert_eq!(r.status, 200);
     assert!(r.reason.starts_with("= 2**3 * 5**2 "));
     let Message::Response(r) = parse_message(&load("rfc4475/noreason.dat")).unwrap() else { panic!() };
     assert_eq!((r.status, r.reason.as_str()), (100, ""));
+}
 
+#[test]
+fn application_cases_keep_unknown_extensions_schemes_params_and_rfc2543_forms() {
     let r = req("rfc4475/bext01.dat");
     let rej = check_request(&r).unwrap_err();
     let h = rej.header.unwrap();
@@ -233,7 +236,7 @@ fn responses_and_application_cases() {
 }
 
 #[test]
-fn rfc5118_fields() {
+fn rfc5118_ipv6_requests_yield_their_hosts_ports_and_received_params() {
     let uri = |f: &str| req(f).uri.as_sip().unwrap().clone();
     let u = uri("rfc5118/wire/port-ambiguous");
     assert_eq!((u.host, u.port), (Host::V6("2001:db8::10:5070".parse().unwrap()), None));

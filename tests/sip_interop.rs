@@ -69,7 +69,7 @@ fn call_answered_and_called_party_hangs_up() {
 }
 
 #[test]
-fn cancel_while_ringing() {
+fn a_cancel_while_ringing_reaches_the_callee_the_caller_gets_487_and_no_call_remains() {
     let tb = start();
     let c = callee(&tb, "callee_ring_cancel.xml", "1002");
     call(&tb, "caller_cancel.xml", "1002", vec![(c, "callee 1002")]);
@@ -100,7 +100,7 @@ fn no_answer_forwards_after_the_line_timeout() {
 }
 
 #[test]
-fn forward_all_and_forward_unregistered() {
+fn forward_all_and_forward_unregistered_lines_ring_their_target_which_answers() {
     let tb = start();
     let c = callee(&tb, "callee_answer.xml", "1002");
     call(&tb, "caller_call.xml", "1007", vec![(c, "1002 via forward all from 1007")]);
@@ -111,7 +111,7 @@ fn forward_all_and_forward_unregistered() {
 }
 
 #[test]
-fn hold_and_unhold_by_reinvite() {
+fn hold_and_unhold_reinvites_are_relayed_to_the_other_phone_and_answered() {
     let tb = start();
     let c = callee(&tb, "callee_hold.xml", "1002");
     call(&tb, "caller_hold.xml", "1002", vec![(c, "callee 1002")]);

@@ -129,7 +129,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sip_frames_by_content_length_and_compact_form() {
+    fn sip_stream_frames_end_at_content_length_and_missing_or_bad_lengths_break_them() {
         let m = b"OPTIONS sip:a SIP/2.0\r\nl: 3\r\n\r\nabcINVITE";
         assert_eq!(sip_frame(m), Frame::Message(m.len() - 6));
         assert_eq!(sip_frame(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 10\r\n\r\nabc"), Frame::Incomplete);
@@ -165,14 +165,14 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_bounded() {
+    fn lines_frame_at_the_newline_and_a_line_past_the_limit_is_broken() {
         assert_eq!(line_frame(b"{}\n{", 10), Frame::Message(3));
         assert_eq!(line_frame(b"{\"a\":", 10), Frame::Incomplete);
         assert_eq!(line_frame(&[b'x'; 20], 10), Frame::Broken("line too long"));
     }
 
     #[test]
-    fn http_head_parses() {
+    fn an_http_head_parses_once_complete_and_garbage_is_an_error() {
         let h = http_head(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
         assert_eq!((h.method.as_str(), h.path.as_str(), h.header("host")), ("GET", "/status", Some("x")));
         assert_eq!(http_head(b"GET /status HTTP/1.1\r\n").unwrap(), None);

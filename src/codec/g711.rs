@@ -238,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn anchors() {
+    fn zero_and_full_scale_encode_and_decode_to_their_g711_table_codes() {
         assert_eq!(ulaw_decode(0xFF), 0);
         assert_eq!(ulaw_decode(0x7F), 0);
         assert_eq!(ulaw_decode(0x80), 32124);
@@ -297,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn slices_and_payload_types() {
+    fn slices_code_up_to_the_shorter_buffer_payload_types_map_back_and_silence_is_quiet() {
         let pcm = [0i16, 1000, -1000, 32767, -32768];
         for law in [Law::Ulaw, Law::Alaw] {
             let mut codes = [0u8; 5];

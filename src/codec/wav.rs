@@ -180,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn golden_pcm16_round_trip() {
+    fn a_pcm16_wav_writes_its_golden_header_and_samples_and_parses_back() {
         let bytes = write_pcm16(&[0, 1, -1, i16::MAX, i16::MIN]);
         assert_eq!(&bytes[..12], b"RIFF\x2e\x00\x00\x00WAVE");
         assert_eq!(&bytes[20..24], &[1, 0, 1, 0]);
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn g711_files_and_extensible_and_odd_chunks() {
+    fn g711_wavs_in_extensible_form_and_with_odd_chunks_decode_to_their_samples() {
         let w = parse(&g711_file(7, true, false, &[0xFF, 0x80, 0x00])).unwrap();
         assert_eq!(w, Wav { encoding: WavEncoding::G711(Law::Ulaw), samples: vec![0, 32124, -32124] });
         let w = parse(&g711_file(6, false, true, &[0xD5, 0xAA])).unwrap();
@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_not_panics() {
+    fn bad_wavs_are_refused_with_their_reason_and_damage_never_panics() {
         assert_eq!(parse(b"RIFX"), Err(WavError::NotRiff));
         assert_eq!(parse(b"RIFF\0\0\0\0AVI "), Err(WavError::NotWave));
         assert_eq!(parse(b"RIFF\0\0\0\0WAVE"), Err(WavError::MissingFmt));

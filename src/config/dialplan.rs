@@ -179,7 +179,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dns() {
+    fn directory_numbers_are_1_to_32_digits_star_or_hash_with_an_optional_leading_plus() {
         for ok in ["1001", "+4930123", "*67", "#1", "0"] {
             assert!(is_dn(ok), "{ok}");
         }
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn patterns_match() {
+    fn patterns_match_wildcards_and_classes_and_transform_by_discarding_or_prefixing() {
         let p = Pattern::parse("9.!").unwrap();
         assert!(p.matches("90123456"));
         assert!(!p.matches("9"));
@@ -208,14 +208,14 @@ mod tests {
     }
 
     #[test]
-    fn patterns_refused() {
+    fn patterns_with_misplaced_dots_or_bangs_or_bad_classes_or_characters_are_refused() {
         for bad in ["", "9..!", ".9", "9.", "!9", "9[", "9]", "9[]", "9[5-1]", "9[a]", "9Y", "1+", "9[^0-9]"] {
             assert!(Pattern::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn line_refs() {
+    fn a_line_ref_splits_at_the_at_sign_into_dn_and_optional_partition() {
         assert_eq!(split_line_ref("1001@internal"), ("1001", Some("internal")));
         assert_eq!(split_line_ref("1001"), ("1001", None));
     }

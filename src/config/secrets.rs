@@ -291,7 +291,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weak_passwords() {
+    fn short_well_known_repeated_sequential_or_name_containing_passwords_are_refused() {
         assert_eq!(weakness("1234", &[]), Some("shorter than 8 characters"));
         assert_eq!(weakness("Password", &[]), Some("a well-known password"));
         assert_eq!(weakness("alice-secret-9", &["alice"]), Some("contains the username, device name or number"));
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn constant_time() {
+    fn constant_time_eq_is_true_only_for_equal_bytes_of_equal_length() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
@@ -310,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn app_secret_forms() {
+    fn an_app_secret_is_generate_or_an_argon2id_phc_that_verifies_only_its_secret() {
         assert_eq!(parse_app_secret("generate"), Ok(AppSecret::Generate));
         assert!(parse_app_secret("hunter2").is_err());
         assert!(parse_app_secret("$argon2id$v=19$garbage").is_err());
@@ -321,6 +321,10 @@ mod tests {
         assert!(!s.verify("s3cret-for-crn"));
         assert!(AppSecret::Generated("abc".into()).verify("abc"));
         assert!(!AppSecret::Generate.verify(""));
+    }
+
+    #[test]
+    fn a_password_debug_prints_redacted() {
         assert_eq!(format!("{:?}", Password::Plain("x".into())), "Password(<redacted>)");
     }
 

@@ -45,7 +45,7 @@ fn with(extra: &str) -> String {
 }
 
 #[test]
-fn base_is_valid() {
+fn a_minimal_config_is_valid_with_the_default_pool_and_device_name_as_username() {
     let c = parse_str(BASE, "t.toml").unwrap();
     assert_eq!(c.devices[0].pool, "default");
     assert!(matches!(&c.devices[0].kind, DeviceKind::SipPhone { username, .. } if username == "p1"));
@@ -93,7 +93,7 @@ const EXPECTED: &[&str] = &[
 ];
 
 #[test]
-fn every_kind_of_mistake() {
+fn each_kind_of_config_mistake_is_refused_with_its_position_and_message() {
     let cases = [
         "[sip\nudp = 1",
         "[sip]\nudpp = \"0.0.0.0:5060\"",
@@ -184,7 +184,7 @@ fn generated_secrets_are_created_once_and_kept() {
 }
 
 #[test]
-fn builtin_boards_parse() {
+fn every_builtin_board_parses_with_three_ports_and_only_sim_is_simulated() {
     for (name, _) in crate::board::BUILTIN {
         let b = crate::board::Board::by_name(name).unwrap();
         assert_eq!(b.name, *name);
@@ -195,7 +195,7 @@ fn builtin_boards_parse() {
 }
 
 #[test]
-fn board_file_errors() {
+fn board_file_mistakes_are_refused_with_their_position_and_message() {
     use crate::board::Board;
     let head = "name = \"x\"\ndriver = \"linux\"\ngpio_chip = \"gpiochip0\"\n";
     let port = "[[port]]\nname = \"fxs1\"\nkind = \"fxs\"\nplayback = \"hw:1\"\ncapture = \"hw:1\"\n";
@@ -216,7 +216,7 @@ fn board_file_errors() {
 }
 
 #[test]
-fn board_file_from_config() {
+fn a_board_file_named_by_the_config_is_loaded_and_its_errors_name_that_file() {
     let dir = temp_dir("board");
     let board = "name = \"custom\"\ndriver = \"sim\"\n[[port]]\nname = \"line1\"\nkind = \"fxs\"\nplayback = \"a\"\ncapture = \"a\"\nhook = { line = \"H\" }\nring = { line = \"R\" }\n";
     std::fs::write(dir.join("myboard.toml"), board).unwrap();
@@ -261,7 +261,7 @@ fn moh_file_is_checked_at_load() {
 }
 
 #[test]
-fn no_panic_on_odd_input() {
+fn odd_input_never_panics_and_an_empty_file_is_valid() {
     for t in ["", "\u{feff}", "[[device]]\n", "[peer]\n", "a = 1", "[sip]\nt1_ms = 99999999999999999999", "[[line]]\ndn=\"\"\npartition=\"\"", "\u{1F600} = 1"] {
         let _ = parse_str(t, "t.toml");
     }
@@ -269,7 +269,7 @@ fn no_panic_on_odd_input() {
 }
 
 #[test]
-fn errors_stay_small() {
+fn a_config_error_is_smaller_than_128_bytes() {
     assert!(std::mem::size_of::<ConfigError>() < 128, "{}", std::mem::size_of::<ConfigError>());
 }
 

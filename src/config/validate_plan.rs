@@ -190,7 +190,7 @@ fn host_port(s: &str) -> Option<(String, u16)> {
 
 #[cfg(test)]
 #[test]
-fn trunk_addresses() {
+fn trunk_addresses_are_host_or_ip_with_port_5060_by_default_and_bad_ones_are_refused() {
     assert_eq!(host_port("sip.itsp.example"), Some(("sip.itsp.example".into(), 5060)));
     assert_eq!(host_port("192.0.2.1:5080"), Some(("192.0.2.1".into(), 5080)));
     assert_eq!(host_port("[2001:db8::1]:5061"), Some(("2001:db8::1".into(), 5061)));

@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc2617_reference_vector() {
+    fn md5_response_matches_the_rfc2617_example() {
         // RFC 2617 §3.5 example (MD5, qop=auth).
         let c = Credentials {
             username: "Mufasa".into(),
@@ -301,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn rfc7616_sha256_reference_vector() {
+    fn sha256_response_matches_the_rfc7616_example() {
         // RFC 7616 §3.9.1 example (SHA-256, qop=auth).
         let c = Credentials {
             username: "Mufasa".into(),

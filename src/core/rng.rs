@@ -48,7 +48,7 @@ impl EngineRng {
 mod tests {
     use super::*;
     #[test]
-    fn same_seed_same_stream() {
+    fn the_same_seed_gives_the_same_stream_and_another_seed_a_different_one() {
         let mut a = EngineRng::seed_from_u64(7);
         let mut b = EngineRng::seed_from_u64(7);
         assert_eq!(a.token(16), b.token(16));

@@ -400,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_commands() {
+    fn commands_parse_with_their_arguments_and_bad_ones_are_refused_with_usage() {
         let o = parse_args(&args("--connect box:2748 --app ivr answer rp1 c7 --media 192.0.2.10:4000")).unwrap();
         assert_eq!(o.connect, "box:2748");
         assert_eq!(o.app.as_deref(), Some("ivr"));

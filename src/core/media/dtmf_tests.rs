@@ -35,7 +35,7 @@ fn tone(low_factor: f32, high_factor: f32) -> DtmfTone {
 }
 
 #[test]
-fn keypad_helpers() {
+fn digits_map_to_their_keypad_frequencies_event_codes_and_characters() {
     assert_eq!(Digit::from_char('5').unwrap().freqs(), (770.0, 1336.0));
     assert_eq!(Digit::from_char('*').unwrap().event(), 10);
     assert_eq!(Digit::from_char('#').unwrap().freqs(), (941.0, 1477.0));

@@ -203,7 +203,7 @@ fn timestamp_wrap_and_sender_clock_drift() {
 }
 
 #[test]
-fn bounded_and_defensive() {
+fn holds_64_packets_refuses_duplicate_bad_and_late_ones_and_resyncs_on_a_far_jump() {
     let mut jb = JitterBuffer::new(JitterConfig::default());
     let mut f = [0i16; 160];
     assert_eq!(jb.pop(Time(0), &mut f), Frame::Idle);
@@ -231,7 +231,7 @@ fn bounded_and_defensive() {
 }
 
 #[test]
-fn mixed_packet_sizes() {
+fn interleaved_10_and_30_ms_packets_play_out_as_contiguous_20_ms_frames() {
     // 10 ms and 30 ms packets interleaved still give contiguous 20 ms frames.
     let mut jb = JitterBuffer::new(JitterConfig::default());
     let mut pos = 0u64;

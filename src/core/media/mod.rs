@@ -58,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dbm0_round_trip() {
+    fn dbm0_and_peak_convert_both_ways_and_mu_law_clips_at_3_17_dbm0() {
         assert!((dbm0_to_peak(0.0) - DBM0_PEAK).abs() < 1e-3);
         assert!((peak_to_dbm0(dbm0_to_peak(-13.0)) + 13.0).abs() < 1e-4);
         // mu-law clip level is +3.17 dBm0.

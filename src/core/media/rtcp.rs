@@ -398,7 +398,7 @@ mod tests {
     ];
 
     #[test]
-    fn golden_sr_with_sdes() {
+    fn sr_with_sdes_builds_to_and_parses_from_its_golden_bytes() {
         let pkts = vec![
             RtcpPacket::Sr {
                 ssrc: 0xDEAD_BEEF,
@@ -419,7 +419,7 @@ mod tests {
     ];
 
     #[test]
-    fn golden_rr_with_bye() {
+    fn rr_with_bye_builds_to_and_parses_from_its_golden_bytes() {
         let pkts = vec![
             RtcpPacket::Rr { ssrc: 7, reports: vec![] },
             RtcpPacket::Bye { sources: vec![7], reason: Some(b"done".to_vec()) },
@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn many_blocks_and_unknown_types_round_trip() {
+    fn up_to_31_blocks_and_unknown_types_round_trip_more_are_refused_and_loss_is_clamped() {
         let reports: Vec<ReportBlock> =
             (0..31).map(|i| ReportBlock { ssrc: i, cumulative_lost: 0x7F_FFFF, ..block() }).collect();
         let pkts = vec![
@@ -454,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn validity_checks() {
+    fn compounds_failing_rfc3550_validity_checks_are_refused_and_damage_never_panics() {
         assert_eq!(parse_compound(&GOLDEN_RR_BYE[8..]), Err(RtcpError::NotReportFirst(PT_BYE)));
         let mut v = GOLDEN_RR_BYE.to_vec();
         v[0] = 0x40;
@@ -487,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn rtt_from_lsr_and_dlsr() {
+    fn round_trip_time_is_derived_from_lsr_and_dlsr() {
         let sr_ntp: u64 = 0xE800_0010_0000_0000; // SR sent at t
         let lsr = ntp_middle(sr_ntp);
         let dlsr = to_dlsr(Duration::from_millis(250));

@@ -368,7 +368,7 @@ mod tests {
     ];
 
     #[test]
-    fn golden_simple_packet() {
+    fn a_simple_packet_writes_and_parses_as_its_golden_bytes() {
         let h = RtpHeader {
             marker: true,
             payload_type: 8,
@@ -385,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn golden_full_packet_with_csrc_extension_and_padding() {
+    fn csrcs_extension_and_padding_round_trip_golden_and_an_unaligned_extension_fails() {
         let golden: Vec<u8> = vec![
             0xB2, 0x00, 0xFF, 0xFF, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // V=2 P X CC=2
             0x00, 0x00, 0x00, 0x0A, 0x00, 0x00, 0x00, 0x0B, // CSRCs
@@ -447,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    fn probation_then_loss_and_fraction_lost() {
+    fn a_source_is_valid_after_probation_and_report_blocks_count_loss_per_interval() {
         let mut s = ReceiveStats::new(100, 8000);
         assert_eq!(s.update(100, 0, t(0)), SeqVerdict::Probation);
         assert_eq!(s.update(101, 160, t(20)), SeqVerdict::Valid);
@@ -473,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn sequence_wraps_and_duplicates() {
+    fn the_extended_sequence_counts_across_the_wrap_and_a_duplicate_makes_loss_negative() {
         let mut s = ReceiveStats::new(65534, 8000);
         for (i, seq) in [65534u16, 65535, 0, 1, 1, 2].iter().enumerate() {
             s.update(*seq, i as u32 * 160, t(i as u64 * 20));

@@ -245,7 +245,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn golden_bytes() {
+    fn events_encode_and_decode_as_rfc4733_bytes_ignoring_r_and_refusing_bad_lengths() {
         // RFC 4733 figure 2 layout: event 5, E=1, volume 10, duration 800 (0x0320).
         let e = TelephoneEvent { event: 5, end: true, volume: 10, duration: 800 };
         assert_eq!(e.encode(), [0x05, 0x8A, 0x03, 0x20]);
@@ -273,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn sender_run_shape() {
+    fn a_sender_run_is_a_marked_start_then_three_end_packets_of_the_full_duration() {
         let run = sender_run(1, 10, 800, 400);
         let d: Vec<(bool, u16, bool)> = run.iter().map(|(m, e)| (*m, e.duration, e.end)).collect();
         assert_eq!(d, vec![(true, 400, false), (false, 800, true), (false, 800, true), (false, 800, true)]);
@@ -300,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn lost_start_lost_end_and_reordering() {
+    fn events_survive_lost_starts_lost_ends_reordering_and_stragglers_and_time_out_once() {
         let mut rx = EventReceiver::new();
         let run = sender_run(3, 10, 2000, 400);
         // First two packets lost: the digit is reported on the first one that arrives.

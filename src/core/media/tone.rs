@@ -346,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn phase_continuous_across_frames() {
+    fn tone_frames_equal_one_long_run_and_never_jump_beyond_the_tones_slope() {
         // Frame by frame equals one long run, and no sample-to-sample jump exceeds what
         // the tone's own slope allows.
         let mut a = ToneGen::for_plan(Country::De, ToneKind::Dial);

@@ -239,7 +239,7 @@ Content-Length: {}\r\n\r\n{body}",
     }
 
     #[test]
-    fn message_level_rejections() {
+    fn bad_body_headers_max_forwards_0_unsupported_require_or_unmet_accept_are_rejected() {
         assert_eq!(code(&req("", "")), None);
         assert_eq!(code(&req("Content-Type: application/sdp\r\n", "v=0\r\n")), None);
         assert_eq!(code(&req("", "v=0\r\n")), Some(400), "body without Content-Type");

@@ -368,7 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn via_with_lws_and_params() {
+    fn via_parses_through_lws_reads_its_params_prints_back_and_refuses_empty_params() {
         let v = Via::parse("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!((v.transport.as_str(), v.branch()), ("UDP", Some("390skdjuw")));
         let v = Via::parse("SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239").unwrap();
@@ -391,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn name_addr_forms() {
+    fn name_addrs_parse_quoted_names_and_param_placement_and_refuse_malformed_forms() {
         let a = NameAddr::parse(r#""J Rosenberg \\\""       <sip:jdrosen@example.com> ; tag = 98asjd8"#).unwrap();
         assert_eq!(a.display.as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(a.tag(), Some("98asjd8"));
@@ -412,18 +412,30 @@ mod tests {
     }
 
     #[test]
-    fn cseq_auth_media_reason() {
+    fn cseq_parses_leading_zeros_and_refuses_numbers_of_2_pow_31_or_more() {
         assert_eq!(CSeq::parse("0009 INVITE"), Some(CSeq { seq: 9, method: Method::Invite }));
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());
         assert!(CSeq::parse("2147483648 INVITE").is_none());
+    }
+
+    #[test]
+    fn auth_params_of_any_scheme_read_case_insensitively_with_quotes_removed() {
         let a = AuthParams::parse(r#"Digest realm="atlanta.example.com", nonce="ea9c8e88df84f1cec4341ae6cbe5a359", qop="auth,auth-int", algorithm=MD5, stale=FALSE"#).unwrap();
         assert!(a.is_digest());
         assert_eq!(a.get("qop").as_deref(), Some("auth,auth-int"));
         assert_eq!(a.get("ALGORITHM").as_deref(), Some("MD5"));
         let a = AuthParams::parse("NoOneKnowsThisScheme opaque-data=here").unwrap();
         assert_eq!(a.get("opaque-data").as_deref(), Some("here"));
+    }
+
+    #[test]
+    fn a_media_type_with_lws_and_params_matches_case_insensitively() {
         let m = MediaType::parse("application/sdp ; charset=utf-8").unwrap();
         assert!(m.is("Application", "SDP"));
+    }
+
+    #[test]
+    fn a_reason_header_yields_its_cause_and_unquoted_text() {
         let r = Reason::parse(r#"SIP ;cause=200 ;text="Call completed elsewhere""#).unwrap();
         assert_eq!((r.cause(), r.text().as_deref()), (Some(200), Some("Call completed elsewhere")));
     }

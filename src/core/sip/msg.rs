@@ -260,7 +260,7 @@ f: <sip:a@b>;tag=1\r\nt: <sip:a@b>\r\ni: x@y\r\nCSeq: 2 REGISTER\r\nm: *\r\nX-Od
     }
 
     #[test]
-    fn header_list_edits() {
+    fn headers_split_comma_lists_set_replaces_every_value_and_remove_deletes() {
         let mut h = Headers::default();
         h.push(HeaderName::Via, "a");
         h.push(HeaderName::Via, "b, c");

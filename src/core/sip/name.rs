@@ -231,7 +231,7 @@ impl fmt::Display for Method {
 mod tests {
     use super::*;
     #[test]
-    fn names_case_insensitive_and_compact() {
+    fn header_names_match_case_insensitively_and_in_compact_form() {
         assert_eq!(HeaderName::parse("v"), HeaderName::Via);
         assert_eq!(HeaderName::parse("V"), HeaderName::Via);
         assert_eq!(HeaderName::parse("MaX-fOrWaRdS"), HeaderName::MaxForwards);
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
     }
     #[test]
-    fn methods() {
+    fn methods_match_case_sensitively_unknown_tokens_are_other_and_non_tokens_refused() {
         assert_eq!(Method::parse("INVITE"), Some(Method::Invite));
         assert_eq!(Method::parse("invite"), Some(Method::Other("invite".into())));
         assert_eq!(Method::parse("A B"), None);

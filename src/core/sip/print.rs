@@ -194,7 +194,7 @@ Content-Length: 0\r\n\r\n";
     }
 
     #[test]
-    fn response_copies_dialog_headers_golden() {
+    fn a_response_copies_the_requests_dialog_headers_and_adds_a_to_tag_only_when_given() {
         let r = Response::to_request(&request(), 180, Some("a6c85cf"));
         assert_eq!(
             String::from_utf8(r.to_bytes()).unwrap(),
@@ -212,7 +212,7 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
-    fn request_builder_golden() {
+    fn a_built_request_prints_as_its_golden_bytes_and_parses_back() {
         let uri = Uri::Sip(SipUri::new(Some("bob"), Host::Domain("biloxi.example.com".into()), Some(5062)));
         let mut r = Request::new(
             Method::Invite,

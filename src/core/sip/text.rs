@@ -220,7 +220,7 @@ mod tests {
         assert!(split_commas("<sip:a").is_err());
     }
     #[test]
-    fn params_with_lws() {
+    fn params_parse_through_lws_and_quoted_semicolons_and_empty_ones_are_refused() {
         let p = parse_params(" ;   tag    = 1918181833n").unwrap();
         assert_eq!(p, vec![Param::new("tag", Some("1918181833n"))]);
         let p = parse_params(";lr;received=[2001:db8::9:255];x=\"a;b\"").unwrap();

@@ -615,7 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn capacity_is_bounded() {
+    fn past_its_capacity_the_layer_answers_overloaded_and_refuses_to_send() {
         let mut l = TxnLayer::new(SipTimers::default(), 2);
         for (i, b) in ["z9hG4bKa", "z9hG4bKb"].iter().enumerate() {
             assert!(matches!(l.on_request(ms(i as u64), req("OPTIONS", b), origin(false)), Incoming::New(..)));

@@ -352,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn sip_components() {
+    fn a_sips_uri_yields_user_password_v6_host_port_params_and_headers_and_prints_back() {
         let u = sip("sips:alice:secret@[2001:db8::1]:5061;transport=tcp;lr?subject=x&h=y");
         assert!(u.secure);
         assert_eq!(u.user.as_deref(), Some("alice"));
@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn unusual_user_and_escapes() {
+    fn unusual_user_and_password_characters_parse_and_bad_escapes_are_refused() {
         let u = sip("sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
         assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
         assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
@@ -377,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_forms() {
+    fn ipv6_hosts_need_brackets_and_only_a_port_after_the_bracket_is_a_port() {
         assert!(Uri::parse("sip:2001:db8::10").is_none());
         let u = sip("sip:[2001:db8::10:5070]");
         assert_eq!(u.port, None);
@@ -388,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_and_rejects() {
+    fn other_schemes_parse_and_brackets_trailing_semicolons_spaces_or_bad_ports_are_refused() {
         assert_eq!(Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap().scheme(), "tel");
         assert_eq!(Uri::parse("soap.beep://192.0.2.103:3002").unwrap().scheme(), "soap.beep");
         assert!(Uri::parse("<sip:user@example.com>").is_none());

@@ -421,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn addresses_as_the_kernel_writes_them() {
+    fn kernel_written_v4_and_v6_sockaddrs_parse_and_short_or_unspec_ones_are_none() {
         let v4 = SockaddrStorage::from("127.0.0.1:4000".parse::<SocketAddr>().unwrap());
         // SAFETY: as_ptr points at len() initialised bytes.
         let b = unsafe { std::slice::from_raw_parts(v4.as_ptr().cast::<u8>(), v4.len() as usize) };
