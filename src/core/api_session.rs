@@ -210,6 +210,8 @@ impl Engine {
         if is_cti {
             // Offered calls must not wait for a client that is gone: on failure they
             // follow Call Forward On Failure, on a deliberate close No Answer.
+            // Any call at the device may change.
+            self.sip.touch_all = true;
             self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_device_released(cx, &d, failure));
         }
     }
@@ -238,6 +240,7 @@ impl Engine {
                 done(self.sip.b2bua.cti_set_media(&call, media.into(), &|d| owned.contains_key(d)))
             }
             Command::Answer { call, media, box_media } => {
+                self.sip.touch_call(&call);
                 let owned = self.api_owned(client);
                 let cfg = self.config.clone();
                 let now = self.now;
@@ -249,18 +252,18 @@ impl Engine {
                 });
                 r.map(|media| CommandResult::Answered { media }).map_err(ApiError::from)
             }
-            Command::Redirect { call, to } => done(self.api_call_op(client, |b, cx, ok| b.cti_redirect(cx, &call, &to, ok))),
-            Command::Hold { call } => done(self.api_call_op(client, |b, cx, ok| b.cti_hold(cx, &call, true, ok))),
-            Command::Unhold { call } => done(self.api_call_op(client, |b, cx, ok| b.cti_hold(cx, &call, false, ok))),
-            Command::Drop { call } => done(self.api_call_op(client, |b, cx, ok| b.cti_drop(cx, &call, ok))),
-            Command::Play { call, prompt } => done(self.api_call_op(client, |b, cx, ok| b.cti_play(cx, &call, &prompt, ok))),
+            Command::Redirect { call, to } => done(self.api_call_op(&call, client, |b, cx, ok| b.cti_redirect(cx, &call, &to, ok))),
+            Command::Hold { call } => done(self.api_call_op(&call, client, |b, cx, ok| b.cti_hold(cx, &call, true, ok))),
+            Command::Unhold { call } => done(self.api_call_op(&call, client, |b, cx, ok| b.cti_hold(cx, &call, false, ok))),
+            Command::Drop { call } => done(self.api_call_op(&call, client, |b, cx, ok| b.cti_drop(cx, &call, ok))),
+            Command::Play { call, prompt } => done(self.api_call_op(&call, client, |b, cx, ok| b.cti_play(cx, &call, &prompt, ok))),
             Command::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms } => {
                 let ms = |v: u32| Duration::from_millis(u64::from(v));
                 let spec = CollectSpec { max, terminator, inter_digit: ms(inter_digit_timeout_ms), first_digit: first_digit_timeout_ms.map(ms) };
-                done(self.api_call_op(client, |b, cx, ok| b.cti_collect_digits(cx, &call, spec, ok)))
+                done(self.api_call_op(&call, client, |b, cx, ok| b.cti_collect_digits(cx, &call, spec, ok)))
             }
-            Command::StopMedia { call } => done(self.api_call_op(client, |b, _, ok| b.cti_stop_media(&call, ok))),
-            Command::SendDigits { call, digits } => done(self.api_call_op(client, |b, _, ok| b.cti_send_digits(&call, &digits, ok))),
+            Command::StopMedia { call } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_stop_media(&call, ok))),
+            Command::SendDigits { call, digits } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_send_digits(&call, &digits, ok))),
             Command::MakeCall { device, to, media } => {
                 let owned = self.api_owned(client);
                 let Some(static_media) = owned.get(&device) else {
@@ -270,6 +273,9 @@ impl Engine {
                 let cfg = self.config.clone();
                 let now = self.now;
                 let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_make_call(cx, &device, &to, m));
+                if let Ok(call) = &r {
+                    self.sip.touch_call(call);
+                }
                 r.map(|call| CommandResult::Placed { call }).map_err(ApiError::from)
             }
         }
@@ -279,11 +285,14 @@ impl Engine {
         self.api.clients.get(&client).map(|s| s.devices.clone()).unwrap_or_default()
     }
 
+    /// A command on one call: `call` is the only call it may change.
     fn api_call_op(
         &mut self,
+        call: &str,
         client: ClientId,
         f: impl FnOnce(&mut crate::core::call::B2bua, &mut crate::core::call::b2bua::Ctx<'_>, &dyn Fn(&str) -> bool) -> Result<(), (ErrorCode, String)>,
     ) -> Result<(), (ErrorCode, String)> {
+        self.sip.touch_call(call);
         let owned = self.api_owned(client);
         let cfg = self.config.clone();
         let now = self.now;

@@ -371,10 +371,16 @@ impl SipEndpoint {
         self.pump(now, cfg, rng, out);
     }
 
-    /// Runs a CTI command against the B2BUA, then moves what it produced along.
+    /// Runs a CTI command against the B2BUA, then moves what it produced along. The
+    /// caller says which calls it may change (`touch_call`, `touch_all`), so that only
+    /// those are compared with what was replicated.
     pub fn cti_command<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {
-        self.touch_all = true;
         self.run_b2bua(now, cfg, rng, out, f)
+    }
+
+    /// A command names call `call` ("c12"): it is looked at for replication.
+    pub(crate) fn touch_call(&mut self, call: &str) {
+        self.touched.extend(crate::core::call::cti::call_id_of(call));
     }
 
     fn run_b2bua<R>(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>, f: impl FnOnce(&mut B2bua, &mut Ctx<'_>) -> R) -> R {

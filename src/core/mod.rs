@@ -414,6 +414,7 @@ impl Engine {
             "stats": self.stats,
             "sip": self.sip.stats,
             "registrations": self.sip.registrar.len(),
+            "transactions": self.sip.transactions(),
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,
             "call_media": self.sip.b2bua.stats,
