@@ -12,6 +12,24 @@ pub struct Timers<K: Ord + Hash + Clone> {
     by_key: HashMap<K, Time>,
 }
 
+/// As data, a timer table is its (key, deadline) pairs, earliest first.
+impl<K: Ord + Hash + Clone + serde::Serialize> serde::Serialize for Timers<K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.by_deadline.iter().map(|(t, k)| (k, *t)))
+    }
+}
+
+impl<'de, K: Ord + Hash + Clone + serde::Deserialize<'de>> serde::Deserialize<'de> for Timers<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(K, Time)> = serde::Deserialize::deserialize(d)?;
+        let mut t = Timers::default();
+        for (k, at) in pairs {
+            t.arm(k, at);
+        }
+        Ok(t)
+    }
+}
+
 impl<K: Ord + Hash + Clone> Default for Timers<K> {
     fn default() -> Self {
         Timers { by_deadline: BTreeSet::new(), by_key: HashMap::new() }
@@ -71,6 +89,19 @@ impl<K: Ord + Hash + Clone> Timers<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timer_table_round_trips_through_postcard_with_its_deadlines_and_order() {
+        let mut t: Timers<(u64, u8)> = Timers::default();
+        t.arm((7, 1), Time(300));
+        t.arm((2, 0), Time(100));
+        t.arm((7, 2), Time(200));
+        let bytes = postcard::to_allocvec(&t).unwrap();
+        let mut back: Timers<(u64, u8)> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((back.deadline(&(7, 1)), back.deadline(&(7, 2)), back.next()), (Some(Time(300)), Some(Time(200)), Some(Time(100))));
+        let order: Vec<_> = std::iter::from_fn(|| back.pop_expired(Time(1_000))).collect();
+        assert_eq!(order, [(2, 0), (7, 2), (7, 1)]);
+    }
     #[test]
     fn fires_in_order_and_rearm_replaces() {
         let mut t: Timers<u32> = Timers::default();

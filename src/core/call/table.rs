@@ -84,7 +84,7 @@ pub struct B2bua {
     pub(super) invites: HashMap<ServerTxn, u64>,
     /// Requests relayed to the other leg, by the server transaction awaiting the answer.
     pub(super) pending_requests: HashMap<ServerTxn, Request>,
-    #[serde(skip)]
+    /// The calls' timers, keyed by call (each `CallState` says which it keeps armed).
     pub(super) timers: Timers<(u64, CallTimer)>,
     #[serde(skip)]
     pub(super) out: Vec<Action>,
