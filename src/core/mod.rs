@@ -286,15 +286,11 @@ impl Engine {
                 self.sip.handle_message(self.now, &cfg, &mut self.rng, origin, &bytes, &mut self.out);
                 self.api_deliver();
             }
-            Input::ConnClosed { conn } => {
-                self.sip.connection_closed(conn);
-                self.cti_close_session(conn, true);
-            }
+            Input::ConnClosed { conn } => self.connection_closed(conn),
             Input::ConnPanicked { conn } => {
                 self.stats.conn_task_panics += 1;
                 if let Some(conn) = conn {
-                    self.sip.connection_closed(conn);
-                    self.cti_close_session(conn, true);
+                    self.connection_closed(conn);
                 }
             }
             Input::CtiOpened { conn, peer, .. } => self.handle_cti_opened(conn, peer),
@@ -306,6 +302,13 @@ impl Engine {
             Input::Stop => self.sip.stopping(self.now, &mut self.out),
         }
         self.replicate_calls();
+    }
+
+    /// A stream connection is gone: its SIP flows and its CTI session (a failure: its
+    /// offered calls follow Call Forward On Failure).
+    fn connection_closed(&mut self, conn: ConnId) {
+        self.sip.connection_closed(conn);
+        self.cti_close_session(conn, true);
     }
 
     /// The next thing to do, until `None`.

@@ -35,29 +35,14 @@ pub async fn http_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Res
             log::warn!("http: refusing connection from {peer}: {} open", open.get());
             continue;
         }
-        let slot = HttpSlot::take(&open);
+        // One place among `HTTP_CONNECTIONS`, given back on drop (or on upgrade).
+        let slot = super::writer::ConnSlot::take(&open);
         let inbox = inbox.clone();
         super::writer::spawn_conn(None, inbox.clone(), serve(stream, peer, inbox, slot));
     }
 }
 
-/// One place among `HTTP_CONNECTIONS`, given back on drop (or on upgrade).
-struct HttpSlot(Rc<Cell<usize>>);
-
-impl HttpSlot {
-    fn take(open: &Rc<Cell<usize>>) -> HttpSlot {
-        open.set(open.get() + 1);
-        HttpSlot(open.clone())
-    }
-}
-
-impl Drop for HttpSlot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
-    }
-}
-
-async fn serve(mut stream: TcpStream, peer: SocketAddr, inbox: mpsc::Sender<Event>, slot: HttpSlot) {
+async fn serve(mut stream: TcpStream, peer: SocketAddr, inbox: mpsc::Sender<Event>, slot: super::writer::ConnSlot) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let wait = Duration::from_millis(limits::HTTP_REQUEST_TIMEOUT_MS);

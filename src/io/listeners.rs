@@ -4,7 +4,7 @@
 
 use super::driver::Event;
 use super::framing;
-use super::writer::{attach, next_conn_id, read_loop, spawn_conn};
+use super::writer::{attach, next_conn_id, read_loop, spawn_conn, ConnSlot};
 use crate::core::{CtiTransport, Input, Transport};
 use crate::limits;
 use std::net::SocketAddr;
@@ -181,7 +181,7 @@ pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> 
             log::warn!("sip: refusing tcp connection from {from}: {} open", open.get());
             continue;
         }
-        let slot = TcpSlot::take(&open);
+        let slot = ConnSlot::take(&open);
         let conn = next_conn_id();
         // The connection's own local address, not the (maybe wildcard) listener's.
         let local = stream.local_addr().unwrap_or(local);
@@ -194,22 +194,6 @@ pub async fn sip_tcp_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> 
             };
             read_loop(rd, conn, limits::SIP_TCP_BUFFER, framing::sip_frame, deliver, reader_inbox).await;
         });
-    }
-}
-
-/// One place among `SIP_TCP_CONNECTIONS`, given back on drop (also when the task panics).
-struct TcpSlot(Rc<std::cell::Cell<usize>>);
-
-impl TcpSlot {
-    fn take(open: &Rc<std::cell::Cell<usize>>) -> TcpSlot {
-        open.set(open.get() + 1);
-        TcpSlot(open.clone())
-    }
-}
-
-impl Drop for TcpSlot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 

@@ -32,6 +32,23 @@ where
     });
 }
 
+/// One place among a listener's connections (`open` counts them), given back on drop:
+/// when the connection's task ends, and also when it panics.
+pub struct ConnSlot(std::rc::Rc<std::cell::Cell<usize>>);
+
+impl ConnSlot {
+    pub fn take(open: &std::rc::Rc<std::cell::Cell<usize>>) -> ConnSlot {
+        open.set(open.get() + 1);
+        ConnSlot(open.clone())
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// Fault injection for tests (CTIBOX_FAULT=panic-on-marker): a connection task that
 /// reads a frame holding this marker panics, as a bug would.
 const FAULT_MARKER: &[u8] = b"ctibox-fault: panic";
