@@ -44,13 +44,20 @@ pub const SIP_MAX_HEADERS: usize = 128;
 pub const SIP_MAX_LINE: usize = 8 * 1024;
 /// Largest Content-Length value accepted (a body can never exceed the message cap).
 pub const SIP_MAX_CONTENT_LENGTH: usize = SIP_MAX_MESSAGE;
-/// SIP transactions (client + server) alive at once; past it new requests get 503.
-/// Over UDP a call leaves its transactions behind for a while after it ends (the
-/// BYE's server transaction 64*T1 = 32 s in Completed, the 407'd INVITE and the
-/// outgoing BYE T4 = 5 s): about 42 per call per second of call rate. This holds a
-/// sustained 2000 calls/s with room (scripts/bench/sip); 4096 refused new calls with
-/// 503 from about 100 calls/s.
+/// Live SIP transactions (client + server: no final answer yet, or an INVITE's
+/// non-2xx waiting for its ACK). Past it, requests that would start a call or a
+/// dialog get 503 with Retry-After; requests inside a dialog, CANCELs and the box's
+/// own requests may use up to twice this, the hard bound, so that calls can end.
+/// A live transaction lasts a call's set-up; at 4000 calls/s a few hundred are
+/// alive (scripts/bench/sip).
 pub const SIP_MAX_TRANSACTIONS: usize = 131_072;
+/// Completed transaction records (what absorbs retransmissions after the final
+/// answer, about 70 bytes each without a stored answer) kept at once. A call leaves
+/// about two for 64*T1 = 32 s over UDP (its INVITE's Accepted record and its BYE's),
+/// so this holds 6000 calls/s; past it the oldest go first (counted).
+pub const SIP_MAX_COMPLETED: usize = 393_216;
+/// Seconds a caller refused for capacity is asked to wait (Retry-After).
+pub const SIP_OVERLOAD_RETRY_AFTER_S: u32 = 5;
 /// Time a new HTTP connection has to send its whole request (ms).
 pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Bytes tungstenite may buffer toward one CTI WebSocket before the write fails.

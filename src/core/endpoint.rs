@@ -34,6 +34,9 @@ pub struct SipStats {
     pub auth_failures: u64,
     pub registrations: u64,
     pub calls_started: u64,
+    /// Requests refused with 503 for capacity (new calls past the call limit, and
+    /// requests past the transaction limit).
+    pub refused_overload: u64,
 }
 
 /// Persisted registrations: bindings plus the wall clock they were saved at, so
@@ -125,6 +128,15 @@ fn answer(req: &Request, code: u16, tag: &str) -> Response {
     Response::to_request(req, code, Some(tag))
 }
 
+/// 503 for a request the box has no room for, with the time to wait before trying
+/// again (RFC 3261 §21.5.4).
+fn overloaded(req: &Request, what: &str, tag: &str) -> Response {
+    let mut r = answer(req, 503, tag);
+    r.reason = format!("Service Unavailable ({what})");
+    r.headers.add(HeaderName::RetryAfter, crate::limits::SIP_OVERLOAD_RETRY_AFTER_S.to_string());
+    r
+}
+
 impl SipEndpoint {
     pub fn new(cfg: &Config, rng: &mut EngineRng, unix_at_zero_ms: u64) -> SipEndpoint {
         let mut key = [0u8; 32];
@@ -187,9 +199,15 @@ impl SipEndpoint {
         self.save_if_dirty(out);
     }
 
-    /// SIP transactions alive (server and client), for leak checks.
+    /// SIP transactions alive (server and client, live and completed records), for
+    /// leak checks.
     pub fn transactions(&self) -> usize {
-        self.txn.len()
+        self.txn.len() + self.txn.completed()
+    }
+
+    /// Live and completed transactions, and the layer's counters (for /status).
+    pub fn transaction_status(&self) -> (crate::core::sip::txn::TxnCounts, crate::core::sip::txn::TxnStats) {
+        (self.txn.counts(), self.txn.stats)
     }
 
     pub fn next_timeout(&self) -> Option<Time> {
@@ -204,6 +222,8 @@ impl SipEndpoint {
     pub fn sweep(&mut self, now: Time) {
         self.nonces.sweep(now);
         self.throttle.sweep(now);
+        self.txn.shrink();
+        self.b2bua.shrink();
     }
 
     /// Bytes from the network.
@@ -235,6 +255,13 @@ impl SipEndpoint {
                     }
                     return;
                 }
+                if req.method == Method::Invite && self.b2bua.at_capacity() && !req.to().ok().is_some_and(|t| t.tag().is_some()) {
+                    // A new call the box has no room for: refused before any state is
+                    // kept (a retransmission gets the same answer).
+                    self.stats.refused_overload += 1;
+                    transmit(out, overloaded(&req, "call capacity", &rng.token(12)).to_bytes(), origin);
+                    return;
+                }
                 let incoming = self.txn.on_request(now, req, origin);
                 self.dispatch(now, cfg, rng, incoming, origin, out);
             }
@@ -253,10 +280,9 @@ impl SipEndpoint {
         match incoming {
             Incoming::Absorbed => {}
             Incoming::Overloaded(req) => {
+                self.stats.refused_overload += 1;
                 if req.method != Method::Ack {
-                    let mut r = answer(&req, 503, &rng.token(12));
-                    r.reason = "Service Unavailable (too many transactions)".into();
-                    transmit(out, r.to_bytes(), origin);
+                    transmit(out, overloaded(&req, "transaction capacity", &rng.token(12)).to_bytes(), origin);
                 }
             }
             Incoming::Ack(req) => {

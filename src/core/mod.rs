@@ -418,6 +418,11 @@ impl Engine {
             "sip": self.sip.stats,
             "registrations": self.sip.registrar.len(),
             "transactions": self.sip.transactions(),
+            "transaction_layer": {
+                "live": self.sip.transaction_status().0.live,
+                "completed": self.sip.transaction_status().0.completed,
+                "stats": self.sip.transaction_status().1,
+            },
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,
             "call_media": self.sip.b2bua.stats,

@@ -81,6 +81,13 @@ impl<K: Ord + Hash + Clone> Timers<K> {
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
+    /// Gives back the memory of a table that has emptied out after load.
+    pub fn shrink(&mut self) {
+        if self.by_key.capacity() > 64 && self.by_key.capacity() > self.by_key.len() * 4 {
+            self.by_key.shrink_to(self.by_key.len() * 2);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

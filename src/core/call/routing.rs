@@ -32,7 +32,9 @@ impl B2bua {
             return;
         }
         if self.calls.len() >= MAX_CALLS {
-            self.out.push(Action::Respond(stx, respond(&req, 503, Some("Service Unavailable (call capacity)"), &tag)));
+            let mut r = respond(&req, 503, Some("Service Unavailable (call capacity)"), &tag);
+            r.headers.add(HeaderName::RetryAfter, crate::limits::SIP_OVERLOAD_RETRY_AFTER_S.to_string());
+            self.out.push(Action::Respond(stx, r));
             return;
         }
         let Some(dialled) = dialled_of(&req) else {

@@ -173,6 +173,30 @@ impl B2bua {
         self.calls.len()
     }
 
+    /// `MAX_CALLS` are up: new calls are refused.
+    pub fn at_capacity(&self) -> bool {
+        self.calls.len() >= MAX_CALLS
+    }
+
+    /// Gives back the memory of tables that have emptied out after load.
+    pub fn shrink(&mut self) {
+        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 64 && m.capacity() > m.len() * 4 {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        shrink_map(&mut self.dialogs);
+        shrink_map(&mut self.client);
+        shrink_map(&mut self.invites);
+        shrink_map(&mut self.pending_requests);
+        shrink_map(&mut self.sdp_versions);
+        shrink_map(&mut self.cancelled);
+        self.timers.shrink();
+        if self.out.capacity() > 64 && self.out.is_empty() {
+            self.out.shrink_to(16);
+        }
+    }
+
     /// How many entries each of the B2BUA's tables holds (calls, dialogs, transactions
     /// it waits on, RTP ports, timers): all zero once every call is over and its
     /// transactions have ended. For leak checks in tests and for diagnosis.

@@ -1,15 +1,34 @@
-//! SIP transactions (RFC 3261 §17): INVITE and non-INVITE, client and server, with
-//! timers A-K from T1/T2/T4. Retransmissions over UDP only; over TCP the waiting
-//! timers are zero. Matches requests and responses to transactions (§17.1.3,
+//! SIP transactions (RFC 3261 §17, RFC 6026): INVITE and non-INVITE, client and
+//! server, with timers A-L from T1/T2/T4. Retransmissions over UDP only; over TCP the
+//! waiting timers are zero. Matches requests and responses to transactions (§17.1.3,
 //! §17.2.3), absorbs retransmitted requests by resending the last response, ACKs
 //! non-2xx INVITE answers itself, and hands everything else to the TU. Pure.
+//!
+//! A transaction is kept whole only while it is live: no final answer yet, or an
+//! INVITE's non-2xx waiting for its ACK. Once its final answer is out it shrinks to
+//! a compact record keyed by a 128-bit digest of its key (branch, sent-by, method
+//! class): what absorbs a retransmission and answers it again, and nothing else (see
+//! `Done`). Those records wait in two expiry queues (64*T1 and T4), not in the timer
+//! table, and are bounded by `limits::SIP_MAX_COMPLETED` (the oldest go first: a
+//! record lost early only means a late retransmission is treated as new).
+//!
+//! An ACK for a non-2xx answer is matched by its branch, or, when a client gave it a
+//! new branch (RFC 2543-era and sloppy clients), by the dialog identifiers and CSeq
+//! number of the answer (Call-ID, From tag, To tag, CSeq): absorbed and counted,
+//! where before the answer was retransmitted for 64*T1.
+//!
+//! Capacity: live transactions are bounded by `limit`. A request that would start a
+//! call or a dialog (no To tag) is refused past it (`Incoming::Overloaded`); requests
+//! inside a dialog, CANCELs and ACKs are admitted up to twice the limit, the hard
+//! bound on memory, so that calls in progress can always end.
 
 use super::origin::Origin;
 use super::{HeaderName, Method, Request, Response, SipHeaders};
 use crate::core::timer::Timers;
 use crate::core::{Time, Transport};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
 use std::time::Duration;
 
 /// A server transaction the layer holds for its user (a request to answer).
@@ -33,61 +52,89 @@ impl Default for SipTimers {
     }
 }
 
+/// Timers of live transactions. The waits of completed ones (D, I, J, K, L) are the
+/// expiry queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Timer {
     /// Timer A: INVITE client retransmit, T1 doubling (§17.1.1.2).
     A(ClientTxn),
     /// Timer B: INVITE client timeout, 64*T1 (§17.1.1.2).
     B(ClientTxn),
-    /// Timer D: INVITE client Completed wait, 32 s UDP / 0 TCP (§17.1.1.2).
-    D(ClientTxn),
     /// Timer E: non-INVITE client retransmit, T1 doubling to T2 (§17.1.2.2).
     E(ClientTxn),
     /// Timer F: non-INVITE client timeout, 64*T1 (§17.1.2.2).
     F(ClientTxn),
-    /// Timer K: non-INVITE client Completed wait, T4 UDP / 0 TCP (§17.1.2.2).
-    K(ClientTxn),
     /// Timer G: INVITE server final-response retransmit, T1 doubling to T2 (§17.2.1).
     G(ServerTxn),
     /// Timer H: INVITE server wait for ACK, 64*T1 (§17.2.1).
     H(ServerTxn),
-    /// Timer I: INVITE server Confirmed wait, T4 UDP / 0 TCP (§17.2.1).
-    I(ServerTxn),
-    /// Timer J: non-INVITE server Completed wait, 64*T1 UDP / 0 TCP (§17.2.2).
-    J(ServerTxn),
-    /// Timer L: INVITE server Accepted wait after a 2xx, 64*T1 (RFC 6026 §7.1).
-    L(ServerTxn),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Trying,
     Proceeding,
+    /// A non-2xx final answer to an INVITE was sent; waiting for the ACK.
     Completed,
-    Confirmed,
-    /// RFC 6026 §7.1: a 2xx was sent; retransmitted INVITEs are absorbed (the TU
-    /// retransmits the 2xx) and ACKs pass to the TU.
-    Accepted,
+}
+
+/// A transaction key: a 128-bit digest of the parts that identify it.
+type Key = (u64, u64);
+
+/// The digest of `parts` (two SipHash-1-3 runs with different prefixes; a collision
+/// between honest keys is as likely as 2^-128 per pair, and crafting one costs the
+/// work of a 128-bit second preimage). 0xff never occurs in UTF-8, so it separates.
+fn key_of(parts: &[&[u8]]) -> Key {
+    #[allow(deprecated)]
+    let (mut a, mut b) = (std::collections::hash_map::DefaultHasher::new(), std::collections::hash_map::DefaultHasher::new());
+    b.write_u8(0x5a);
+    for p in parts {
+        a.write(p);
+        a.write_u8(0xff);
+        b.write(p);
+        b.write_u8(0xff);
+    }
+    (a.finish(), b.finish())
 }
 
 struct Server {
-    key: (String, String, bool),
+    key: Key,
     invite: bool,
     state: State,
     origin: Origin,
     last: Option<Vec<u8>>,
     interval: Duration,
+    /// The request's To had a tag: an answer can be rebuilt from a retransmission.
+    in_dialog: bool,
+    /// Completed INVITE: the key its ACK has by dialog identifiers and CSeq.
+    ack_key: Option<Key>,
+}
+
+/// What is left of a server transaction once its final answer is out (a few bytes,
+/// or the answer itself when it cannot be rebuilt from a retransmitted request).
+enum Done {
+    /// An INVITE answered 2xx (RFC 6026 Accepted, Timer L): retransmitted INVITEs are
+    /// absorbed (the TU retransmits the 2xx) and ACKs go to the TU.
+    Accepted,
+    /// An INVITE's non-2xx was ACKed (Timer I): further ACKs are absorbed. Holds the
+    /// ACK's dialog key, to forget it with the record.
+    Confirmed(Key),
+    /// A non-INVITE request inside a dialog answered with nothing but the headers
+    /// copied from the request (a 200 to a BYE): a retransmission is answered with
+    /// the same status rebuilt from it (Timer J).
+    Rebuild(u16),
+    /// Any other non-INVITE final answer (Timer J): sent again as it was.
+    Bytes(Box<[u8]>),
 }
 
 struct Client {
-    key: (String, Method),
+    key: Key,
     invite: bool,
     state: State,
     to: Origin,
     request: Vec<u8>,
     /// The INVITE, to build the ACK for a non-2xx answer.
     invite_req: Option<Request>,
-    ack: Option<Vec<u8>>,
     interval: Duration,
 }
 
@@ -117,138 +164,318 @@ pub enum ClientEvent {
 /// Why a request could not start a client transaction.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// `limits::SIP_MAX_TRANSACTIONS` are alive.
+    /// The hard bound (twice `limit`) of live transactions is reached.
     Capacity,
     /// The request has no Via branch to key the transaction on.
     NoBranch,
+}
+
+/// Counters for /status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TxnStats {
+    /// ACKs for a non-2xx answer that came with a new branch, matched by dialog
+    /// identifiers and CSeq and absorbed.
+    pub acks_matched_by_dialog: u64,
+    /// Completed INVITE transactions whose ACK never came (Timer H).
+    pub ack_timeouts: u64,
+    /// Retransmitted requests absorbed (answered again or ignored).
+    pub retransmissions_absorbed: u64,
+    /// Requests refused because `limit` live transactions were alive.
+    pub refused_overload: u64,
+    /// Completed records dropped before their time to make room.
+    pub completed_evicted: u64,
+}
+
+/// Live and completed transaction counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TxnCounts {
+    pub live: usize,
+    pub completed: usize,
 }
 
 #[derive(Default)]
 pub struct TxnLayer {
     timers_cfg: SipTimers,
     servers: HashMap<ServerTxn, Server>,
-    server_keys: HashMap<(String, String, bool), ServerTxn>,
+    server_keys: HashMap<Key, ServerTxn>,
     clients: HashMap<ClientTxn, Client>,
-    client_keys: HashMap<(String, Method), ClientTxn>,
+    client_keys: HashMap<Key, ClientTxn>,
     timers: Timers<Timer>,
     next_server: u64,
+    /// Completed server transactions.
+    done: HashMap<Key, Done>,
+    /// ACK dialog keys of INVITEs answered non-2xx -> their server key.
+    ack_keys: HashMap<Key, Key>,
+    /// Completed INVITE client transactions (non-2xx, Timer D): the ACK to send again
+    /// when the answer is retransmitted, and where.
+    done_clients: HashMap<Key, (Box<[u8]>, Origin)>,
+    /// Expiry queues of the records above: 64*T1 (J, L), T4 (I), 32 s (D).
+    long_q: VecDeque<(Time, Key)>,
+    short_q: VecDeque<(Time, Key)>,
+    client_q: VecDeque<(Time, Key)>,
     /// Requests without a branch to key a transaction on (RFC 2543 peers): where to
     /// answer them, until their final response. Bounded; the oldest go first.
     unkeyed: std::collections::BTreeMap<ServerTxn, Origin>,
     limit: usize,
-    out: Vec<(Vec<u8>, Origin)>,
-    events: Vec<ClientEvent>,
+    max_done: usize,
+    out: VecDeque<(Vec<u8>, Origin)>,
+    events: VecDeque<ClientEvent>,
+    pub stats: TxnStats,
 }
 
 fn reliable(o: &Origin) -> bool {
     o.transport == Transport::Tcp
 }
 
+/// The key an ACK for a non-2xx answer has by dialog identifiers and CSeq number
+/// (from the answer or from the ACK: both carry them).
+fn ack_key(call_id: Option<&str>, from_tag: Option<&str>, to_tag: Option<&str>, cseq: Option<u32>) -> Option<Key> {
+    let cseq = cseq?.to_string();
+    Some(key_of(&[b"ack", call_id?.as_bytes(), from_tag.unwrap_or("").as_bytes(), to_tag.unwrap_or("").as_bytes(), cseq.as_bytes()]))
+}
+
+fn ack_key_of_headers(h: &impl SipHeaders) -> Option<Key> {
+    let from = h.from().ok();
+    let to = h.to().ok();
+    ack_key(h.call_id().ok(), from.as_ref().and_then(|f| f.tag()), to.as_ref().and_then(|t| t.tag()), h.cseq().ok().map(|c| c.seq))
+}
+
+/// Whether `resp` holds only what `Response::to_request` copies from a request that
+/// already has a To tag: then it can be rebuilt from a retransmission of it.
+fn rebuildable(resp: &Response) -> bool {
+    resp.body.is_empty()
+        && resp.reason == super::print::reason_phrase(resp.status)
+        && resp.headers.0.iter().all(|h| matches!(h.name, HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq | HeaderName::ContentLength))
+}
+
 impl TxnLayer {
     pub fn new(timers: SipTimers, limit: usize) -> TxnLayer {
-        TxnLayer { timers_cfg: timers, limit, ..Default::default() }
+        TxnLayer { timers_cfg: timers, limit, max_done: crate::limits::SIP_MAX_COMPLETED, ..Default::default() }
+    }
+
+    /// A layer keeping at most `max_done` completed records (tests of eviction).
+    #[cfg(test)]
+    fn with_max_done(timers: SipTimers, limit: usize, max_done: usize) -> TxnLayer {
+        TxnLayer { timers_cfg: timers, limit, max_done, ..Default::default() }
     }
 
     pub fn set_timers(&mut self, timers: SipTimers) {
         self.timers_cfg = timers;
     }
 
-    /// Transactions alive (server + client).
+    /// Live transactions (server + client): the ones `limit` bounds.
     pub fn len(&self) -> usize {
         self.servers.len() + self.clients.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.completed() == 0
+    }
+
+    /// Completed records kept to absorb retransmissions.
+    pub fn completed(&self) -> usize {
+        self.done.len() + self.done_clients.len()
+    }
+
+    pub fn counts(&self) -> TxnCounts {
+        TxnCounts { live: self.len(), completed: self.completed() }
     }
 
     pub fn next_timeout(&self) -> Option<Time> {
-        self.timers.next()
+        [self.timers.next(), self.long_q.front().map(|e| e.0), self.short_q.front().map(|e| e.0), self.client_q.front().map(|e| e.0)].into_iter().flatten().min()
     }
 
     /// Bytes to send, and where.
     pub fn poll_transmit(&mut self) -> Option<(Vec<u8>, Origin)> {
-        if self.out.is_empty() {
-            None
-        } else {
-            Some(self.out.remove(0))
-        }
+        self.out.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        if self.events.is_empty() {
-            None
-        } else {
-            Some(self.events.remove(0))
+        self.events.pop_front()
+    }
+
+    /// Gives back the memory of tables that have emptied out after load (a hash
+    /// table keeps its largest size otherwise). Cheap when there is nothing to give.
+    pub fn shrink(&mut self) {
+        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 64 && m.capacity() > m.len() * 4 {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+        fn shrink_q<T>(q: &mut VecDeque<T>) {
+            if q.capacity() > 64 && q.capacity() > q.len() * 4 {
+                q.shrink_to(q.len() * 2);
+            }
+        }
+        shrink_map(&mut self.servers);
+        shrink_map(&mut self.server_keys);
+        shrink_map(&mut self.clients);
+        shrink_map(&mut self.client_keys);
+        shrink_map(&mut self.done);
+        shrink_map(&mut self.ack_keys);
+        shrink_map(&mut self.done_clients);
+        shrink_q(&mut self.long_q);
+        shrink_q(&mut self.short_q);
+        shrink_q(&mut self.client_q);
+        shrink_q(&mut self.out);
+        shrink_q(&mut self.events);
+        self.timers.shrink();
+    }
+
+    /// The server transaction key of a request (§17.2.3): branch, sent-by, and method
+    /// class (an ACK matches its INVITE; a CANCEL has its own).
+    fn server_key(req: &Request) -> Option<Key> {
+        let via = req.top_via().ok()?;
+        let branch = via.branch()?;
+        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
+        let class: &[u8] = match req.method {
+            Method::Invite | Method::Ack => b"I",
+            Method::Cancel => b"C",
+            _ => b"N",
+        };
+        Some(key_of(&[branch.as_bytes(), sent_by.as_bytes(), class]))
+    }
+
+    /// The key of the INVITE transaction a CANCEL (keyed `cancel`) is for.
+    fn invite_key_of_cancel(req: &Request) -> Option<Key> {
+        let via = req.top_via().ok()?;
+        let branch = via.branch()?;
+        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
+        Some(key_of(&[branch.as_bytes(), sent_by.as_bytes(), b"I"]))
+    }
+
+    fn push_done(&mut self, now: Time, key: Key, rec: Done, short: bool) {
+        if self.done.len() >= self.max_done {
+            self.evict_one();
+        }
+        let until = now + if short { self.timers_cfg.t4 } else { self.timers_cfg.t1 * 64 };
+        if let Some(Done::Confirmed(old)) = self.done.insert(key, rec) {
+            self.ack_keys.remove(&old);
+        }
+        if short { self.short_q.push_back((until, key)) } else { self.long_q.push_back((until, key)) }
+    }
+
+    /// Drops the oldest completed record to make room.
+    fn evict_one(&mut self) {
+        let short_first = match (self.short_q.front(), self.long_q.front()) {
+            (Some(s), Some(l)) => s.0 <= l.0,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let e = if short_first { self.short_q.pop_front() } else { self.long_q.pop_front() };
+        if let Some((_, key)) = e {
+            self.forget_done(key);
+            self.stats.completed_evicted += 1;
         }
     }
 
-    /// The server transaction key of a request (§17.2.3): branch, sent-by, and
-    /// INVITE-vs-other (ACK matches its INVITE).
-    fn server_key(req: &Request) -> Option<(String, String, bool)> {
-        let via = req.top_via().ok()?;
-        let branch = via.branch()?.to_string();
-        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
-        let invite = matches!(req.method, Method::Invite | Method::Ack);
-        Some((branch, sent_by, invite))
+    fn forget_done(&mut self, key: Key) {
+        if let Some(Done::Confirmed(ack)) = self.done.remove(&key) {
+            self.ack_keys.remove(&ack);
+        }
+    }
+
+    /// A completed INVITE server transaction got its ACK (§17.2.1): Confirmed, a
+    /// record for T4 over UDP.
+    fn confirm(&mut self, now: Time, id: ServerTxn) {
+        self.timers.cancel(&Timer::G(id));
+        self.timers.cancel(&Timer::H(id));
+        let Some(s) = self.servers.remove(&id) else { return };
+        self.server_keys.remove(&s.key);
+        match s.ack_key {
+            Some(ack) if !reliable(&s.origin) => self.push_done(now, s.key, Done::Confirmed(ack), true),
+            Some(ack) => {
+                self.ack_keys.remove(&ack);
+            }
+            None => {}
+        }
+    }
+
+    /// An ACK arrived: for a completed INVITE of ours (absorbed) or for the TU.
+    fn on_ack(&mut self, now: Time, key: Option<Key>, req: Request) -> Incoming {
+        if let Some(k) = key {
+            if let Some(&id) = self.server_keys.get(&k) {
+                if self.servers.get(&id).is_some_and(|s| s.state == State::Completed) {
+                    self.confirm(now, id);
+                    return Incoming::Absorbed;
+                }
+                // An ACK while the INVITE has no final answer: not ours to take.
+                return Incoming::Ack(req);
+            }
+            match self.done.get(&k) {
+                Some(Done::Confirmed(_)) => {
+                    self.stats.retransmissions_absorbed += 1;
+                    return Incoming::Absorbed;
+                }
+                Some(_) => return Incoming::Ack(req), // Accepted: the 2xx ACK is the TU's
+                None => {}
+            }
+        }
+        // A new branch (or none): the dialog identifiers and CSeq of a non-2xx answer.
+        if let Some(sk) = ack_key_of_headers(&req).and_then(|a| self.ack_keys.get(&a).copied()) {
+            if let Some(&id) = self.server_keys.get(&sk) {
+                if self.servers.get(&id).is_some_and(|s| s.state == State::Completed) {
+                    self.stats.acks_matched_by_dialog += 1;
+                    self.confirm(now, id);
+                    return Incoming::Absorbed;
+                }
+            } else if matches!(self.done.get(&sk), Some(Done::Confirmed(_))) {
+                self.stats.acks_matched_by_dialog += 1;
+                return Incoming::Absorbed;
+            }
+        }
+        Incoming::Ack(req)
     }
 
     /// A request arrived.
     pub fn on_request(&mut self, now: Time, req: Request, origin: Origin) -> Incoming {
         let key = Self::server_key(&req);
         if req.method == Method::Ack {
-            if let Some(id) = key.as_ref().and_then(|k| self.server_keys.get(k)).copied() {
-                if let Some(s) = self.servers.get_mut(&id) {
-                    if s.invite && s.state == State::Completed {
-                        s.state = State::Confirmed;
-                        self.timers.cancel(&Timer::G(id));
-                        self.timers.cancel(&Timer::H(id));
-                        let wait = if reliable(&s.origin) { Duration::ZERO } else { self.timers_cfg.t4 };
-                        self.timers.arm(Timer::I(id), now + wait);
-                        return Incoming::Absorbed;
-                    }
-                    if s.state == State::Confirmed {
-                        return Incoming::Absorbed;
-                    }
-                    // Accepted: an ACK for the 2xx belongs to the TU's dialog.
-                }
-            }
-            return Incoming::Ack(req);
+            return self.on_ack(now, key, req);
         }
-        if let Some(k) = &key {
-            // CANCEL has its own transaction (its key differs by method class only
-            // when it is not an INVITE); match it to the INVITE by branch.
-            let lookup = if req.method == Method::Cancel { (k.0.clone(), k.1.clone(), false) } else { k.clone() };
-            let cancel_key = (format!("{}|CANCEL", k.0), k.1.clone(), false);
-            let existing = if req.method == Method::Cancel { self.server_keys.get(&cancel_key) } else { self.server_keys.get(&lookup) };
-            if let Some(&id) = existing {
+        if let Some(k) = key {
+            if let Some(&id) = self.server_keys.get(&k) {
                 if let Some(s) = self.servers.get(&id) {
                     if let Some(last) = &s.last {
-                        self.out.push((last.clone(), s.origin));
+                        self.out.push_back((last.clone(), s.origin));
                     }
                 }
+                self.stats.retransmissions_absorbed += 1;
+                return Incoming::Absorbed;
+            }
+            if let Some(d) = self.done.get(&k) {
+                match d {
+                    Done::Accepted | Done::Confirmed(_) => {}
+                    Done::Rebuild(status) => self.out.push_back((Response::to_request(&req, *status, None).to_bytes(), origin)),
+                    Done::Bytes(b) => self.out.push_back((b.to_vec(), origin)),
+                }
+                self.stats.retransmissions_absorbed += 1;
                 return Incoming::Absorbed;
             }
         }
-        if self.len() >= self.limit {
+        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let bound = if in_dialog || req.method == Method::Cancel { self.limit.saturating_mul(2) } else { self.limit };
+        if self.len() >= bound {
+            self.stats.refused_overload += 1;
             return Incoming::Overloaded(req);
         }
         self.next_server += 1;
         let id = ServerTxn(self.next_server);
         let invite = req.method == Method::Invite;
-        if let Some(k) = key.clone() {
-            let k = if req.method == Method::Cancel { (format!("{}|CANCEL", k.0), k.1, false) } else { k };
-            self.server_keys.insert(k.clone(), id);
-            let state = if invite { State::Proceeding } else { State::Trying };
-            self.servers.insert(id, Server { key: k, invite, state, origin, last: None, interval: self.timers_cfg.t1 });
-        }
-        if key.is_none() {
-            if self.unkeyed.len() >= crate::limits::SIP_MAX_UNKEYED {
-                self.unkeyed.pop_first();
+        match key {
+            Some(k) => {
+                self.server_keys.insert(k, id);
+                let state = if invite { State::Proceeding } else { State::Trying };
+                self.servers.insert(id, Server { key: k, invite, state, origin, last: None, interval: self.timers_cfg.t1, in_dialog, ack_key: None });
             }
-            self.unkeyed.insert(id, origin);
+            None => {
+                if self.unkeyed.len() >= crate::limits::SIP_MAX_UNKEYED {
+                    self.unkeyed.pop_first();
+                }
+                self.unkeyed.insert(id, origin);
+            }
         }
         if req.method == Method::Cancel {
-            let invite = key.and_then(|k| self.server_keys.get(&(k.0, k.1, true)).copied());
+            let invite = Self::invite_key_of_cancel(&req).and_then(|k| self.server_keys.get(&k).copied());
             let invite = invite.filter(|i| self.servers.get(i).is_some_and(|s| s.state == State::Proceeding));
             return Incoming::Cancel { cancel: id, request: req, invite };
         }
@@ -265,65 +492,79 @@ impl TxnLayer {
                 if resp.status >= 200 {
                     self.unkeyed.remove(&id);
                 }
-                self.out.push((bytes, o));
+                self.out.push_back((bytes, o));
             } else {
                 log::debug!("sip: answer {} for an ended transaction dropped", resp.status);
             }
             return;
         };
-        if matches!(s.state, State::Completed | State::Confirmed | State::Accepted) {
+        if s.state == State::Completed {
             return; // a final answer was already given
         }
-        self.out.push((bytes.clone(), s.origin));
         let t1 = self.timers_cfg.t1;
         let udp = !reliable(&s.origin);
         if resp.status < 200 {
             s.state = State::Proceeding;
+            self.out.push_back((bytes.clone(), s.origin));
             s.last = Some(bytes);
             return;
         }
-        if s.invite && resp.status < 300 {
-            // RFC 6026: Accepted until Timer L; the TU retransmits the 2xx (§13.3.1.4).
-            s.state = State::Accepted;
-            s.last = None;
-            self.timers.arm(Timer::L(id), now + t1 * 64);
-            return;
-        }
-        s.state = State::Completed;
-        s.last = Some(bytes);
-        if s.invite {
+        self.out.push_back((bytes, s.origin));
+        if s.invite && resp.status >= 300 {
+            // Completed: retransmit until the ACK (Timer G over UDP) or Timer H.
+            let (ack, key) = (ack_key_of_headers(resp), s.key);
+            s.state = State::Completed;
+            s.ack_key = ack;
+            s.last = self.out.back().map(|(b, _)| b.clone());
+            if let Some(a) = ack {
+                self.ack_keys.insert(a, key);
+            }
             if udp {
                 self.timers.arm(Timer::G(id), now + t1);
             }
             self.timers.arm(Timer::H(id), now + t1 * 64);
-        } else {
-            let wait = if udp { t1 * 64 } else { Duration::ZERO };
-            self.timers.arm(Timer::J(id), now + wait);
+            return;
+        }
+        let (key, invite, in_dialog) = (s.key, s.invite, s.in_dialog);
+        self.drop_server(id);
+        if invite {
+            // RFC 6026: Accepted until Timer L; the TU retransmits the 2xx (§13.3.1.4).
+            self.push_done(now, key, Done::Accepted, false);
+        } else if udp {
+            let rec = if in_dialog && rebuildable(resp) {
+                Done::Rebuild(resp.status)
+            } else {
+                Done::Bytes(self.out.back().map(|(b, _)| b.clone().into_boxed_slice()).unwrap_or_default())
+            };
+            self.push_done(now, key, rec, false);
         }
     }
 
     fn drop_server(&mut self, id: ServerTxn) {
         if let Some(s) = self.servers.remove(&id) {
             self.server_keys.remove(&s.key);
+            if let Some(a) = s.ack_key {
+                self.ack_keys.remove(&a);
+            }
         }
-        for t in [Timer::G(id), Timer::H(id), Timer::I(id), Timer::J(id), Timer::L(id)] {
-            self.timers.cancel(&t);
-        }
+        self.timers.cancel(&Timer::G(id));
+        self.timers.cancel(&Timer::H(id));
     }
 
     /// The TU sends a request (not ACK) in a new client transaction `id`.
     pub fn send(&mut self, now: Time, id: ClientTxn, req: Request, to: Origin) -> Result<(), SendError> {
-        if self.len() >= self.limit {
+        if self.len() >= self.limit.saturating_mul(2) {
             return Err(SendError::Capacity);
         }
-        let Some(branch) = req.top_via().ok().and_then(|v| v.branch().map(str::to_string)) else { return Err(SendError::NoBranch) };
+        let Some(key) = req.top_via().ok().and_then(|v| v.branch().map(|b| key_of(&[b.as_bytes(), req.method.as_str().as_bytes()]))) else {
+            return Err(SendError::NoBranch);
+        };
         let invite = req.method == Method::Invite;
         let bytes = req.to_bytes();
-        self.out.push((bytes.clone(), to));
+        self.out.push_back((bytes.clone(), to));
         let t1 = self.timers_cfg.t1;
         let udp = !reliable(&to);
-        let key = (branch, req.method.clone());
-        self.client_keys.insert(key.clone(), id);
+        self.client_keys.insert(key, id);
         if invite {
             if udp {
                 self.timers.arm(Timer::A(id), now + t1);
@@ -336,19 +577,29 @@ impl TxnLayer {
             self.timers.arm(Timer::F(id), now + t1 * 64);
         }
         let invite_req = invite.then_some(req);
-        self.clients.insert(id, Client { key, invite, state: State::Trying, to, request: bytes, invite_req, ack: None, interval: t1 });
+        self.clients.insert(id, Client { key, invite, state: State::Trying, to, request: bytes, invite_req, interval: t1 });
         Ok(())
     }
 
-    /// A response arrived. `None`: it matched no transaction (a stray 2xx to an
-    /// INVITE is the TU's to ACK again).
-    pub fn on_response(&mut self, now: Time, resp: Response) -> Option<Response> {
+    /// A response arrived. `None`: it was for a transaction (or absorbed); `Some`: it
+    /// matched none (a stray 2xx to an INVITE is the TU's to ACK again).
+    pub fn on_response(&mut self, _now: Time, resp: Response) -> Option<Response> {
         let branch = resp.top_via().ok().and_then(|v| v.branch().map(str::to_string));
         let method = resp.cseq().ok().map(|c| c.method);
         let (Some(branch), Some(method)) = (branch, method) else { return Some(resp) };
-        let Some(&id) = self.client_keys.get(&(branch, method)) else { return Some(resp) };
+        let key = key_of(&[branch.as_bytes(), method.as_str().as_bytes()]);
+        let Some(&id) = self.client_keys.get(&key) else {
+            if resp.status >= 300 {
+                if let Some((ack, to)) = self.done_clients.get(&key) {
+                    // A retransmitted non-2xx: ACK it again (§17.1.1.2, Completed).
+                    self.out.push_back((ack.to_vec(), *to));
+                    self.stats.retransmissions_absorbed += 1;
+                    return None;
+                }
+            }
+            return Some(resp);
+        };
         let Some(c) = self.clients.get_mut(&id) else { return Some(resp) };
-        let udp = !reliable(&c.to);
         if resp.status < 200 {
             if c.state == State::Trying {
                 c.state = State::Proceeding;
@@ -356,44 +607,33 @@ impl TxnLayer {
                     self.timers.cancel(&Timer::A(id));
                 }
             }
-            self.events.push(ClientEvent::Response(id, resp));
+            self.events.push_back(ClientEvent::Response(id, resp));
             return None;
         }
-        if c.invite {
-            if resp.status < 300 {
-                self.drop_client(id);
-                self.events.push(ClientEvent::Response(id, resp));
-                return None;
-            }
-            if c.state == State::Completed {
-                if let Some(ack) = &c.ack {
-                    self.out.push((ack.clone(), c.to));
-                }
-                return None;
-            }
-            // Non-2xx: the transaction ACKs it (§17.1.1.3).
+        if c.invite && resp.status >= 300 {
+            // Non-2xx: the transaction ACKs it (§17.1.1.3) and keeps the ACK for the
+            // answer's retransmissions (Timer D, 32 s over UDP).
             let ack = c.invite_req.as_ref().map(|inv| ack_for(inv, &resp).to_bytes());
-            if let Some(a) = &ack {
-                self.out.push((a.clone(), c.to));
+            let (to, udp) = (c.to, !reliable(&c.to));
+            if let Some(a) = ack {
+                self.out.push_back((a.clone(), to));
+                if udp {
+                    if self.done_clients.len() >= self.max_done {
+                        if let Some((_, k)) = self.client_q.pop_front() {
+                            self.done_clients.remove(&k);
+                            self.stats.completed_evicted += 1;
+                        }
+                    }
+                    self.done_clients.insert(key, (a.into_boxed_slice(), to));
+                    self.client_q.push_back((_now + Duration::from_secs(32), key));
+                }
             }
-            c.ack = ack;
-            c.state = State::Completed;
-            self.timers.cancel(&Timer::A(id));
-            self.timers.cancel(&Timer::B(id));
-            let wait = if udp { Duration::from_secs(32) } else { Duration::ZERO };
-            self.timers.arm(Timer::D(id), now + wait);
-            self.events.push(ClientEvent::Response(id, resp));
-            return None;
         }
-        if c.state == State::Completed {
-            return None;
-        }
-        c.state = State::Completed;
-        self.timers.cancel(&Timer::E(id));
-        self.timers.cancel(&Timer::F(id));
-        let wait = if udp { self.timers_cfg.t4 } else { Duration::ZERO };
-        self.timers.arm(Timer::K(id), now + wait);
-        self.events.push(ClientEvent::Response(id, resp));
+        // A final answer ends the live transaction. Retransmissions of a 2xx to an
+        // INVITE are the TU's (stray); of a non-INVITE answer they match nothing and
+        // are dropped, which is what Timer K's absorption amounts to.
+        self.drop_client(id);
+        self.events.push_back(ClientEvent::Response(id, resp));
         None
     }
 
@@ -401,50 +641,66 @@ impl TxnLayer {
         if let Some(c) = self.clients.remove(&id) {
             self.client_keys.remove(&c.key);
         }
-        for t in [Timer::A(id), Timer::B(id), Timer::D(id), Timer::E(id), Timer::F(id), Timer::K(id)] {
+        for t in [Timer::A(id), Timer::B(id), Timer::E(id), Timer::F(id)] {
             self.timers.cancel(&t);
         }
     }
 
-    /// Fires due timers.
+    /// Fires due timers and forgets expired records.
     pub fn on_timeout(&mut self, now: Time) {
-        let SipTimers { t1, t2, .. } = self.timers_cfg;
+        let t2 = self.timers_cfg.t2;
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::A(id) => {
                     if let Some(c) = self.clients.get_mut(&id) {
-                        self.out.push((c.request.clone(), c.to));
+                        self.out.push_back((c.request.clone(), c.to));
                         c.interval *= 2;
                         self.timers.arm(Timer::A(id), now + c.interval);
                     }
                 }
                 Timer::E(id) => {
                     if let Some(c) = self.clients.get_mut(&id) {
-                        self.out.push((c.request.clone(), c.to));
+                        self.out.push_back((c.request.clone(), c.to));
                         c.interval = if c.state == State::Proceeding { t2 } else { (c.interval * 2).min(t2) };
                         self.timers.arm(Timer::E(id), now + c.interval);
                     }
                 }
                 Timer::B(id) | Timer::F(id) => {
                     if self.clients.get(&id).is_some_and(|c| matches!(c.state, State::Trying | State::Proceeding)) {
-                        self.events.push(ClientEvent::Timeout(id));
+                        self.events.push_back(ClientEvent::Timeout(id));
                     }
                     self.drop_client(id);
                 }
-                Timer::D(id) | Timer::K(id) => self.drop_client(id),
                 Timer::G(id) => {
                     if let Some(s) = self.servers.get_mut(&id) {
                         if let Some(last) = &s.last {
-                            self.out.push((last.clone(), s.origin));
+                            self.out.push_back((last.clone(), s.origin));
                         }
                         s.interval = (s.interval * 2).min(t2);
                         self.timers.arm(Timer::G(id), now + s.interval);
                     }
                 }
-                Timer::H(id) | Timer::I(id) | Timer::J(id) | Timer::L(id) => self.drop_server(id),
+                Timer::H(id) => {
+                    if self.servers.get(&id).is_some_and(|s| s.state == State::Completed) {
+                        self.stats.ack_timeouts += 1;
+                    }
+                    self.drop_server(id);
+                }
             }
         }
-        let _ = t1;
+        while let Some(&(until, key)) = self.long_q.front().filter(|e| e.0 <= now) {
+            let _ = until;
+            self.long_q.pop_front();
+            self.forget_done(key);
+        }
+        while let Some(&(_, key)) = self.short_q.front().filter(|e| e.0 <= now) {
+            self.short_q.pop_front();
+            self.forget_done(key);
+        }
+        while let Some(&(_, key)) = self.client_q.front().filter(|e| e.0 <= now) {
+            self.client_q.pop_front();
+            self.done_clients.remove(&key);
+        }
     }
 }
 
@@ -614,14 +870,113 @@ mod tests {
         assert!(l.is_empty(), "Timer L ends it");
     }
 
+    /// `req` inside a dialog (its To has a tag).
+    fn in_dialog(method: &str, branch: &str) -> Request {
+        let mut r = req(method, branch);
+        r.headers.set(HeaderName::To, "<sip:1002@x>;tag=b2");
+        r
+    }
+
     #[test]
-    fn past_its_capacity_the_layer_answers_overloaded_and_refuses_to_send() {
+    fn past_its_limit_new_dialogs_are_refused_but_requests_inside_one_are_admitted_to_twice_it() {
         let mut l = TxnLayer::new(SipTimers::default(), 2);
         for (i, b) in ["z9hG4bKa", "z9hG4bKb"].iter().enumerate() {
-            assert!(matches!(l.on_request(ms(i as u64), req("OPTIONS", b), origin(false)), Incoming::New(..)));
+            assert!(matches!(l.on_request(ms(i as u64), req("INVITE", b), origin(false)), Incoming::New(..)));
         }
-        assert!(matches!(l.on_request(ms(3), req("OPTIONS", "z9hG4bKc"), origin(false)), Incoming::Overloaded(_)));
-        assert_eq!(l.send(ms(3), ClientTxn(9), req("BYE", "z9hG4bKd"), origin(false)), Err(SendError::Capacity));
+        assert!(matches!(l.on_request(ms(3), req("INVITE", "z9hG4bKc"), origin(false)), Incoming::Overloaded(_)));
+        assert_eq!(l.stats.refused_overload, 1);
+        // A BYE and a CANCEL of calls in progress still get their transactions.
+        assert!(matches!(l.on_request(ms(4), in_dialog("BYE", "z9hG4bKd"), origin(false)), Incoming::New(..)));
+        assert!(matches!(l.on_request(ms(5), req("CANCEL", "z9hG4bKa"), origin(false)), Incoming::Cancel { invite: Some(_), .. }));
+        // Twice the limit is the hard bound, for them and for the box's own requests.
+        assert!(matches!(l.on_request(ms(6), in_dialog("BYE", "z9hG4bKe"), origin(false)), Incoming::Overloaded(_)));
+        assert_eq!(l.send(ms(6), ClientTxn(9), req("BYE", "z9hG4bKf"), origin(false)), Err(SendError::Capacity));
+    }
+
+    #[test]
+    fn an_ack_with_a_new_branch_for_a_407_is_matched_by_dialog_and_cseq_and_absorbed() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let inv = req("INVITE", "z9hG4bK407");
+        let Incoming::New(stx, _) = l.on_request(ms(0), inv.clone(), origin(false)) else { panic!() };
+        l.respond(ms(1), stx, &resp(&inv, 407));
+        assert_eq!(sends(&mut l), 1);
+        // The ACK copies the 407's To (with its tag) but carries a branch of its own.
+        let mut ack = req("ACK", "z9hG4bKfresh");
+        ack.headers.set(HeaderName::To, "<sip:1002@x>;tag=t");
+        assert!(matches!(l.on_request(ms(20), ack.clone(), origin(false)), Incoming::Absorbed));
+        assert_eq!(l.stats.acks_matched_by_dialog, 1);
+        assert_eq!(run(&mut l, 60_000), Vec::<u64>::new(), "the 407 is not retransmitted");
+        assert_eq!(l.stats.ack_timeouts, 0);
+        assert!(l.is_empty(), "Confirmed for T4, then nothing is left");
+        // An ACK with another CSeq or To tag is not this one's: it goes to the TU.
+        let mut other = req("ACK", "z9hG4bKother");
+        other.headers.set(HeaderName::To, "<sip:1002@x>;tag=zz");
+        let Incoming::New(stx, _) = l.on_request(ms(61_000), req("INVITE", "z9hG4bK408"), origin(false)) else { panic!() };
+        l.respond(ms(61_001), stx, &resp(&inv, 407));
+        assert!(matches!(l.on_request(ms(61_002), other, origin(false)), Incoming::Ack(_)));
+    }
+
+    #[test]
+    fn a_completed_bye_keeps_no_bytes_and_answers_its_retransmission_again() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let bye = in_dialog("BYE", "z9hG4bKbye");
+        let Incoming::New(stx, _) = l.on_request(ms(0), bye.clone(), origin(false)) else { panic!() };
+        l.respond(ms(1), stx, &resp(&bye, 200));
+        let (first, _) = l.poll_transmit().unwrap();
+        assert_eq!(l.counts(), TxnCounts { live: 0, completed: 1 });
+        assert!(matches!(l.done.values().next(), Some(Done::Rebuild(200))), "rebuilt, not stored");
+        assert!(matches!(l.on_request(ms(900), bye.clone(), origin(false)), Incoming::Absorbed));
+        let (again, to) = l.poll_transmit().expect("answered again");
+        assert_eq!(again, first, "the same answer");
+        assert_eq!(to.source, origin(false).source);
+        l.on_timeout(ms(1 + 32_000));
+        assert!(l.is_empty(), "Timer J ends the record");
+        // An answer with more than the copied headers is kept as it was sent.
+        let opt = req("OPTIONS", "z9hG4bKopt");
+        let Incoming::New(stx, _) = l.on_request(ms(40_000), opt.clone(), origin(false)) else { panic!() };
+        let mut r = resp(&opt, 200);
+        r.headers.add(HeaderName::Allow, "INVITE, ACK");
+        l.respond(ms(40_001), stx, &r);
+        let (sent, _) = l.poll_transmit().unwrap();
+        assert!(matches!(l.on_request(ms(40_500), opt, origin(false)), Incoming::Absorbed));
+        assert_eq!(l.poll_transmit().unwrap().0, sent);
+    }
+
+    #[test]
+    fn completed_records_are_small_and_bounded_oldest_first() {
+        assert!(std::mem::size_of::<Done>() <= 24, "a record is a few words: {}", std::mem::size_of::<Done>());
+        let mut l = TxnLayer::with_max_done(SipTimers::default(), 10, 2);
+        for (i, b) in ["z9hG4bK1a", "z9hG4bK2a", "z9hG4bK3a"].iter().enumerate() {
+            let r = in_dialog("BYE", b);
+            let Incoming::New(stx, _) = l.on_request(ms(i as u64), r.clone(), origin(false)) else { panic!() };
+            l.respond(ms(i as u64), stx, &resp(&r, 200));
+        }
+        assert_eq!(l.completed(), 2);
+        assert_eq!(l.stats.completed_evicted, 1);
+        // The oldest is gone: its retransmission is a new request now; the newest is absorbed.
+        assert!(matches!(l.on_request(ms(10), in_dialog("BYE", "z9hG4bK3a"), origin(false)), Incoming::Absorbed));
+        assert!(matches!(l.on_request(ms(10), in_dialog("BYE", "z9hG4bK1a"), origin(false)), Incoming::New(..)));
+    }
+
+    #[test]
+    fn a_retransmitted_non_2xx_is_acked_again_after_the_client_transaction_completed() {
+        let mut l = TxnLayer::new(SipTimers::default(), 10);
+        let inv = req("INVITE", "z9hG4bKc486");
+        l.send(ms(0), ClientTxn(7), inv.clone(), origin(false)).unwrap();
+        sends(&mut l);
+        assert!(l.on_response(ms(10), resp(&inv, 486)).is_none());
+        sends(&mut l);
+        assert_eq!(l.counts(), TxnCounts { live: 0, completed: 1 });
+        assert!(l.on_response(ms(3_000), resp(&inv, 486)).is_none(), "absorbed");
+        assert_eq!(sends(&mut l), 1, "ACKed again");
+        l.on_timeout(ms(10 + 32_000));
+        assert!(l.is_empty(), "Timer D ends it");
+        // A 200 to a BYE ends its transaction at once; a retransmission of it matches nothing.
+        let bye = in_dialog("BYE", "z9hG4bKcbye");
+        l.send(ms(40_000), ClientTxn(8), bye.clone(), origin(false)).unwrap();
+        assert!(l.on_response(ms(40_010), resp(&bye, 200)).is_none());
+        assert!(l.is_empty());
+        assert!(l.on_response(ms(40_500), resp(&bye, 200)).is_some());
     }
 
     #[test]
