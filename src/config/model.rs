@@ -110,6 +110,15 @@ pub struct SipConfig {
     /// first they support. Default SHA-256 then MD5.
     pub digest_algorithms: Vec<DigestAlgorithm>,
     pub throttle: Throttle,
+    /// Calls up at once; past it new calls get 503 with Retry-After (default 8192).
+    pub max_calls: u32,
+    /// Live SIP transactions; past it new calls and dialogs get 503 with Retry-After,
+    /// while requests inside dialogs may use up to twice it (default 131072).
+    pub max_transactions: u32,
+    /// An answered call with no request from either party for this long is probed
+    /// with an in-dialog OPTIONS to each SIP leg; a leg that answers 481 or 408, or
+    /// not at all, ends the call (default 600 s).
+    pub call_idle_s: u32,
 }
 
 /// A SIP digest algorithm (RFC 8760); `core::digest` hashes with it.

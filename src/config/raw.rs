@@ -66,6 +66,9 @@ pub(super) struct RawSip {
     pub max_expires_s: OS<i64>,
     pub default_expires_s: OS<i64>,
     pub digest_algorithms: OS<Vec<S<String>>>,
+    pub max_calls: OS<i64>,
+    pub max_transactions: OS<i64>,
+    pub call_idle_s: OS<i64>,
     #[serde(default)]
     pub throttle: RawThrottle,
 }

@@ -53,7 +53,7 @@ fn a_minimal_config_is_valid_with_the_default_pool_and_device_name_as_username()
 
 const EXPECTED: &[&str] = &[
     "t.toml:1:5: TOML syntax error: unclosed table, expected `]`",
-    "t.toml:2:1: unknown key `udpp` in [sip] (expected one of: udp, tcp, realm, domain, t1_ms, t2_ms, t4_ms, min_expires_s, max_expires_s, default_expires_s, digest_algorithms, throttle)",
+    "t.toml:2:1: unknown key `udpp` in [sip] (expected one of: udp, tcp, realm, domain, t1_ms, t2_ms, t4_ms, min_expires_s, max_expires_s, default_expires_s, digest_algorithms, max_calls, max_transactions, call_idle_s, throttle)",
     "t.toml:2:15: wrong type: found string \"x\", expected an integer",
     "t.toml:1:1: missing key `name` in [[device]]",
     "t.toml:20:6: directory number 1001 is already in partition \"internal\" (first defined on line 10)",

@@ -218,6 +218,9 @@ fn sip(c: &mut Ctx, r: &RawSip, system_name: &str) -> SipConfig {
         min_expires_s: min as u32,
         max_expires_s: max as u32,
         default_expires_s: def as u32,
+        max_calls: c.int(&r.max_calls, "sip.max_calls", 8192, 1, 65_536) as u32,
+        max_transactions: c.int(&r.max_transactions, "sip.max_transactions", crate::limits::SIP_MAX_TRANSACTIONS as i64, 4, 1_048_576) as u32,
+        call_idle_s: c.int(&r.call_idle_s, "sip.call_idle_s", 600, 30, 86_400) as u32,
         throttle: Throttle {
             auth_failures: c.int(&t.auth_failures, "sip.throttle.auth_failures", 10, 1, 1000) as u32,
             window_s: c.int(&t.window_s, "sip.throttle.window_s", 60, 1, 86_400) as u32,

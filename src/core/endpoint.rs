@@ -145,7 +145,7 @@ impl SipEndpoint {
             registrar: Registrar::default(),
             nonces: NonceBook::new(key),
             throttle: Throttle::new(policy_of(cfg)),
-            txn: TxnLayer::new(timers_of(cfg), crate::limits::SIP_MAX_TRANSACTIONS),
+            txn: TxnLayer::new(timers_of(cfg), cfg.sip.max_transactions as usize),
             b2bua: B2bua::default(),
             stats: SipStats::default(),
             dirty: false,
@@ -164,6 +164,7 @@ impl SipEndpoint {
     /// A new configuration: timers and throttle policy follow it.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.txn.set_timers(timers_of(cfg));
+        self.txn.set_limit(cfg.sip.max_transactions as usize);
         self.throttle.set_policy(policy_of(cfg));
     }
 
@@ -226,6 +227,13 @@ impl SipEndpoint {
         self.b2bua.shrink();
     }
 
+    /// Once a second: answered calls idle for `[sip] call_idle_s` are probed
+    /// (call/idle.rs).
+    pub fn sweep_calls(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, out: &mut VecDeque<Output>) {
+        let probed = self.run_b2bua(now, cfg, rng, out, |b, cx| b.sweep_idle(cx));
+        self.touched.extend(probed);
+    }
+
     /// Bytes from the network.
     #[allow(clippy::too_many_arguments)]
     pub fn handle_message(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, origin: Origin, bytes: &[u8], out: &mut VecDeque<Output>) {
@@ -255,7 +263,7 @@ impl SipEndpoint {
                     }
                     return;
                 }
-                if req.method == Method::Invite && self.b2bua.at_capacity() && !req.to().ok().is_some_and(|t| t.tag().is_some()) {
+                if req.method == Method::Invite && self.b2bua.at_capacity(cfg) && !req.to().ok().is_some_and(|t| t.tag().is_some()) {
                     // A new call the box has no room for: refused before any state is
                     // kept (a retransmission gets the same answer).
                     self.stats.refused_overload += 1;
@@ -287,7 +295,7 @@ impl SipEndpoint {
             }
             Incoming::Ack(req) => {
                 self.touched.extend(self.b2bua.call_of_request(&req));
-                self.b2bua.handle_ack(&req)
+                self.b2bua.handle_ack(now, &req)
             }
             Incoming::Cancel { cancel, request, invite } => {
                 let code = if invite.is_some() { 200 } else { 481 };

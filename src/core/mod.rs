@@ -328,6 +328,8 @@ impl Engine {
             match key {
                 TimerKey::Housekeeping => {
                     self.sip.sweep(self.now);
+                    let cfg = self.config.clone();
+                    self.sip.sweep_calls(self.now, &cfg, &mut self.rng, &mut self.out);
                     self.cti.sweep(self.now);
                     self.timers.arm(TimerKey::Housekeeping, self.now + HOUSEKEEPING);
                 }

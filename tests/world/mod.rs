@@ -233,6 +233,9 @@ pub struct World {
     http: Option<(u16, Vec<u8>)>,
     next_conn: u64,
     pub steps: u64,
+    /// Calls a test expects the idle probe to end (`assert_nothing_leaked` holds every
+    /// other test to none: a leak must not pass because the probe cleaned it up).
+    pub idle_ends_expected: u64,
 }
 
 /// What `step` did.
@@ -286,6 +289,7 @@ impl World {
             http: None,
             next_conn: 1,
             steps: 0,
+            idle_ends_expected: 0,
         }
     }
 
@@ -434,6 +438,7 @@ impl World {
             http: None,
             next_conn: self.next_conn,
             steps: self.steps,
+            idle_ends_expected: self.idle_ends_expected,
         };
         while let Some(o) = w.engine.poll_output() {
             w.on_output(o);
@@ -787,6 +792,7 @@ impl World {
         }
         let st = self.status();
         assert_eq!(st["calls"], 0, "calls on /status");
+        assert_eq!(st["call_media"]["calls_ended_idle"], self.idle_ends_expected, "calls ended by the idle probe");
         for p in &self.phones {
             if let Some(d) = &p.dialog {
                 self.fail(&format!("phone {} still has a call: {d:?}", p.dn));
@@ -939,6 +945,12 @@ pub struct Phone {
     pub sends_ack: bool,
     /// How long after a 491 the phone retries its re-INVITE (RFC 3261 §14.1).
     pub glare_retry: Duration,
+    /// The status it answers a BYE with (200; a broken or overloaded UA: 503), or
+    /// `None`: it takes the BYE and never answers.
+    pub bye_answer: Option<u16>,
+    /// It sends the ACK for a non-2xx answer with a branch of its own (RFC 2543-era
+    /// and sloppy clients) instead of the INVITE's.
+    pub ack_new_branch: bool,
     n: u64,
     pub registered: bool,
     reg_call_id: String,
@@ -998,6 +1010,8 @@ impl Phone {
             answer: Answer::Ring,
             sends_ack: true,
             glare_retry: Duration::from_secs(2),
+            bye_answer: Some(200),
+            ack_new_branch: false,
             n: 0,
             registered: false,
             reg_call_id: format!("reg-{dn}@{}", addr.ip()),
@@ -1096,7 +1110,13 @@ impl Phone {
             self.clients.remove(i);
         } else {
             if invite {
-                let ack = ack_for_failure(&req, &resp).to_bytes();
+                let mut ack = ack_for_failure(&req, &resp);
+                if self.ack_new_branch {
+                    let fresh = self.branch();
+                    let via = format!("SIP/2.0/UDP {};branch={fresh}", self.addr);
+                    ack.headers.set(HeaderName::Via, via);
+                }
+                let ack = ack.to_bytes();
                 self.out.push(ack.clone());
                 self.clients[i].ack = Some(ack);
             }
@@ -1441,7 +1461,15 @@ impl Phone {
                 self.respond(now, &req, 500, Some(&tag), None)
             }
             (Method::Bye, Some(tag)) => {
-                self.respond(now, &req, 200, Some(&tag), None);
+                match self.bye_answer {
+                    Some(code) if code >= 300 => {
+                        // It refuses the BYE and believes it is still in the call.
+                        self.history.push((now, format!("refused a BYE with {code}")));
+                        return self.respond(now, &req, code, Some(&tag), None);
+                    }
+                    Some(code) => self.respond(now, &req, code, Some(&tag), None),
+                    None => self.history.push((now, "took the BYE without answering".into())),
+                }
                 self.history.push((now, "ended by the box".into()));
                 self.disarm(&PTimer::Retransmit2xx);
                 self.disarm(&PTimer::GlareRetry);

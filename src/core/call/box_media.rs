@@ -65,6 +65,9 @@ pub struct CallStats {
     pub calls_ended_rtp_timeout: u64,
     /// Box streams (music on hold, CTI box media) that failed.
     pub media_failed: u64,
+    /// Answered calls ended because a party no longer knew the dialog (481, 408 or
+    /// no answer to the idle probe, idle.rs).
+    pub calls_ended_idle: u64,
 }
 
 /// Tone names `play` accepts (`congestion` is reorder).

@@ -465,7 +465,7 @@ impl B2bua {
         if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
-        if self.calls.len() >= super::table::MAX_CALLS {
+        if self.at_capacity(cx.cfg) {
             return Err((ErrorCode::Capacity, "call capacity reached".into()));
         }
         let css = dev.css.clone();

@@ -19,6 +19,7 @@ pub mod box_media;
 pub mod cti;
 pub mod dialplan;
 pub mod end;
+mod idle;
 pub mod leg;
 pub mod moh;
 pub mod snapshot;

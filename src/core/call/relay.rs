@@ -9,8 +9,9 @@ use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders};
 
 impl B2bua {
     /// An ACK for a 2xx (outside transactions).
-    pub fn handle_ack(&mut self, req: &Request) {
+    pub fn handle_ack(&mut self, now: crate::core::Time, req: &Request) {
         let Some((id, side)) = self.find_dialog(req) else { return };
+        self.activity(id, now);
         if side != Side::A {
             return;
         }
@@ -51,6 +52,7 @@ impl B2bua {
             self.out.push(Action::Respond(stx, respond(&req, 481, None, &tag_for_errors)));
             return;
         };
+        self.activity(id, cx.now);
         let Some(call) = self.calls.get_mut(&id) else { return };
         let Some(this) = call.leg_mut(side) else { return };
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);

@@ -8,7 +8,7 @@ use super::dialplan::{self, Destination};
 use super::end::End;
 use super::leg::{self, Leg, Side};
 use super::state::{start_2xx_retransmission, Call, CallState, Established, Invite};
-use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, Cancelled, ClientTxn, Ctx, Purpose, ServerTxn, MAX_CALLS, MAX_FORWARD_HOPS};
+use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, Cancelled, ClientTxn, Ctx, Purpose, ServerTxn, MAX_FORWARD_HOPS};
 use crate::config::{DeviceKind, LineKey, RouteTarget};
 use crate::core::registrar::Origin;
 use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
@@ -31,7 +31,7 @@ impl B2bua {
             self.out.push(Action::Respond(stx, respond(&req, 483, None, &tag)));
             return;
         }
-        if self.calls.len() >= MAX_CALLS {
+        if self.at_capacity(cx.cfg) {
             let mut r = respond(&req, 503, Some("Service Unavailable (call capacity)"), &tag);
             r.headers.add(HeaderName::RetryAfter, crate::limits::SIP_OVERLOAD_RETRY_AFTER_S.to_string());
             self.out.push(Action::Respond(stx, r));

@@ -282,6 +282,8 @@ impl B2bua {
             b_sdp: s.b_sdp,
             phone_ack_pending: None,
             end_reason: None,
+            last_activity: None,
+            probing: 0,
         };
         self.calls.insert(id, call);
         cmds

@@ -173,6 +173,13 @@ pub(super) struct Call {
     pub(super) phone_ack_pending: Option<u32>,
     /// Why the call ended, for the events of watched phones.
     pub(super) end_reason: Option<crate::core::cti::wire::EndReason>,
+    /// Last request from either party (or the box's first look at the call): the
+    /// idle probe's clock (idle.rs). Not replicated: a restored call starts afresh.
+    #[serde(skip)]
+    pub(super) last_activity: Option<Time>,
+    /// Idle probes (OPTIONS) sent and not answered yet.
+    #[serde(skip)]
+    pub(super) probing: u8,
 }
 
 /// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
@@ -208,6 +215,8 @@ impl Call {
             b_sdp: Vec::new(),
             phone_ack_pending: None,
             end_reason: None,
+            last_activity: None,
+            probing: 0,
         }
     }
 

@@ -18,8 +18,6 @@ use std::time::Duration;
 
 /// Forwarding hops one call may take before it is refused as a loop.
 pub const MAX_FORWARD_HOPS: u8 = 5;
-/// Calls up at once; past it new INVITEs get 503.
-pub const MAX_CALLS: usize = 8192;
 
 /// The transaction layer's handles: the B2BUA names its transactions with them, and
 /// the transaction layer knows nothing of calls.
@@ -58,6 +56,8 @@ pub(super) enum Purpose {
     /// The re-INVITE that moves the far end's media to the box's own stream (`play`
     /// or `collect_digits` on a call answered with the application's media).
     BoxMedia,
+    /// An in-dialog OPTIONS asking an idle call's party whether it still has the call.
+    IdleProbe,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -173,9 +173,9 @@ impl B2bua {
         self.calls.len()
     }
 
-    /// `MAX_CALLS` are up: new calls are refused.
-    pub fn at_capacity(&self) -> bool {
-        self.calls.len() >= MAX_CALLS
+    /// `[sip] max_calls` are up: new calls are refused.
+    pub fn at_capacity(&self, cfg: &Config) -> bool {
+        self.calls.len() >= cfg.sip.max_calls as usize
     }
 
     /// Gives back the memory of tables that have emptied out after load.
@@ -200,7 +200,7 @@ impl B2bua {
     /// How many entries each of the B2BUA's tables holds (calls, dialogs, transactions
     /// it waits on, RTP ports, timers): all zero once every call is over and its
     /// transactions have ended. For leak checks in tests and for diagnosis.
-    pub fn table_sizes(&self) -> [(&'static str, usize); 9] {
+    pub fn table_sizes(&self) -> [(&'static str, usize); 10] {
         [
             ("calls", self.calls.len()),
             ("dialogs", self.dialogs.len()),
@@ -211,6 +211,7 @@ impl B2bua {
             ("sdp_versions", self.sdp_versions.len()),
             ("timers", self.timers.len()),
             ("cancelled", self.cancelled.len()),
+            ("streams", self.streams.len()),
         ]
     }
 
@@ -335,12 +336,22 @@ impl B2bua {
                 }
             }
             Purpose::Relay(stx) => self.relay_response(cx, id, side, txn, stx, resp),
+            Purpose::IdleProbe => {
+                if resp.status >= 200 {
+                    self.probe_answered(cx, id, side, Some(resp.status));
+                }
+            }
         }
     }
 
     /// A request could not even start its transaction (the table is full): an INVITE's
     /// caller is told the box is overloaded (503), not that nobody answered.
     pub fn handle_unsendable(&mut self, cx: &mut Ctx<'_>, txn: ClientTxn) {
+        if let Some(&(id, side, Purpose::IdleProbe)) = self.client.get(&txn) {
+            // Not sent (no room): no sign the party is gone; asked again later.
+            self.client.remove(&txn);
+            return self.probe_answered(cx, id, side, Some(200));
+        }
         if let Some(&(id, _, Purpose::Invite)) = self.client.get(&txn) {
             self.client.remove(&txn);
             if let Some(c) = self.calls.get_mut(&id).filter(|c| c.state.ringing().is_some()) {
@@ -406,6 +417,7 @@ impl B2bua {
                 }
             }
             Purpose::BoxMedia => self.box_reinvite_answered(cx, id, side, None),
+            Purpose::IdleProbe => self.probe_answered(cx, id, side, None),
         }
     }
 

@@ -263,6 +263,11 @@ impl TxnLayer {
         self.timers_cfg = timers;
     }
 
+    /// A new limit of live transactions (the configuration's `max_transactions`).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// Live transactions (server + client): the ones `limit` bounds.
     pub fn len(&self) -> usize {
         self.servers.len() + self.clients.len()
