@@ -4,9 +4,12 @@ A benchmark measures; it asserts nothing. Everything here is on loopback and eve
 process it starts is bounded in time and stopped by the script.
 """
 import datetime
+import glob
+import hashlib
 import json
 import os
 import platform
+import pwd
 import re
 import shutil
 import signal
@@ -166,9 +169,15 @@ def pool_users(n=POOL_SIZE):
 
 
 def write_users_csv(path, users, order="SEQUENTIAL"):
-    """A SIPp -inf file: `order` on the first line, then `user;password` rows."""
+    """A SIPp -inf file: `order` on the first line, then `user;password;[authentication
+    username=user password=password]` rows. SIPp does not expand a keyword nested in
+    another ([authentication username=[field0] ...] sends the text as it is), but it does
+    expand a keyword held in a field: the scenario puts [field2] where the
+    Proxy-Authorization goes."""
     with open(path, "w") as f:
-        f.write(order + "\n" + "".join("%s;%s\n" % u for u in users))
+        f.write(order + "\n" + "".join(
+            "%s;%s;[authentication username=%s password=%s]\n" % (u, pw, u, pw)
+            for u, pw in users))
     return path
 
 
@@ -411,6 +420,15 @@ KAMAILIO_MODULES = ["tm", "sl", "rr", "maxfwd", "textops", "siputils", "pv", "au
                     "db_text", "htable"]
 
 
+def kamailio_modules_dir():
+    """Where the installed Kamailio keeps its modules (Debian: /usr/lib/<triplet>/...)."""
+    for d in sorted(glob.glob("/usr/lib/*/kamailio/modules")) + [
+            "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules"]:
+        if os.path.exists(os.path.join(d, "tm.so")):
+            return d
+    raise RuntimeError("no Kamailio modules directory (with tm.so) found")
+
+
 def kamailio_cfg(port, callee_port, db_dir, children=4):
     """A stateful proxy doing for each call what the box does: digest (MD5, qop=auth,
     nonce counts checked) against a per-user HA1 from an htable, then relay to the one
@@ -432,7 +450,7 @@ dns=no
 rev_dns=no
 use_dns_cache=no
 
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/:/usr/lib/kamailio/modules/"
+mpath="{kamailio_modules_dir()}"
 {mods}
 
 modparam("htable", "db_url", "text://{db_dir}")
@@ -489,8 +507,8 @@ request_route {{
 
 
 def kamailio_ha1_table(path, users, realm="127.0.0.1"):
-    """The htable's db_text table: one HA1 = MD5(user:realm:password) per user."""
-    import hashlib
+    """The htable's db_text table: one HA1 = MD5(user:realm:password) per user (the realm
+    is the callers' From domain, which the config challenges with: "$fd")."""
     with open(path, "w") as f:
         f.write("key_name(str) key_type(int) value_type(int) key_value(str) expires(int)\n")
         for user, pw in users:
@@ -525,7 +543,6 @@ class Kamailio:
                "-w", self.tmp]
         if os.getuid() == 0:
             try:
-                import pwd
                 pwd.getpwnam("kamailio")
                 cmd += ["-u", "kamailio", "-g", "kamailio"]
             except KeyError:
