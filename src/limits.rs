@@ -56,6 +56,10 @@ pub const SIP_MAX_TRANSACTIONS: usize = 131_072;
 /// about two for 64*T1 = 32 s over UDP (its INVITE's Accepted record and its BYE's),
 /// so this holds 6000 calls/s; past it the oldest go first (counted).
 pub const SIP_MAX_COMPLETED: usize = 393_216;
+/// How often the heap trimmer looks at the allocator's free memory (io/trim.rs).
+pub const HEAP_TRIM_INTERVAL_S: u64 = 10;
+/// Free bytes in the allocator's arenas past which they are trimmed.
+pub const HEAP_TRIM_MIN_FREE: usize = 1024 * 1024;
 /// Seconds a caller refused for capacity is asked to wait (Retry-After).
 pub const SIP_OVERLOAD_RETRY_AFTER_S: u32 = 5;
 /// Time a new HTTP connection has to send its whole request (ms).

@@ -158,8 +158,11 @@ fn ct_eq(a: &str, b: &str) -> bool {
 pub struct NonceBook {
     key: [u8; 32],
     counter: u64,
-    /// nonce -> (issued at, highest nc used; u32::MAX once a no-qop nonce is used).
-    used: HashMap<String, (Time, u32)>,
+    /// nonce (its issue time and counter, the part the MAC covers) -> (issued at,
+    /// highest nc used; u32::MAX once a no-qop nonce is used). Fixed-size keys keep
+    /// the table one allocation: a string per nonce, alive for minutes, would pin
+    /// heap pages all over after a burst of calls and keep them from the system.
+    used: HashMap<[u8; 16], (Time, u32)>,
     /// Nonces issued before this are refused as stale (raised when `used` is full).
     floor: Time,
 }
@@ -226,7 +229,8 @@ impl NonceBook {
         if !ct_eq(&expected, &c.response.to_ascii_lowercase()) {
             return Err(AuthError::BadResponse);
         }
-        let last = self.used.get(&c.nonce).map(|(_, n)| *n);
+        let id: [u8; 16] = raw[..16].try_into().expect("16 bytes");
+        let last = self.used.get(&id).map(|(_, n)| *n);
         let next = match (nc, last) {
             (None, None) => u32::MAX,
             (Some(n), None) => n,
@@ -236,13 +240,16 @@ impl NonceBook {
         if last.is_none() && self.used.len() >= NONCES_TRACKED {
             self.retire_oldest();
         }
-        self.used.insert(c.nonce.clone(), (issued, next));
+        self.used.insert(id, (issued, next));
         Ok(())
     }
 
     /// Forgets nonces that can no longer be used; call periodically.
     pub fn sweep(&mut self, now: Time) {
         self.used.retain(|_, (issued, _)| now.since(*issued) <= NONCE_LIFETIME);
+        if self.used.capacity() > 64 && self.used.capacity() > self.used.len() * 4 {
+            self.used.shrink_to(self.used.len() * 2);
+        }
     }
 
     /// Retires the older half of the tracked nonces by raising the floor.

@@ -263,7 +263,7 @@ impl SipEndpoint {
                     }
                     return;
                 }
-                if req.method == Method::Invite && self.b2bua.at_capacity(cfg) && !req.to().ok().is_some_and(|t| t.tag().is_some()) {
+                if req.method == Method::Invite && self.b2bua.at_capacity(cfg) && req.to().ok().is_none_or(|t| t.tag().is_none()) {
                     // A new call the box has no room for: refused before any state is
                     // kept (a retransmission gets the same answer).
                     self.stats.refused_overload += 1;

@@ -13,5 +13,6 @@ pub mod media;
 pub mod notify;
 pub mod run;
 pub mod supervisor;
+pub mod trim;
 pub mod verifier;
 pub mod writer;

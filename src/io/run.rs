@@ -231,6 +231,10 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
             return 1;
         }
     }
+    if let Err(e) = sup.spawn_thread("heap-trim", super::trim::trim_thread) {
+        eprintln!("ctibox: cannot start the heap trimmer: {e}");
+        return 1;
+    }
     sup.spawn("engine", driver.run(inbox_rx));
     if let Some(s) = bound.sip_udp {
         sup.spawn("sip-udp", listeners::sip_udp_loop(s, inbox_tx.clone()));

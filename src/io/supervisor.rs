@@ -84,3 +84,16 @@ pub(crate) fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
         "unknown panic".into()
     }
 }
+
+/// Nice 10 for the calling thread only (the secret verifier, the heap trimmer): their
+/// work waits for calls, not the other way round.
+pub fn lower_thread_priority(what: &str) {
+    // SAFETY: plain system calls on the calling thread, no pointers.
+    let r = unsafe {
+        let tid = nix::libc::syscall(nix::libc::SYS_gettid) as nix::libc::id_t;
+        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, 10)
+    };
+    if r != 0 {
+        log::debug!("{what}: cannot lower priority: {}", std::io::Error::last_os_error());
+    }
+}

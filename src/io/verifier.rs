@@ -40,7 +40,7 @@ impl Verifier {
 }
 
 fn work(rx: &Mutex<Receiver<VerifyJob>>, inbox: &tmpsc::Sender<Event>) -> Result<(), String> {
-    lower_priority();
+    super::supervisor::lower_thread_priority("verifier");
     loop {
         let job = {
             let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -49,17 +49,5 @@ fn work(rx: &Mutex<Receiver<VerifyJob>>, inbox: &tmpsc::Sender<Event>) -> Result
         let verdict = if crate::config::verify_phc(&job.phc, &job.presented) { Verdict::Match } else { Verdict::Mismatch };
         let input = Input::SecretVerified { ticket: job.ticket, verdict };
         inbox.blocking_send(Event::Input(input)).map_err(|_| "engine inbox closed".to_string())?;
-    }
-}
-
-/// Nice 10 for this thread only: logins wait for calls, not the other way round.
-fn lower_priority() {
-    // SAFETY: plain system calls on the calling thread, no pointers.
-    let r = unsafe {
-        let tid = nix::libc::syscall(nix::libc::SYS_gettid) as nix::libc::id_t;
-        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, 10)
-    };
-    if r != 0 {
-        log::debug!("verifier: cannot lower priority: {}", std::io::Error::last_os_error());
     }
 }
