@@ -46,7 +46,7 @@ impl TestBox {
 
     /// Waits for the box to log the end of a call; returns the line.
     fn call_ended(&mut self) -> String {
-        let l = self.b.wait_line(|l| l.text().contains("call ") && l.text().ends_with(": ended"));
+        let l = self.b.wait_line(|l| l.text().contains("call ") && l.text().contains(": ended by "));
         l.text().to_string()
     }
 
@@ -341,8 +341,8 @@ fn baresip_calls_baresip_and_the_called_party_hangs_up() {
     callee.established();
     callee.hang_up();
     caller.hung_up_on();
-    tb.log("called party hangs up");
-    tb.call_ended();
+    let ended = tb.call_ended();
+    assert!(ended.ends_with("ended by the called party"), "{ended}");
     tb.assert_calls(0, 1);
 }
 

@@ -69,7 +69,7 @@ impl B2bua {
         let tag = this.local_tag.clone();
         match req.method {
             Method::Bye => {
-                log::info!("call {id}: {} hangs up", if side == Side::A { "caller" } else { "called party" });
+                log::debug!("call {id}: {} hangs up", if side == Side::A { "caller" } else { "called party" });
                 self.out.push(Action::Respond(stx, respond(&req, 200, None, &tag)));
                 self.hang_up(cx, id, Some(side));
             }
@@ -193,7 +193,13 @@ impl B2bua {
             self.client.insert(txn, (id, Side::A, Purpose::Own));
             self.out.push(Action::Request { txn, request, to });
         }
-        log::info!("call {id}: ended");
+        // One line per call at its start (routing.rs) and one at its end.
+        let answered = if answered { "" } else { " before it was answered" };
+        match from {
+            Some(Side::A) => log::info!("call {id}: ended by the caller{answered}"),
+            Some(Side::B) => log::info!("call {id}: ended by the called party{answered}"),
+            None => log::info!("call {id}: ended by the box{answered}"),
+        }
         self.remove(id);
     }
 }

@@ -407,7 +407,7 @@ impl B2bua {
                         self.out.push(Action::Stateless { message: ack.to_bytes(), to: phone.peer });
                     }
                 }
-                log::info!("call {id}: answered");
+                log::debug!("call {id}: answered");
                 let watchers = call.watchers.clone();
                 for w in watchers {
                     self.note(&w, id, crate::core::cti::wire::EventKind::CallConnected);
@@ -427,7 +427,7 @@ impl B2bua {
             }
             call.state = answered;
             call.b_sdp = resp.body.clone();
-            log::info!("call {id}: answered");
+            log::debug!("call {id}: answered");
             let watchers = call.watchers.clone();
             start_2xx_retransmission(call, &mut self.timers, cx, r.to_bytes());
             self.invites.remove(&stx);
