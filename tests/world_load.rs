@@ -238,3 +238,33 @@ fn an_idle_call_whose_parties_answer_the_probe_stays_up_and_is_asked_again_later
     w.settle();
     w.assert_nothing_leaked();
 }
+
+#[test]
+fn while_the_shell_reports_the_engine_loop_saturated_new_calls_get_503_and_calls_in_progress_end() {
+    let mut w = world("");
+    answered_call(&mut w);
+    let t = w.engine_time(w.now);
+    w.engine.handle_input(t, ctibox::core::Input::Load { busy: true });
+    w.dial("1003", "1004");
+    w.drive_until(secs(3.5));
+    let refusal = w.find("box", "1003", "503 INVITE");
+    assert_eq!(refusal.len(), 1, "refused before the 407");
+    assert!(refusal[0].text.contains("Service Unavailable (overloaded)") && refusal[0].text.contains("Retry-After: 5"), "{}", refusal[0].text);
+    assert!(w.find("box", "1003", "407 INVITE").is_empty());
+    // The call in progress still ends.
+    w.hangup("1001");
+    w.drive_until(secs(4.0));
+    assert_eq!(w.find("box", "1001", "200 BYE").len(), 1);
+    assert_eq!(w.find("1002", "box", "200 BYE").len(), 1);
+    // Once the loop has room, calls are taken again.
+    let t = w.engine_time(w.now);
+    w.engine.handle_input(t, ctibox::core::Input::Load { busy: false });
+    w.dial("1003", "1004");
+    w.drive_until(secs(5.0));
+    w.answer("1004");
+    w.drive_until(secs(6.0));
+    assert!(w.phone("1003").history.iter().any(|(_, h)| h == "answered"));
+    w.hangup("1003");
+    w.settle();
+    w.assert_nothing_leaked();
+}

@@ -73,6 +73,9 @@ pub struct SipEndpoint {
     /// Calls the current input reached, for the engine to compare with what it last
     /// replicated; `touch_all` when any call may have changed (a CTI request).
     pub(crate) touched: Vec<u64>,
+    /// The shell says the engine loop is saturated (`Input::Load`): new calls are
+    /// refused until it clears.
+    busy: bool,
     pub(crate) touch_all: bool,
     /// Registration facts changed, emitted as `Output::Replicate` by `pump`.
     deltas: Vec<Delta>,
@@ -156,6 +159,7 @@ impl SipEndpoint {
             cti_open: Default::default(),
             cti_notes: Vec::new(),
             touched: Vec::new(),
+            busy: false,
             touch_all: false,
             deltas: Vec::new(),
         }
@@ -198,6 +202,18 @@ impl SipEndpoint {
             self.dirty = true;
         }
         self.save_if_dirty(out);
+    }
+
+    /// The shell's load signal (`Input::Load`).
+    pub fn set_busy(&mut self, busy: bool) {
+        if busy != self.busy {
+            if busy {
+                log::warn!("sip: the engine loop is saturated; new calls are refused with 503 until it clears");
+            } else {
+                log::info!("sip: the engine loop has room again; new calls are taken");
+            }
+        }
+        self.busy = busy;
     }
 
     /// SIP transactions alive (server and client, live and completed records), for
@@ -263,12 +279,15 @@ impl SipEndpoint {
                     }
                     return;
                 }
-                if req.method == Method::Invite && self.b2bua.at_capacity(cfg) && req.to().ok().is_none_or(|t| t.tag().is_none()) {
-                    // A new call the box has no room for: refused before any state is
-                    // kept (a retransmission gets the same answer).
-                    self.stats.refused_overload += 1;
-                    transmit(out, overloaded(&req, "call capacity", &rng.token(12)).to_bytes(), origin);
-                    return;
+                if req.method == Method::Invite && req.to().ok().is_none_or(|t| t.tag().is_none()) {
+                    // A new call the box has no room or time for: refused before any
+                    // state is kept (a retransmission gets the same answer).
+                    let full = if self.b2bua.at_capacity(cfg) { Some("call capacity") } else if self.busy { Some("overloaded") } else { None };
+                    if let Some(what) = full {
+                        self.stats.refused_overload += 1;
+                        transmit(out, overloaded(&req, what, &rng.token(12)).to_bytes(), origin);
+                        return;
+                    }
                 }
                 let incoming = self.txn.on_request(now, req, origin);
                 self.dispatch(now, cfg, rng, incoming, origin, out);

@@ -79,6 +79,12 @@ pub enum Input {
     /// The shell is stopping cleanly: save what is held back (registration refreshes
     /// not yet written) before it flushes the persist queue.
     Stop,
+    /// The shell's measure of the engine loop: `busy` while the loop had no idle
+    /// moment (work waiting) over its last measurement window. While busy, new calls
+    /// are refused 503 with Retry-After before any work is spent on them, so that the
+    /// requests of calls in progress (ACK, BYE, CANCEL) are still served instead of
+    /// being lost with everything else in an overflowing socket buffer.
+    Load { busy: bool },
 }
 
 /// A secret check the engine hands to the shell: Argon2 is slow on purpose (tens of
@@ -300,6 +306,7 @@ impl Engine {
             Input::Reload(config) => self.handle_reload(config),
             Input::Media(ev) => self.handle_media(ev),
             Input::Stop => self.sip.stopping(self.now, &mut self.out),
+            Input::Load { busy } => self.sip.set_busy(busy),
         }
         self.replicate_calls();
     }

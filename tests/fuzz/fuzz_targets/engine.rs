@@ -295,6 +295,7 @@ impl Harness {
                 self.input(Input::CtiMessage { conn, text });
             }
             b'C' => self.input(Input::ConnClosed { conn: ConnId(1 + sel as u64 % CTI_CONNS) }),
+            b'L' => self.input(Input::Load { busy: sel % 2 == 1 }),
             b'W' => {
                 self.now = self.now + Duration::from_millis(1 << (sel % 24));
                 self.input(Input::Timeout);
