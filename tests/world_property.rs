@@ -3,7 +3,8 @@
 //! duplicates and reorders datagrams. Whatever happens: no panic, and once everyone
 //! has hung up and the timers have run, nothing is left in the engine (calls,
 //! dialogs, transactions, RTP ports, call timers), no phone is left in a call, and the
-//! counters balance with what went over the wire.
+//! counters balance with what went over the wire. Half the phones (chosen per seed)
+//! send the ACK for a non-2xx answer on a new branch.
 mod world;
 
 use ctibox::core::rng::EngineRng;
@@ -28,6 +29,11 @@ fn run(seed: u64, dump: bool) {
     w.default_link = Link { latency: Duration::from_millis(10), loss: 0.05, dup: 0.03, jitter: Duration::from_millis(30) };
     w.register_all();
     let mut rng = EngineRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // Some phones send the ACK for a non-2xx answer on a branch of their own.
+    let mut knobs = EngineRng::seed_from_u64(seed ^ 0xac4b_7a9c);
+    for p in &mut w.phones {
+        p.ack_new_branch = roll(&mut knobs, 0.5);
+    }
     let dns: Vec<String> = w.phones.iter().map(|p| p.dn.clone()).collect();
     // Random actions every 250 ms for 8 s.
     let mut t = secs(1.0);
