@@ -85,7 +85,6 @@ type Key = (u64, u64);
 /// between honest keys is as likely as 2^-128 per pair, and crafting one costs the
 /// work of a 128-bit second preimage). 0xff never occurs in UTF-8, so it separates.
 fn key_of(parts: &[&[u8]]) -> Key {
-    #[allow(deprecated)]
     let (mut a, mut b) = (std::collections::hash_map::DefaultHasher::new(), std::collections::hash_map::DefaultHasher::new());
     b.write_u8(0x5a);
     for p in parts {
