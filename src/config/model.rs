@@ -30,14 +30,71 @@ pub struct Config {
     pub app_users: Vec<AppUser>,
     pub peer: Option<PeerConfig>,
     pub board: BoardRef,
+    /// Lookups by name (`Config::index`); built once after validation. Each hit is
+    /// checked against the entry it names, so a hand-edited `Config` (tests) still
+    /// answers right, by a scan.
+    pub index: ConfigIndex,
+}
+
+/// Positions of devices and lines by what calls look them up by: a box with a
+/// thousand phones answers each call's lookups in constant time, not by scans.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigIndex {
+    device_by_name: std::collections::HashMap<String, usize>,
+    phone_by_username: std::collections::HashMap<String, usize>,
+    line_by_key: std::collections::HashMap<LineKey, usize>,
+    devices_of_line: std::collections::HashMap<LineKey, Vec<usize>>,
 }
 
 impl Config {
+    /// Builds `index` from the devices and lines (after validation, or after a change).
+    pub fn reindex(&mut self) {
+        let mut ix = ConfigIndex::default();
+        for (i, d) in self.devices.iter().enumerate() {
+            ix.device_by_name.entry(d.name.clone()).or_insert(i);
+            if let DeviceKind::SipPhone { username, .. } = &d.kind {
+                ix.phone_by_username.entry(username.clone()).or_insert(i);
+            }
+            for l in &d.lines {
+                ix.devices_of_line.entry(l.clone()).or_default().push(i);
+            }
+        }
+        for (i, l) in self.lines.iter().enumerate() {
+            ix.line_by_key.entry(l.key()).or_insert(i);
+        }
+        self.index = ix;
+    }
+
     pub fn device(&self, name: &str) -> Option<&Device> {
-        self.devices.iter().find(|d| d.name == name)
+        match self.index.device_by_name.get(name).and_then(|&i| self.devices.get(i)) {
+            Some(d) if d.name == name => Some(d),
+            _ => self.devices.iter().find(|d| d.name == name),
+        }
     }
     pub fn line(&self, key: &LineKey) -> Option<&Line> {
-        self.lines.iter().find(|l| l.dn == key.dn && l.partition == key.partition)
+        match self.index.line_by_key.get(key).and_then(|&i| self.lines.get(i)) {
+            Some(l) if l.dn == key.dn && l.partition == key.partition => Some(l),
+            _ => self.lines.iter().find(|l| l.dn == key.dn && l.partition == key.partition),
+        }
+    }
+    /// The sip_phone device whose digest username is `user`.
+    pub fn phone_by_username(&self, user: &str) -> Option<&Device> {
+        let is = |d: &Device| matches!(&d.kind, DeviceKind::SipPhone { username, .. } if username == user);
+        match self.index.phone_by_username.get(user).and_then(|&i| self.devices.get(i)) {
+            Some(d) if is(d) => Some(d),
+            _ => self.devices.iter().find(|d| is(d)),
+        }
+    }
+    /// The devices a line appears on, in configuration order.
+    pub fn devices_of_line<'c>(&'c self, line: &LineKey) -> Box<dyn Iterator<Item = &'c Device> + 'c> {
+        let indexed: Option<Vec<&Device>> = self.index.devices_of_line.get(line).map(|ix| ix.iter().filter_map(|&i| self.devices.get(i)).filter(|d| d.lines.contains(line)).collect());
+        match indexed {
+            Some(v) if !v.is_empty() => Box::new(v.into_iter()),
+            _ => {
+                let line = line.clone();
+                Box::new(self.devices.iter().filter(move |d| d.lines.contains(&line)))
+            }
+        }
     }
     pub fn css(&self, name: &str) -> Option<&CallingSearchSpace> {
         self.calling_search_spaces.iter().find(|c| c.name == name)

@@ -293,3 +293,29 @@ fn prompts_dir_is_checked_at_load_when_set() {
     assert_eq!(embedded_default().media.prompts_dir, std::path::PathBuf::from("/usr/share/ctibox/prompts"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lookups_by_name_username_and_line_use_the_index_and_survive_a_hand_edited_config() {
+    let mut text = String::from("[[partition]]\nname = \"internal\"\n[[calling_search_space]]\nname = \"all\"\npartitions = [\"internal\"]\n");
+    for i in 0..1000 {
+        text += &format!("[[line]]\ndn = \"{}\"\npartition = \"internal\"\n", 20000 + i);
+        text += &format!(
+            "[[device]]\nname = \"p{i}\"\ntype = \"sip_phone\"\nusername = \"u{i}\"\npassword = \"Pw-secret-q{i}x\"\nlines = [\"{}\"]\ncss = \"all\"\n",
+            20000 + i
+        );
+    }
+    let mut c = parse_str(&text, "t.toml").unwrap();
+    let key = |dn: &str| crate::config::LineKey { dn: dn.into(), partition: "internal".into() };
+    assert_eq!(c.phone_by_username("u731").map(|d| d.name.as_str()), Some("p731"));
+    assert_eq!(c.device("p999").map(|d| d.lines[0].dn.as_str()), Some("20999"));
+    assert_eq!(c.line(&key("20500")).map(|l| l.dn.as_str()), Some("20500"));
+    assert_eq!(c.devices_of_line(&key("20042")).map(|d| d.name.as_str()).collect::<Vec<_>>(), ["p42"]);
+    assert!(c.phone_by_username("nobody").is_none() && c.device("p1000").is_none() && c.line(&key("1")).is_none());
+    // Entries moved after indexing: each hit is checked, and a miss falls back to a scan.
+    c.devices.swap(0, 731);
+    c.lines.swap(0, 500);
+    assert_eq!(c.phone_by_username("u731").map(|d| d.name.as_str()), Some("p731"));
+    assert_eq!(c.device("p0").map(|d| d.name.as_str()), Some("p0"));
+    assert_eq!(c.line(&key("20500")).map(|l| l.dn.as_str()), Some("20500"));
+    assert_eq!(c.devices_of_line(&key("20000")).map(|d| d.name.as_str()).collect::<Vec<_>>(), ["p0"]);
+}

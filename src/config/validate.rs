@@ -135,7 +135,7 @@ pub(crate) fn validate(raw: &RawConfig, text: &str, file: &str) -> Result<Config
         errs.sort_by_key(|e| (e.file != file, e.line, e.column));
         return Err(errs);
     }
-    Ok(Config {
+    let mut cfg = Config {
         source: file.to_string(),
         system,
         sip,
@@ -152,7 +152,10 @@ pub(crate) fn validate(raw: &RawConfig, text: &str, file: &str) -> Result<Config
         app_users: plan.app_users,
         peer,
         board,
-    })
+        index: Default::default(),
+    };
+    cfg.reindex();
+    Ok(cfg)
 }
 
 fn system(c: &mut Ctx, r: &RawSystem) -> SystemConfig {

@@ -111,7 +111,7 @@ pub enum Denied {
 
 /// Finds the sip_phone device whose digest username is `user`.
 pub fn phone_by_username<'c>(cfg: &'c Config, user: &str) -> Option<&'c Device> {
-    cfg.devices.iter().find(|d| matches!(&d.kind, DeviceKind::SipPhone { username, .. } if username == user))
+    cfg.phone_by_username(user)
 }
 
 /// Authenticates `req` from a phone. Ok: the device it proved to be.

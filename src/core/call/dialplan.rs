@@ -84,7 +84,8 @@ fn breadth(pattern: &str) -> (u8, u128) {
 pub fn resolve(cfg: &Config, css: Option<&str>, dialled: &str) -> Result<Destination, NoRoute> {
     let css = css.and_then(|c| cfg.css(c)).ok_or(NoRoute::NoCss)?;
     for p in &css.partitions {
-        if let Some(line) = cfg.lines.iter().find(|l| &l.partition == p && l.dn == dialled) {
+        let key = crate::config::LineKey { dn: dialled.to_string(), partition: p.clone() };
+        if let Some(line) = cfg.line(&key) {
             return Ok(Destination::Line(line.key()));
         }
     }
@@ -110,8 +111,7 @@ pub fn resolve(cfg: &Config, css: Option<&str>, dialled: &str) -> Result<Destina
 
 /// The devices a line appears on (a shared line rings them all).
 pub fn devices_of<'c>(cfg: &'c Config, line: &LineKey) -> impl Iterator<Item = &'c Device> + 'c {
-    let line = line.clone();
-    cfg.devices.iter().filter(move |d| d.lines.contains(&line))
+    cfg.devices_of_line(line)
 }
 
 /// The calling search space forwards of `line` are routed with: the line's own
