@@ -5,6 +5,9 @@
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 
+/// Bytes of line buffer kept between records.
+const LINE_KEEP: usize = 4096;
+
 struct StderrLogger {
     journal: bool,
 }
@@ -18,7 +21,30 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut err = std::io::stderr().lock();
+        // The line is formatted first and written with one call: stderr is
+        // unbuffered, so formatting straight into it costs one write(2) per piece.
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        LINE.with(|line| match line.try_borrow_mut() {
+            Ok(mut buf) => {
+                self.write_line(record, &mut buf);
+                // A huge line once does not keep its buffer for ever.
+                if buf.capacity() > LINE_KEEP {
+                    *buf = Vec::new();
+                }
+            }
+            // A record logged while formatting another one.
+            Err(_) => self.write_line(record, &mut Vec::new()),
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+impl StderrLogger {
+    fn write_line(&self, record: &Record, buf: &mut Vec<u8>) {
+        buf.clear();
         let _ = if self.journal {
             let prio = match record.level() {
                 Level::Error => 3,
@@ -26,13 +52,12 @@ impl Log for StderrLogger {
                 Level::Info => 6,
                 Level::Debug | Level::Trace => 7,
             };
-            writeln!(err, "<{prio}>{}", record.args())
+            writeln!(buf, "<{prio}>{}", record.args())
         } else {
-            writeln!(err, "{:<5} {}", record.level(), record.args())
+            writeln!(buf, "{:<5} {}", record.level(), record.args())
         };
+        let _ = std::io::stderr().lock().write_all(buf);
     }
-
-    fn flush(&self) {}
 }
 
 /// Parses a level name as used by `--log` and `CTIBOX_LOG`.
