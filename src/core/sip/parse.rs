@@ -203,10 +203,10 @@ fn parse_request_line(line: &str) -> Result<(Method, Uri), ParseError> {
 fn validate(headers: &Headers) -> Result<(), ParseError> {
     for h in &headers.0 {
         let ok = match &h.name {
-            HeaderName::Via => list_ok(&h.value, |v| Via::parse(v).is_some()),
-            HeaderName::From | HeaderName::To => NameAddr::parse(&h.value).is_some(),
-            HeaderName::Contact => h.value == "*" || list_ok(&h.value, |v| NameAddr::parse(v).is_some()),
-            HeaderName::Route | HeaderName::RecordRoute => list_ok(&h.value, |v| NameAddr::parse(v).is_some()),
+            HeaderName::Via => list_ok(&h.value, Via::is_valid),
+            HeaderName::From | HeaderName::To => NameAddr::is_valid(&h.value),
+            HeaderName::Contact => h.value == "*" || list_ok(&h.value, NameAddr::is_valid),
+            HeaderName::Route | HeaderName::RecordRoute => list_ok(&h.value, NameAddr::is_valid),
             HeaderName::CSeq => CSeq::parse(&h.value).is_some(),
             HeaderName::CallId => !h.value.is_empty() && h.value.bytes().all(|b| text::is_word(b) || b == b'@'),
             HeaderName::MaxForwards => text::parse_u64(&h.value, 255).is_some(),
@@ -221,8 +221,7 @@ fn validate(headers: &Headers) -> Result<(), ParseError> {
 }
 
 fn list_ok(value: &str, f: impl Fn(&str) -> bool) -> bool {
-    match text::split_commas(value) {
-        Ok(parts) => parts.iter().all(|p| !p.is_empty() && f(p)),
-        Err(_) => false,
-    }
+    let mut ok = true;
+    let balanced = text::each_comma(value, |p| ok = ok && !p.is_empty() && f(p));
+    balanced.is_ok() && ok
 }

@@ -22,7 +22,7 @@ impl Host {
             let inner = inner.strip_suffix(']')?;
             return parse_v6(inner).map(Host::V6);
         }
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+        if !domain_chars_ok(s) {
             return None;
         }
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -33,6 +33,14 @@ impl Host {
         Some(Host::Domain(s.to_string()))
     }
 
+    /// Whether `parse` accepts `s` (without building the host).
+    pub fn is_valid(s: &str) -> bool {
+        match s.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']').is_some_and(|i| parse_v6(i).is_some()),
+            None => domain_chars_ok(s),
+        }
+    }
+
     /// Case-insensitive comparison for domains, exact for addresses.
     pub fn matches(&self, other: &Host) -> bool {
         match (self, other) {
@@ -40,6 +48,10 @@ impl Host {
             (a, b) => a == b,
         }
     }
+}
+
+fn domain_chars_ok(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// IPv6 text, tolerating the three-colon form of the RFC 3261 ABNF bug (RFC 5118 §4.10).
@@ -128,26 +140,45 @@ impl Uri {
 
     /// Parses an absolute URI. `None` if it is not one.
     pub fn parse(s: &str) -> Option<Uri> {
-        let colon = s.find(':')?;
-        let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
-        let sb = scheme.as_bytes();
-        if sb.is_empty()
-            || !sb[0].is_ascii_alphabetic()
-            || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return None;
-        }
-        if rest.is_empty() || !rest.bytes().all(is_uric) || !valid_escapes(rest) && !scheme_is_opaque(scheme) {
-            return None;
-        }
+        let (scheme, rest) = split_scheme(s)?;
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-            parse_sip(rest, scheme.len() == 4).map(Uri::Sip)
+            sip_parts(rest)?.build(scheme.len() == 4).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("tel") {
             parse_tel(rest).map(Uri::Tel)
         } else {
             Some(Uri::Other { scheme: scheme.to_string(), rest: rest.to_string() })
         }
     }
+
+    /// Whether `parse` accepts `s` (without building the URI).
+    pub fn is_valid(s: &str) -> bool {
+        let Some((scheme, rest)) = split_scheme(s) else { return false };
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            sip_parts(rest).is_some()
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            tel_parts(rest).is_some()
+        } else {
+            true
+        }
+    }
+}
+
+/// `scheme` and what follows its colon, both checked for the characters a URI may
+/// carry (and, but for opaque schemes, for well-formed %-escapes).
+fn split_scheme(s: &str) -> Option<(&str, &str)> {
+    let colon = s.find(':')?;
+    let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+    let sb = scheme.as_bytes();
+    if sb.is_empty()
+        || !sb[0].is_ascii_alphabetic()
+        || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return None;
+    }
+    if rest.is_empty() || !rest.bytes().all(is_uric) || !valid_escapes(rest) && !scheme_is_opaque(scheme) {
+        return None;
+    }
+    Some((scheme, rest))
 }
 
 fn scheme_is_opaque(scheme: &str) -> bool {
@@ -212,7 +243,36 @@ fn is_hchar(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
 }
 
-fn parse_sip(rest: &str, secure: bool) -> Option<SipUri> {
+/// A sip/sips URI after its scheme, checked and split but not yet owned.
+struct SipParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
+    /// `;name[=value]...` as received (checked), or empty.
+    params: &'a str,
+    headers: Option<&'a str>,
+}
+
+impl SipParts<'_> {
+    fn build(&self, secure: bool) -> Option<SipUri> {
+        let mut params = Vec::new();
+        if !each_uri_param(self.params, is_paramchar, |n, v| params.push(Param::new(n, v))) {
+            return None;
+        }
+        Some(SipUri {
+            secure,
+            user: self.user.map(str::to_string),
+            password: self.password.map(str::to_string),
+            host: Host::parse(self.host)?,
+            port: self.port,
+            params,
+            headers: self.headers.map(str::to_string),
+        })
+    }
+}
+
+fn sip_parts(rest: &str) -> Option<SipParts<'_>> {
     let (userinfo, after) = match rest.find('@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
@@ -227,7 +287,7 @@ fn parse_sip(rest: &str, secure: bool) -> Option<SipUri> {
             if u.is_empty() || !u.bytes().all(is_user) || !p.is_none_or(|p| p.bytes().all(is_password)) {
                 return None;
             }
-            (Some(u.to_string()), p.map(str::to_string))
+            (Some(u), p)
         }
     };
     let (hp_params, headers) = match after.find('?') {
@@ -243,20 +303,26 @@ fn parse_sip(rest: &str, secure: bool) -> Option<SipUri> {
         Some(sc) => (&hp_params[..sc], &hp_params[sc..]),
         None => (hp_params, ""),
     };
-    let (host, port) = split_hostport(hostport)?;
-    Some(SipUri {
-        secure,
-        user,
-        password,
-        host,
-        port,
-        params: parse_uri_params(params, is_paramchar)?,
-        headers: headers.map(str::to_string),
-    })
+    let (host, port) = hostport_parts(hostport)?;
+    if !Host::is_valid(host) || !each_uri_param(params, is_paramchar, |_, _| {}) {
+        return None;
+    }
+    Some(SipParts { user, password, host, port, params, headers })
 }
 
 /// `host[:port]` with bracketed IPv6.
 pub fn split_hostport(s: &str) -> Option<(Host, Option<u16>)> {
+    let (host, port) = hostport_parts(s)?;
+    Some((Host::parse(host)?, port))
+}
+
+/// Whether `split_hostport` accepts `s`.
+pub fn hostport_ok(s: &str) -> bool {
+    hostport_parts(s).is_some_and(|(h, _)| Host::is_valid(h))
+}
+
+/// The host text (not yet checked) and the port of `host[:port]`.
+fn hostport_parts(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
         let end = s.find(']')?;
         let tail = &s[end + 1..];
@@ -272,14 +338,14 @@ pub fn split_hostport(s: &str) -> Option<(Host, Option<u16>)> {
         None => None,
         Some(p) => Some(super::text::parse_u64(p, 65535)? as u16),
     };
-    Some((Host::parse(host)?, port))
+    Some((host, port))
 }
 
-/// `;name[=value]` list inside a URI (no whitespace).
-fn parse_uri_params(s: &str, ok: fn(u8) -> bool) -> Option<Vec<Param>> {
-    let mut out = Vec::new();
+/// Walks a `;name[=value]` list inside a URI (no whitespace), calling `f` with each
+/// parameter; `false` (maybe after some calls) if one is malformed.
+fn each_uri_param<'a>(s: &'a str, ok: fn(u8) -> bool, mut f: impl FnMut(&'a str, Option<&'a str>)) -> bool {
     if s.is_empty() {
-        return Some(out);
+        return true;
     }
     for part in s[1..].split(';') {
         let (name, value) = match part.find('=') {
@@ -287,14 +353,19 @@ fn parse_uri_params(s: &str, ok: fn(u8) -> bool) -> Option<Vec<Param>> {
             None => (part, None),
         };
         if name.is_empty() || !name.bytes().all(ok) || value.is_some_and(|v| v.is_empty() || !v.bytes().all(ok)) {
-            return None;
+            return false;
         }
-        out.push(Param::new(name, value));
+        f(name, value);
     }
-    Some(out)
+    true
 }
 
-fn parse_tel(rest: &str) -> Option<TelUri> {
+fn is_tel_paramchar(b: u8) -> bool {
+    is_paramchar(b) || is_token(b)
+}
+
+/// The number and the (checked) parameters of a tel URI.
+fn tel_parts(rest: &str) -> Option<(&str, &str)> {
     let (number, params) = match rest.find(';') {
         Some(sc) => (&rest[..sc], &rest[sc..]),
         None => (rest, ""),
@@ -304,7 +375,13 @@ fn parse_tel(rest: &str) -> Option<TelUri> {
     if digits.is_empty() || !digits.bytes().all(ok) {
         return None;
     }
-    let params = parse_uri_params(params, |b| is_paramchar(b) || is_token(b))?;
+    each_uri_param(params, is_tel_paramchar, |_, _| {}).then_some((number, params))
+}
+
+fn parse_tel(rest: &str) -> Option<TelUri> {
+    let (number, raw) = tel_parts(rest)?;
+    let mut params = Vec::new();
+    each_uri_param(raw, is_tel_paramchar, |n, v| params.push(Param::new(n, v)));
     Some(TelUri { number: number.to_string(), params })
 }
 
