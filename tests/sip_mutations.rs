@@ -166,3 +166,56 @@ fn corpus_itself_satisfies_the_property() {
         property(&m);
     }
 }
+
+/// The parser's validation uses checks that build nothing (`Via::is_valid`,
+/// `NameAddr::is_valid`, `Uri::is_valid`, `Host::is_valid`): on every header value,
+/// list element and URI-looking piece of the corpus and its mutations, each check
+/// must agree with its parser.
+#[test]
+fn validity_checks_agree_with_the_parsers_on_mutated_values() {
+    fn pieces(data: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(data);
+        let mut out = Vec::new();
+        for line in text.split('\n') {
+            let line = line.trim_end_matches('\r');
+            out.extend(line.split(' ').map(str::to_string));
+            if let Some((_, v)) = line.split_once(':') {
+                let v = v.trim_matches([' ', '\t']);
+                out.push(v.to_string());
+                if let Ok(parts) = text::split_commas(v) {
+                    out.extend(parts.iter().map(|p| p.to_string()));
+                }
+                for (i, _) in v.match_indices('<') {
+                    let inner = &v[i + 1..];
+                    out.push(inner.split('>').next().unwrap_or(inner).to_string());
+                }
+                for (i, _) in v.match_indices(';') {
+                    out.push(v[i..].to_string());
+                }
+            }
+        }
+        out
+    }
+    let corpus = corpus();
+    let mut rng = Rng(0x0c4e_c4ed);
+    let (mut checked, mut valid) = (0usize, 0usize);
+    let mut inputs: Vec<Vec<u8>> = corpus.clone();
+    for _ in 0..3000 {
+        let seed = &corpus[rng.below(corpus.len())];
+        inputs.push(mutate(&mut rng, seed, &corpus));
+    }
+    for input in &inputs {
+        for p in pieces(input) {
+            checked += 1;
+            assert_eq!(Via::is_valid(&p), Via::parse(&p).is_some(), "Via {p:?}");
+            assert_eq!(NameAddr::is_valid(&p), NameAddr::parse(&p).is_some(), "name-addr {p:?}");
+            assert_eq!(Uri::is_valid(&p), Uri::parse(&p).is_some(), "URI {p:?}");
+            assert_eq!(Host::is_valid(&p), Host::parse(&p).is_some(), "host {p:?}");
+            assert_eq!(uri::hostport_ok(&p), uri::split_hostport(&p).is_some(), "hostport {p:?}");
+            assert_eq!(text::params_ok(&p), text::parse_params(&p).is_ok(), "params {p:?}");
+            valid += usize::from(NameAddr::is_valid(&p)) + usize::from(Via::is_valid(&p));
+        }
+    }
+    // Sanity: both verdicts occur often.
+    assert!(valid > checked / 50 && valid < checked, "{valid} valid of {checked}");
+}

@@ -5,7 +5,8 @@
 
 use super::name::Method;
 use super::text::{self, find_param, is_token, is_token_str, skip_ws, DisplayParams, Param};
-use super::uri::{split_hostport, Host, Uri};
+use super::uri::{hostport_ok, split_hostport, Host, Uri};
+use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -49,57 +50,75 @@ impl Via {
 
     /// Parses one Via entry (`SIP / 2.0 / UDP host:port;params`, LWS allowed).
     pub fn parse(s: &str) -> Option<Via> {
-        let b = s.as_bytes();
-        let mut parts = [""; 3];
-        let mut i = skip_ws(b, 0);
-        for (n, part) in parts.iter_mut().enumerate() {
-            if n > 0 {
-                if b.get(i) != Some(&b'/') {
-                    return None;
-                }
-                i = skip_ws(b, i + 1);
+        let (transport, hostport, params) = via_parts(s)?;
+        let (host, port) = split_hostport(&hostport)?;
+        let params = text::parse_params(params).ok()?;
+        Some(Via { transport: transport.to_ascii_uppercase(), host, port, params })
+    }
+
+    /// Whether `parse` accepts `s` (without building the entry).
+    pub fn is_valid(s: &str) -> bool {
+        via_parts(s).is_some_and(|(_, hostport, params)| hostport_ok(&hostport) && text::params_ok(params))
+    }
+}
+
+/// A Via entry's transport, sent-by (LWS around the port colon removed) and the
+/// parameters' text; the sent-by and parameters are not checked yet.
+fn via_parts(s: &str) -> Option<(&str, Cow<'_, str>, &str)> {
+    let b = s.as_bytes();
+    let mut parts = [""; 3];
+    let mut i = skip_ws(b, 0);
+    for (n, part) in parts.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'/') {
+                return None;
             }
-            let t0 = i;
-            while i < b.len() && is_token(b[i]) {
-                i += 1;
-            }
-            *part = &s[t0..i];
-            i = skip_ws(b, i);
+            i = skip_ws(b, i + 1);
         }
-        if !parts[0].eq_ignore_ascii_case("SIP") || parts[1] != "2.0" || parts[2].is_empty() {
-            return None;
-        }
-        let h0 = i;
-        while i < b.len() && b[i] != b';' && !text::is_ws(b[i]) {
+        let t0 = i;
+        while i < b.len() && is_token(b[i]) {
             i += 1;
         }
-        let mut hostport = s[h0..i].to_string();
-        // sent-by allows LWS around the port colon.
-        let j = skip_ws(b, i);
-        if b.get(j) == Some(&b':') {
-            let k = skip_ws(b, j + 1);
-            let p0 = k;
-            let mut e = k;
-            while e < b.len() && b[e].is_ascii_digit() {
-                e += 1;
-            }
-            hostport.push(':');
-            hostport.push_str(&s[p0..e]);
-            i = e;
-        }
-        let (host, port) = split_hostport(&hostport)?;
-        let params = text::parse_params(&s[i..]).ok()?;
-        Some(Via { transport: parts[2].to_ascii_uppercase(), host, port, params })
+        *part = &s[t0..i];
+        i = skip_ws(b, i);
     }
+    if !parts[0].eq_ignore_ascii_case("SIP") || parts[1] != "2.0" || parts[2].is_empty() {
+        return None;
+    }
+    let h0 = i;
+    while i < b.len() && b[i] != b';' && !text::is_ws(b[i]) {
+        i += 1;
+    }
+    let mut hostport = Cow::Borrowed(&s[h0..i]);
+    // sent-by allows LWS around the port colon.
+    let j = skip_ws(b, i);
+    if b.get(j) == Some(&b':') {
+        let k = skip_ws(b, j + 1);
+        let p0 = k;
+        let mut e = k;
+        while e < b.len() && b[e].is_ascii_digit() {
+            e += 1;
+        }
+        // (Only with LWS before the colon: without, the port is already in.)
+        let mut joined = hostport.into_owned();
+        joined.push(':');
+        joined.push_str(&s[p0..e]);
+        hostport = Cow::Owned(joined);
+        i = e;
+    }
+    Some((parts[2], hostport, &s[i..]))
 }
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        f.write_str("SIP/2.0/")?;
+        f.write_str(&self.transport)?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        write!(f, "{}", DisplayParams(&self.params))
+        fmt::Display::fmt(&DisplayParams(&self.params), f)
     }
 }
 
@@ -151,39 +170,71 @@ impl NameAddr {
 
     /// Parses one name-addr / addr-spec with its header parameters.
     pub fn parse(s: &str) -> Option<NameAddr> {
-        let s = s.trim_matches(text::is_ws_char);
-        let b = s.as_bytes();
-        let (display, uri_start) = if b.first() == Some(&b'"') {
-            let q = text::quoted_len(s)?;
-            let i = skip_ws(b, q);
-            if b.get(i) != Some(&b'<') {
-                return None;
+        let p = name_addr_parts(s)?;
+        let display = match p.display {
+            Display::None => None,
+            Display::Quoted(q) => Some(text::unquote(q)),
+            Display::Tokens(dn) => {
+                let dn = dn.split(text::is_ws_char).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+                (!dn.is_empty()).then_some(dn)
             }
-            (Some(text::unquote(&s[..q])), i)
-        } else if let Some(lt) = s.find('<') {
-            let dn = s[..lt].trim_matches(text::is_ws_char);
-            if !dn.split(text::is_ws_char).filter(|w| !w.is_empty()).all(is_token_str) {
-                return None;
-            }
-            let dn = dn.split(text::is_ws_char).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
-            (if dn.is_empty() { None } else { Some(dn) }, lt)
-        } else {
-            // addr-spec: the URI ends at the first ';', and may not carry '?' or ','.
-            let end = s.find(';').unwrap_or(s.len());
-            let u = s[..end].trim_end_matches(text::is_ws_char);
-            if u.contains('?') || u.contains(',') {
-                return None;
-            }
-            let uri = Uri::parse(u)?;
-            let params = text::parse_params(&s[end..]).ok()?;
-            return Some(NameAddr { display: None, uri, params });
         };
-        let rest = &s[uri_start + 1..];
-        let gt = rest.find('>')?;
-        let uri = Uri::parse(&rest[..gt])?;
-        let params = text::parse_params(&rest[gt + 1..]).ok()?;
+        let uri = Uri::parse(p.uri)?;
+        let params = text::parse_params(p.params).ok()?;
         Some(NameAddr { display, uri, params })
     }
+
+    /// Whether `parse` accepts `s` (without building the address).
+    pub fn is_valid(s: &str) -> bool {
+        name_addr_parts(s).is_some_and(|p| Uri::is_valid(p.uri) && text::params_ok(p.params))
+    }
+}
+
+/// A display name as written, checked.
+enum Display<'a> {
+    None,
+    /// A quoted string, quotes included.
+    Quoted(&'a str),
+    /// Tokens separated by LWS (maybe none at all).
+    Tokens(&'a str),
+}
+
+/// A name-addr / addr-spec split into display name, URI text and parameters' text
+/// (the URI and parameters not checked yet).
+struct NameAddrParts<'a> {
+    display: Display<'a>,
+    uri: &'a str,
+    params: &'a str,
+}
+
+fn name_addr_parts(s: &str) -> Option<NameAddrParts<'_>> {
+    let s = s.trim_matches(text::is_ws_char);
+    let b = s.as_bytes();
+    let (display, uri_start) = if b.first() == Some(&b'"') {
+        let q = text::quoted_len(s)?;
+        let i = skip_ws(b, q);
+        if b.get(i) != Some(&b'<') {
+            return None;
+        }
+        (Display::Quoted(&s[..q]), i)
+    } else if let Some(lt) = text::find_byte(s, b'<') {
+        let dn = s[..lt].trim_matches(text::is_ws_char);
+        if !dn.split(text::is_ws_char).filter(|w| !w.is_empty()).all(is_token_str) {
+            return None;
+        }
+        (Display::Tokens(dn), lt)
+    } else {
+        // addr-spec: the URI ends at the first ';', and may not carry '?' or ','.
+        let end = text::find_byte(s, b';').unwrap_or(s.len());
+        let u = s[..end].trim_end_matches(text::is_ws_char);
+        if u.bytes().any(|b| b == b'?' || b == b',') {
+            return None;
+        }
+        return Some(NameAddrParts { display: Display::None, uri: u, params: &s[end..] });
+    };
+    let rest = &s[uri_start + 1..];
+    let gt = text::find_byte(rest, b'>')?;
+    Some(NameAddrParts { display, uri: &rest[..gt], params: &rest[gt + 1..] })
 }
 
 impl fmt::Display for NameAddr {

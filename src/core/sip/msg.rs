@@ -66,10 +66,28 @@ impl Headers {
     pub fn list<'a>(&'a self, name: &HeaderName) -> Result<Vec<&'a str>, ParseError> {
         let mut out = Vec::new();
         for v in self.0.iter().filter(|h| &h.name == name).map(|h| h.value.as_str()) {
-            let parts = text::split_commas(v).map_err(|_| ParseError::BadHeader(name.clone()))?;
-            out.extend(parts.into_iter().filter(|p| !p.is_empty()));
+            text::each_comma(v, |p| {
+                if !p.is_empty() {
+                    out.push(p)
+                }
+            })
+            .map_err(|_| ParseError::BadHeader(name.clone()))?;
         }
         Ok(out)
+    }
+    /// The first element `list` would give, without collecting the others (every
+    /// line is still checked, so the `Err` is the same as `list`'s).
+    pub fn first_of_list<'a>(&'a self, name: &HeaderName) -> Result<Option<&'a str>, ParseError> {
+        let mut first = None;
+        for v in self.0.iter().filter(|h| &h.name == name).map(|h| h.value.as_str()) {
+            text::each_comma(v, |p| {
+                if first.is_none() && !p.is_empty() {
+                    first = Some(p)
+                }
+            })
+            .map_err(|_| ParseError::BadHeader(name.clone()))?;
+        }
+        Ok(first)
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -138,7 +156,7 @@ pub trait SipHeaders {
     }
     fn top_via(&self) -> Result<Via, ParseError> {
         let h = self.headers();
-        let first = h.list(&HeaderName::Via)?.into_iter().next().ok_or(ParseError::BadHeader(HeaderName::Via))?;
+        let first = h.first_of_list(&HeaderName::Via)?.ok_or(ParseError::BadHeader(HeaderName::Via))?;
         Via::parse(first).ok_or(ParseError::BadHeader(HeaderName::Via))
     }
     fn from(&self) -> Result<NameAddr, ParseError> {

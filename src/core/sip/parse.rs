@@ -70,7 +70,7 @@ impl<'a> Lines<'a> {
             return Ok(None);
         }
         let rest = &self.s[self.pos..];
-        let (line, adv) = match rest.find('\n') {
+        let (line, adv) = match text::find_byte(rest, b'\n') {
             Some(n) => (&rest[..n], n + 1),
             None => (rest, rest.len()),
         };
@@ -90,7 +90,8 @@ impl<'a> Lines<'a> {
 }
 
 fn parse_headers(lines: &mut Lines<'_>) -> Result<Headers, ParseError> {
-    let mut headers = Vec::new();
+    // Room for a typical message's headers, so the list does not regrow line by line.
+    let mut headers = Vec::with_capacity(16);
     while let Some(line) = lines.next_line()? {
         if line.is_empty() {
             break;
@@ -98,7 +99,7 @@ fn parse_headers(lines: &mut Lines<'_>) -> Result<Headers, ParseError> {
         if line.starts_with([' ', '\t']) {
             return Err(ParseError::BadHeaderLine); // folding with nothing to fold into
         }
-        let colon = line.find(':').ok_or(ParseError::BadHeaderLine)?;
+        let colon = text::find_byte(line, b':').ok_or(ParseError::BadHeaderLine)?;
         let name = line[..colon].trim_end_matches(text::is_ws_char);
         if !text::is_token_str(name) {
             return Err(ParseError::BadHeaderLine);
@@ -203,10 +204,10 @@ fn parse_request_line(line: &str) -> Result<(Method, Uri), ParseError> {
 fn validate(headers: &Headers) -> Result<(), ParseError> {
     for h in &headers.0 {
         let ok = match &h.name {
-            HeaderName::Via => list_ok(&h.value, |v| Via::parse(v).is_some()),
-            HeaderName::From | HeaderName::To => NameAddr::parse(&h.value).is_some(),
-            HeaderName::Contact => h.value == "*" || list_ok(&h.value, |v| NameAddr::parse(v).is_some()),
-            HeaderName::Route | HeaderName::RecordRoute => list_ok(&h.value, |v| NameAddr::parse(v).is_some()),
+            HeaderName::Via => list_ok(&h.value, Via::is_valid),
+            HeaderName::From | HeaderName::To => NameAddr::is_valid(&h.value),
+            HeaderName::Contact => h.value == "*" || list_ok(&h.value, NameAddr::is_valid),
+            HeaderName::Route | HeaderName::RecordRoute => list_ok(&h.value, NameAddr::is_valid),
             HeaderName::CSeq => CSeq::parse(&h.value).is_some(),
             HeaderName::CallId => !h.value.is_empty() && h.value.bytes().all(|b| text::is_word(b) || b == b'@'),
             HeaderName::MaxForwards => text::parse_u64(&h.value, 255).is_some(),
@@ -221,8 +222,7 @@ fn validate(headers: &Headers) -> Result<(), ParseError> {
 }
 
 fn list_ok(value: &str, f: impl Fn(&str) -> bool) -> bool {
-    match text::split_commas(value) {
-        Ok(parts) => parts.iter().all(|p| !p.is_empty() && f(p)),
-        Err(_) => false,
-    }
+    let mut ok = true;
+    let balanced = text::each_comma(value, |p| ok = ok && !p.is_empty() && f(p));
+    balanced.is_ok() && ok
 }

@@ -59,25 +59,33 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-fn write_headers(out: &mut String, headers: &Headers) {
+fn write_headers(out: &mut Vec<u8>, headers: &Headers) {
     for Header { name, value } in &headers.0 {
-        out.push_str(name.as_str());
-        out.push_str(": ");
-        out.push_str(value);
-        out.push_str("\r\n");
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.push_str("\r\n");
+    out.extend_from_slice(b"\r\n");
 }
+
+/// Start line, headers and body in one buffer sized for all of them (no regrowth).
+fn wire(start: std::fmt::Arguments<'_>, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let head: usize = headers.0.iter().map(|h| h.name.as_str().len() + h.value.len() + 4).sum();
+    let mut b = Vec::with_capacity(START_LINE_ROOM + head + 2 + body.len());
+    let _ = std::io::Write::write_fmt(&mut b, start);
+    write_headers(&mut b, headers);
+    b.extend_from_slice(body);
+    b
+}
+
+/// Room reserved for the start line (a longer one only regrows the buffer).
+const START_LINE_ROOM: usize = 128;
 
 impl Request {
     /// Wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(512);
-        let _ = write!(s, "{} {} SIP/2.0\r\n", self.method, self.uri);
-        write_headers(&mut s, &self.headers);
-        let mut b = s.into_bytes();
-        b.extend_from_slice(&self.body);
-        b
+        wire(format_args!("{} {} SIP/2.0\r\n", self.method, self.uri), &self.headers, &self.body)
     }
 
     /// A new request with the mandatory headers in the usual order (RFC 3261 §8.1.1).
@@ -122,12 +130,7 @@ fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body:
 impl Response {
     /// Wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(512);
-        let _ = write!(s, "SIP/2.0 {} {}\r\n", self.status, self.reason);
-        write_headers(&mut s, &self.headers);
-        let mut b = s.into_bytes();
-        b.extend_from_slice(&self.body);
-        b
+        wire(format_args!("SIP/2.0 {} {}\r\n", self.status, self.reason), &self.headers, &self.body)
     }
 
     /// A response to `req` (RFC 3261 §8.2.6.2): every Via line, From, To, Call-ID and

@@ -7,7 +7,28 @@ use std::fmt;
 
 /// `token` characters.
 pub fn is_token(b: u8) -> bool {
+    TOKEN[usize::from(b)]
+}
+
+const fn token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// `token_char` for every byte: the scanners test a byte per step.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = token_char(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Index of the first `c` (an ASCII byte) in `s`: for the short values of header
+/// fields a plain scan beats `str::find`'s searcher.
+pub fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.as_bytes().iter().position(|&b| b == c)
 }
 
 /// `word` characters (Call-ID).
@@ -79,8 +100,15 @@ pub struct Unbalanced;
 /// Splits a header value at commas that are outside quoted strings and `<...>`.
 /// Elements are trimmed. `Err` on an unterminated quote or angle bracket.
 pub fn split_commas(s: &str) -> Result<Vec<&str>, Unbalanced> {
-    let b = s.as_bytes();
     let mut out = Vec::new();
+    each_comma(s, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// `split_commas` without the vector: calls `f` with each trimmed element, in order.
+/// On `Err` some elements may already have been passed.
+pub fn each_comma<'a>(s: &'a str, mut f: impl FnMut(&'a str)) -> Result<(), Unbalanced> {
+    let b = s.as_bytes();
     let (mut start, mut i, mut angle) = (0, 0, false);
     while i < b.len() {
         match b[i] {
@@ -91,7 +119,7 @@ pub fn split_commas(s: &str) -> Result<Vec<&str>, Unbalanced> {
             b'<' if !angle => angle = true,
             b'>' if angle => angle = false,
             b',' if !angle => {
-                out.push(s[start..i].trim_matches(is_ws_char));
+                f(s[start..i].trim_matches(is_ws_char));
                 start = i + 1;
             }
             _ => {}
@@ -101,8 +129,8 @@ pub fn split_commas(s: &str) -> Result<Vec<&str>, Unbalanced> {
     if angle {
         return Err(Unbalanced);
     }
-    out.push(s[start..].trim_matches(is_ws_char));
-    Ok(out)
+    f(s[start..].trim_matches(is_ws_char));
+    Ok(())
 }
 
 pub fn is_ws_char(c: char) -> bool {
@@ -133,9 +161,11 @@ pub struct DisplayParams<'a>(pub &'a [Param]);
 impl fmt::Display for DisplayParams<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in self.0 {
-            match &p.value {
-                Some(v) => write!(f, ";{}={}", p.name, v)?,
-                None => write!(f, ";{}", p.name)?,
+            f.write_str(";")?;
+            f.write_str(&p.name)?;
+            if let Some(v) = &p.value {
+                f.write_str("=")?;
+                f.write_str(v)?;
             }
         }
         Ok(())
@@ -149,8 +179,15 @@ fn is_gen_value(b: u8) -> bool {
 /// Parses `*( SWS ";" SWS name [ SWS "=" SWS value ] )` covering all of `s`.
 /// Values are tokens, hosts (with `:`, `[`, `]`) or quoted strings.
 pub fn parse_params(s: &str) -> Result<Vec<Param>, Unbalanced> {
-    let b = s.as_bytes();
     let mut out = Vec::new();
+    each_param(s, |name, value| out.push(Param::new(name, value)))?;
+    Ok(out)
+}
+
+/// `parse_params` without building them: calls `f` with each name and raw value.
+/// On `Err` some parameters may already have been passed.
+pub fn each_param<'a>(s: &'a str, mut f: impl FnMut(&'a str, Option<&'a str>)) -> Result<(), Unbalanced> {
+    let b = s.as_bytes();
     let mut i = skip_ws(b, 0);
     while i < b.len() {
         if b[i] != b';' {
@@ -180,12 +217,17 @@ pub fn parse_params(s: &str) -> Result<Vec<Param>, Unbalanced> {
             if i == v0 {
                 return Err(Unbalanced);
             }
-            value = Some(s[v0..i].to_string());
+            value = Some(&s[v0..i]);
             i = skip_ws(b, i);
         }
-        out.push(Param { name: name.to_string(), value });
+        f(name, value);
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Whether `parse_params` accepts `s`.
+pub fn params_ok(s: &str) -> bool {
+    each_param(s, |_, _| {}).is_ok()
 }
 
 pub fn skip_ws(b: &[u8], mut i: usize) -> usize {

@@ -2,7 +2,7 @@
 //! any other absolute URI kept opaque so the engine can answer 416. Components are
 //! stored as received (escapes intact) so printing reproduces them.
 
-use super::text::{find_param, is_token, DisplayParams, Param};
+use super::text::{find_byte, find_param, is_token, DisplayParams, Param};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -22,7 +22,7 @@ impl Host {
             let inner = inner.strip_suffix(']')?;
             return parse_v6(inner).map(Host::V6);
         }
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+        if !domain_chars_ok(s) {
             return None;
         }
         if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -33,6 +33,14 @@ impl Host {
         Some(Host::Domain(s.to_string()))
     }
 
+    /// Whether `parse` accepts `s` (without building the host).
+    pub fn is_valid(s: &str) -> bool {
+        match s.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']').is_some_and(|i| parse_v6(i).is_some()),
+            None => domain_chars_ok(s),
+        }
+    }
+
     /// Case-insensitive comparison for domains, exact for addresses.
     pub fn matches(&self, other: &Host) -> bool {
         match (self, other) {
@@ -40,6 +48,10 @@ impl Host {
             (a, b) => a == b,
         }
     }
+}
+
+fn domain_chars_ok(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
 /// IPv6 text, tolerating the three-colon form of the RFC 3261 ABNF bug (RFC 5118 §4.10).
@@ -128,26 +140,45 @@ impl Uri {
 
     /// Parses an absolute URI. `None` if it is not one.
     pub fn parse(s: &str) -> Option<Uri> {
-        let colon = s.find(':')?;
-        let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
-        let sb = scheme.as_bytes();
-        if sb.is_empty()
-            || !sb[0].is_ascii_alphabetic()
-            || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return None;
-        }
-        if rest.is_empty() || !rest.bytes().all(is_uric) || !valid_escapes(rest) && !scheme_is_opaque(scheme) {
-            return None;
-        }
+        let (scheme, rest) = split_scheme(s)?;
         if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
-            parse_sip(rest, scheme.len() == 4).map(Uri::Sip)
+            sip_parts(rest)?.build(scheme.len() == 4).map(Uri::Sip)
         } else if scheme.eq_ignore_ascii_case("tel") {
             parse_tel(rest).map(Uri::Tel)
         } else {
             Some(Uri::Other { scheme: scheme.to_string(), rest: rest.to_string() })
         }
     }
+
+    /// Whether `parse` accepts `s` (without building the URI).
+    pub fn is_valid(s: &str) -> bool {
+        let Some((scheme, rest)) = split_scheme(s) else { return false };
+        if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            sip_parts(rest).is_some()
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            tel_parts(rest).is_some()
+        } else {
+            true
+        }
+    }
+}
+
+/// `scheme` and what follows its colon, both checked for the characters a URI may
+/// carry (and, but for opaque schemes, for well-formed %-escapes).
+fn split_scheme(s: &str) -> Option<(&str, &str)> {
+    let colon = find_byte(s, b':')?;
+    let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
+    let sb = scheme.as_bytes();
+    if sb.is_empty()
+        || !sb[0].is_ascii_alphabetic()
+        || !sb.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return None;
+    }
+    if rest.is_empty() || !rest.bytes().all(is_uric) || !valid_escapes(rest) && !scheme_is_opaque(scheme) {
+        return None;
+    }
+    Some((scheme, rest))
 }
 
 fn scheme_is_opaque(scheme: &str) -> bool {
@@ -156,8 +187,19 @@ fn scheme_is_opaque(scheme: &str) -> bool {
 
 /// Characters a URI may carry on the wire (no space, control, `<>"`, or non-ASCII).
 fn is_uric(b: u8) -> bool {
-    b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^')
+    URIC[usize::from(b)]
 }
+
+static URIC: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^');
+        i += 1;
+    }
+    t
+};
 
 fn valid_escapes(s: &str) -> bool {
     let b = s.as_bytes();
@@ -212,25 +254,54 @@ fn is_hchar(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
 }
 
-fn parse_sip(rest: &str, secure: bool) -> Option<SipUri> {
-    let (userinfo, after) = match rest.find('@') {
+/// A sip/sips URI after its scheme, checked and split but not yet owned.
+struct SipParts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
+    /// `;name[=value]...` as received (checked), or empty.
+    params: &'a str,
+    headers: Option<&'a str>,
+}
+
+impl SipParts<'_> {
+    fn build(&self, secure: bool) -> Option<SipUri> {
+        let mut params = Vec::new();
+        if !each_uri_param(self.params, is_paramchar, |n, v| params.push(Param::new(n, v))) {
+            return None;
+        }
+        Some(SipUri {
+            secure,
+            user: self.user.map(str::to_string),
+            password: self.password.map(str::to_string),
+            host: Host::parse(self.host)?,
+            port: self.port,
+            params,
+            headers: self.headers.map(str::to_string),
+        })
+    }
+}
+
+fn sip_parts(rest: &str) -> Option<SipParts<'_>> {
+    let (userinfo, after) = match find_byte(rest, b'@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
+            let (u, p) = match find_byte(ui, b':') {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
             };
             if u.is_empty() || !u.bytes().all(is_user) || !p.is_none_or(|p| p.bytes().all(is_password)) {
                 return None;
             }
-            (Some(u.to_string()), p.map(str::to_string))
+            (Some(u), p)
         }
     };
-    let (hp_params, headers) = match after.find('?') {
+    let (hp_params, headers) = match find_byte(after, b'?') {
         Some(q) => (&after[..q], Some(&after[q + 1..])),
         None => (after, None),
     };
@@ -239,31 +310,37 @@ fn parse_sip(rest: &str, secure: bool) -> Option<SipUri> {
             return None;
         }
     }
-    let (hostport, params) = match hp_params.find(';') {
+    let (hostport, params) = match find_byte(hp_params, b';') {
         Some(sc) => (&hp_params[..sc], &hp_params[sc..]),
         None => (hp_params, ""),
     };
-    let (host, port) = split_hostport(hostport)?;
-    Some(SipUri {
-        secure,
-        user,
-        password,
-        host,
-        port,
-        params: parse_uri_params(params, is_paramchar)?,
-        headers: headers.map(str::to_string),
-    })
+    let (host, port) = hostport_parts(hostport)?;
+    if !Host::is_valid(host) || !each_uri_param(params, is_paramchar, |_, _| {}) {
+        return None;
+    }
+    Some(SipParts { user, password, host, port, params, headers })
 }
 
 /// `host[:port]` with bracketed IPv6.
 pub fn split_hostport(s: &str) -> Option<(Host, Option<u16>)> {
+    let (host, port) = hostport_parts(s)?;
+    Some((Host::parse(host)?, port))
+}
+
+/// Whether `split_hostport` accepts `s`.
+pub fn hostport_ok(s: &str) -> bool {
+    hostport_parts(s).is_some_and(|(h, _)| Host::is_valid(h))
+}
+
+/// The host text (not yet checked) and the port of `host[:port]`.
+fn hostport_parts(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']')?;
+        let end = find_byte(s, b']')?;
         let tail = &s[end + 1..];
         let port = if tail.is_empty() { None } else { Some(tail.strip_prefix(':')?) };
         (&s[..=end], port)
     } else {
-        match s.find(':') {
+        match find_byte(s, b':') {
             Some(c) => (&s[..c], Some(&s[c + 1..])),
             None => (s, None),
         }
@@ -272,30 +349,35 @@ pub fn split_hostport(s: &str) -> Option<(Host, Option<u16>)> {
         None => None,
         Some(p) => Some(super::text::parse_u64(p, 65535)? as u16),
     };
-    Some((Host::parse(host)?, port))
+    Some((host, port))
 }
 
-/// `;name[=value]` list inside a URI (no whitespace).
-fn parse_uri_params(s: &str, ok: fn(u8) -> bool) -> Option<Vec<Param>> {
-    let mut out = Vec::new();
+/// Walks a `;name[=value]` list inside a URI (no whitespace), calling `f` with each
+/// parameter; `false` (maybe after some calls) if one is malformed.
+fn each_uri_param<'a>(s: &'a str, ok: fn(u8) -> bool, mut f: impl FnMut(&'a str, Option<&'a str>)) -> bool {
     if s.is_empty() {
-        return Some(out);
+        return true;
     }
     for part in s[1..].split(';') {
-        let (name, value) = match part.find('=') {
+        let (name, value) = match find_byte(part, b'=') {
             Some(e) => (&part[..e], Some(&part[e + 1..])),
             None => (part, None),
         };
         if name.is_empty() || !name.bytes().all(ok) || value.is_some_and(|v| v.is_empty() || !v.bytes().all(ok)) {
-            return None;
+            return false;
         }
-        out.push(Param::new(name, value));
+        f(name, value);
     }
-    Some(out)
+    true
 }
 
-fn parse_tel(rest: &str) -> Option<TelUri> {
-    let (number, params) = match rest.find(';') {
+fn is_tel_paramchar(b: u8) -> bool {
+    is_paramchar(b) || is_token(b)
+}
+
+/// The number and the (checked) parameters of a tel URI.
+fn tel_parts(rest: &str) -> Option<(&str, &str)> {
+    let (number, params) = match find_byte(rest, b';') {
         Some(sc) => (&rest[..sc], &rest[sc..]),
         None => (rest, ""),
     };
@@ -304,7 +386,13 @@ fn parse_tel(rest: &str) -> Option<TelUri> {
     if digits.is_empty() || !digits.bytes().all(ok) {
         return None;
     }
-    let params = parse_uri_params(params, |b| is_paramchar(b) || is_token(b))?;
+    each_uri_param(params, is_tel_paramchar, |_, _| {}).then_some((number, params))
+}
+
+fn parse_tel(rest: &str) -> Option<TelUri> {
+    let (number, raw) = tel_parts(rest)?;
+    let mut params = Vec::new();
+    each_uri_param(raw, is_tel_paramchar, |n, v| params.push(Param::new(n, v)));
     Some(TelUri { number: number.to_string(), params })
 }
 
@@ -318,13 +406,14 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        write!(f, "{}", DisplayParams(&self.params))?;
+        fmt::Display::fmt(&DisplayParams(&self.params), f)?;
         if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
+            f.write_str("?")?;
+            f.write_str(h)?;
         }
         Ok(())
     }
@@ -333,7 +422,7 @@ impl fmt::Display for SipUri {
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Uri::Sip(u) => write!(f, "{u}"),
+            Uri::Sip(u) => fmt::Display::fmt(u, f),
             Uri::Tel(t) => write!(f, "tel:{}{}", t.number, DisplayParams(&t.params)),
             Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
         }
