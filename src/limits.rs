@@ -9,6 +9,11 @@ pub const SIP_TCP_BUFFER: usize = 2 * SIP_MAX_MESSAGE;
 /// Receive buffer asked for the SIP UDP socket (bytes; the kernel caps it at
 /// net.core.rmem_max): absorbs bursts while the engine loop is briefly off the CPU.
 pub const SIP_UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// SIP datagrams the engine loop reads in one go before it sends what they caused
+/// and looks at its other inputs again.
+pub const SIP_UDP_RECV_BATCH: usize = 32;
+/// SIP datagrams sent with one sendmmsg(2).
+pub const SIP_UDP_SEND_BATCH: usize = 32;
 /// Simultaneous SIP TCP connections.
 pub const SIP_TCP_CONNECTIONS: usize = 1024;
 /// Simultaneous CTI connections (TCP + WebSocket).

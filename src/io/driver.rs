@@ -135,6 +135,21 @@ pub struct Driver {
     pub media: Option<super::media::MediaHandle>,
     /// Argon2 checks of CTI logins (None: every check is answered `Busy`).
     pub verifier: Option<super::verifier::Verifier>,
+    /// The SIP UDP socket's receiving side (None: no UDP listener).
+    pub udp_in: Option<super::listeners::UdpIn>,
+    /// SIP datagrams the engine gave, sent together at the end of a drain.
+    pub udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
+    /// Secret checks the verifier had no room for, answered `Busy` once the outputs
+    /// are drained.
+    pub busy: Vec<u64>,
+}
+
+/// Resolves when the SIP UDP socket may hold a datagram; never without one.
+async fn udp_readable(udp: Option<&super::listeners::UdpIn>) -> std::io::Result<()> {
+    match udp {
+        Some(u) => u.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Driver {
@@ -170,6 +185,10 @@ impl Driver {
                     }
                     None => return Err("all input sources closed".into()),
                 },
+                r = udp_readable(self.udp_in.as_ref()) => {
+                    r.map_err(|e| format!("SIP udp receive: {e}"))?;
+                    self.receive_udp().await?;
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.engine.poll_timeout().is_some_and(|t| t <= self.clock.now()) {
                         self.engine.handle_input(self.clock.now(), Input::Timeout);
@@ -180,22 +199,71 @@ impl Driver {
         }
     }
 
+    /// Reads up to `SIP_UDP_RECV_BATCH` queued SIP datagrams into the engine, draining
+    /// its outputs after each; the datagrams they cause go out together afterwards.
+    async fn receive_udp(&mut self) -> Result<(), String> {
+        use super::listeners::Received;
+        for _ in 0..crate::limits::SIP_UDP_RECV_BATCH {
+            let Some(udp) = self.udp_in.as_mut() else { return Ok(()) };
+            match udp.try_recv() {
+                Ok(Received::Input(input)) => {
+                    let now = self.clock.now();
+                    self.engine.handle_input(now, input);
+                    self.drain_once();
+                    if self.udp_out.len() >= crate::limits::SIP_UDP_SEND_BATCH {
+                        self.flush_udp().await;
+                    }
+                }
+                Ok(Received::Skipped) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(format!("SIP udp receive: {e}")),
+            }
+        }
+        Ok(())
+    }
+
     async fn drain(&mut self) {
-        // Checks the verifier had no room for, answered once the outputs are drained.
-        let mut busy: Vec<u64> = Vec::new();
         loop {
-            self.drain_once(&mut busy).await;
-            if busy.is_empty() {
+            self.drain_once();
+            self.flush_udp().await;
+            if self.busy.is_empty() {
                 return;
             }
             let now = self.clock.now();
-            for ticket in busy.drain(..) {
+            for ticket in std::mem::take(&mut self.busy) {
                 self.engine.handle_input(now, Input::SecretVerified { ticket, verdict: crate::core::Verdict::Busy });
             }
         }
     }
 
-    async fn drain_once(&mut self, busy: &mut Vec<u64>) {
+    /// Sends the queued SIP datagrams, `SIP_UDP_SEND_BATCH` per sendmmsg(2). A full
+    /// socket buffer is waited for; another error drops that one datagram (logged).
+    async fn flush_udp(&mut self) {
+        let Some(sock) = self.udp.clone() else {
+            self.udp_out.clear();
+            return;
+        };
+        let mut sent = 0;
+        while sent < self.udp_out.len() {
+            let end = (sent + crate::limits::SIP_UDP_SEND_BATCH).min(self.udp_out.len());
+            let batch = &self.udp_out[sent..end];
+            match sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, batch)) {
+                Ok(n) => sent += n.max(1),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let (to, bytes) = &self.udp_out[sent];
+                    let _ = sock.send_to(bytes, *to).await;
+                    sent += 1;
+                }
+                Err(e) => {
+                    log::debug!("sip: send to {}: {e}", self.udp_out[sent].0);
+                    sent += 1;
+                }
+            }
+        }
+        self.udp_out.clear();
+    }
+
+    fn drain_once(&mut self) {
         while let Some(out) = self.engine.poll_output() {
             match out {
                 Output::VerifySecret(job) => {
@@ -204,18 +272,12 @@ impl Driver {
                         None => Some(job),
                     };
                     if let Some(job) = rejected {
-                        busy.push(job.ticket);
+                        self.busy.push(job.ticket);
                     }
                 }
                 Output::Transmit { transport: Transport::Udp, to, bytes, .. } => {
-                    if let Some(sock) = &self.udp {
-                        if let Err(e) = sock.try_send_to(&bytes, to) {
-                            if e.kind() == std::io::ErrorKind::WouldBlock {
-                                let _ = sock.send_to(&bytes, to).await;
-                            } else {
-                                log::debug!("sip: send to {to}: {e}");
-                            }
-                        }
+                    if self.udp.is_some() {
+                        self.udp_out.push((to, bytes));
                     }
                 }
                 Output::Transmit { transport: Transport::Tcp, conn: Some(conn), bytes, .. } => self.send(conn, bytes),
@@ -281,6 +343,38 @@ impl Driver {
             self.conns.remove(&conn);
         }
     }
+}
+
+/// One sendmmsg(2) of `batch`: how many went out (at least one), or the error of the
+/// first.
+fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+    use nix::libc;
+    use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let addrs: Vec<SockaddrStorage> = batch.iter().map(|(to, _)| SockaddrStorage::from(*to)).collect();
+    let mut iovs: Vec<libc::iovec> =
+        batch.iter().map(|(_, b)| libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() }).collect();
+    let mut hdrs: Vec<libc::mmsghdr> = addrs
+        .iter()
+        .zip(iovs.iter_mut())
+        .map(|(a, iov)| {
+            // SAFETY: an all-zero msghdr is a valid empty one (it may have padding
+            // fields, so it is not built field by field).
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = a.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_namelen = a.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: every header points at an address, an iovec and bytes (`addrs`, `iovs`,
+    // `batch`) that outlive the call, and `hdrs.len()` headers are passed.
+    let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 fn reason(status: u16) -> &'static str {

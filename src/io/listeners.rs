@@ -108,66 +108,90 @@ pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
     Ok(Bound { sip_udp, sip_tcp, cti, http })
 }
 
-/// Receives SIP datagrams forever. On a wildcard address (0.0.0.0 or ::) each
-/// datagram's own destination address is read with IP_PKTINFO, so the engine knows
-/// which of the box's addresses a phone reached (its Via and Contact toward it).
-pub async fn sip_udp_loop(sock: Rc<UdpSocket>, inbox: mpsc::Sender<Event>) -> Result<(), String> {
-    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
-    use std::io::IoSliceMut;
-    use std::os::fd::AsRawFd;
-    let bound = sock.local_addr().map_err(|e| e.to_string())?;
-    let wildcard = bound.ip().is_unspecified();
-    if wildcard {
-        let r = if bound.is_ipv4() {
-            setsockopt(&*sock, sockopt::Ipv4PacketInfo, &true)
-        } else {
-            setsockopt(&*sock, sockopt::Ipv6RecvPacketInfo, &true)
-        };
-        r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
+/// The SIP UDP socket's receiving side, read by the engine loop itself (no task and
+/// no queue between them: the loop drains the socket, then sends what it caused).
+/// On a wildcard address (0.0.0.0 or ::) each datagram's own destination address is
+/// read with IP_PKTINFO, so the engine knows which of the box's addresses a phone
+/// reached (its Via and Contact toward it).
+pub struct UdpIn {
+    sock: Rc<UdpSocket>,
+    bound: SocketAddr,
+    buf: Vec<u8>,
+}
+
+/// What one read of the SIP UDP socket gave.
+pub enum Received {
+    Input(Input),
+    /// Nothing for the engine (an oversized datagram, an ICMP error, no source).
+    Skipped,
+}
+
+impl UdpIn {
+    pub fn new(sock: Rc<UdpSocket>) -> Result<UdpIn, String> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let bound = sock.local_addr().map_err(|e| e.to_string())?;
+        if bound.ip().is_unspecified() {
+            let r = if bound.is_ipv4() {
+                setsockopt(&*sock, sockopt::Ipv4PacketInfo, &true)
+            } else {
+                setsockopt(&*sock, sockopt::Ipv6RecvPacketInfo, &true)
+            };
+            r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
+        }
+        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1] })
     }
-    let mut buf = vec![0u8; limits::SIP_MAX_MESSAGE + 1];
-    loop {
-        let got = sock
-            .async_io(tokio::io::Interest::READABLE, || {
-                let fd = sock.as_raw_fd();
-                let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
-                let mut iov = [IoSliceMut::new(&mut buf)];
-                let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
-                    .map_err(std::io::Error::from)?;
-                let mut local = bound;
-                for c in msg.cmsgs().into_iter().flatten() {
-                    match c {
-                        ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                            let ip = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
-                            local = SocketAddr::new(ip.into(), bound.port());
-                        }
-                        ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                            let ip = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
-                            local = SocketAddr::new(ip.into(), bound.port());
-                        }
-                        _ => {}
+
+    /// Waits until a datagram may be there.
+    pub async fn readable(&self) -> std::io::Result<()> {
+        self.sock.readable().await
+    }
+
+    /// Reads one datagram without waiting: `Err(WouldBlock)` when none is queued,
+    /// another `Err` when the socket is broken.
+    pub fn try_recv(&mut self) -> std::io::Result<Received> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        let (sock, bound, buf) = (&self.sock, self.bound, &mut self.buf);
+        let got = sock.try_io(tokio::io::Interest::READABLE, || {
+            let fd = sock.as_raw_fd();
+            let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+                .map_err(std::io::Error::from)?;
+            let mut local = bound;
+            for c in msg.cmsgs().into_iter().flatten() {
+                match c {
+                    ControlMessageOwned::Ipv4PacketInfo(pi) => {
+                        let ip = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+                        local = SocketAddr::new(ip.into(), bound.port());
                     }
+                    ControlMessageOwned::Ipv6PacketInfo(pi) => {
+                        let ip = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
+                        local = SocketAddr::new(ip.into(), bound.port());
+                    }
+                    _ => {}
                 }
-                let from = msg.address.and_then(|a: SockaddrStorage| {
-                    a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port())))
-                        .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
-                });
-                Ok((msg.bytes, from, local))
-            })
-            .await;
+            }
+            let from = msg.address.and_then(|a: SockaddrStorage| {
+                a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
+            });
+            Ok((msg.bytes, from, local))
+        });
         let (n, from, local) = match got {
             Ok((n, Some(from), local)) => (n, from, local),
-            Ok((_, None, _)) => continue,
+            Ok((_, None, _)) => return Ok(Received::Skipped),
             // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
-            Err(e) => return Err(format!("SIP udp receive: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(Received::Skipped),
+            Err(e) => return Err(e),
         };
         if n > limits::SIP_MAX_MESSAGE {
             log::debug!("sip: datagram from {from} over {} bytes dropped", limits::SIP_MAX_MESSAGE);
-            continue;
+            return Ok(Received::Skipped);
         }
-        let input = Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes: buf[..n].to_vec() };
-        inbox.send(Event::Input(input)).await.map_err(|_| "engine inbox closed".to_string())?;
+        let bytes = self.buf[..n].to_vec();
+        Ok(Received::Input(Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes }))
     }
 }
 

@@ -193,6 +193,9 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         inbox: inbox_tx.clone(),
         media: None,
         verifier: None,
+        udp_in: None,
+        udp_out: Vec::new(),
+        busy: Vec::new(),
     };
     let mut driver = driver;
     {
@@ -231,10 +234,16 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
             return 1;
         }
     }
-    sup.spawn("engine", driver.run(inbox_rx));
     if let Some(s) = bound.sip_udp {
-        sup.spawn("sip-udp", listeners::sip_udp_loop(s, inbox_tx.clone()));
+        match listeners::UdpIn::new(s) {
+            Ok(u) => driver.udp_in = Some(u),
+            Err(e) => {
+                eprintln!("ctibox: {e}");
+                return 1;
+            }
+        }
     }
+    sup.spawn("engine", driver.run(inbox_rx));
     if let Some(l) = bound.sip_tcp {
         sup.spawn("sip-tcp", listeners::sip_tcp_loop(l, inbox_tx.clone()));
     }
