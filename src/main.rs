@@ -5,6 +5,12 @@ use ctibox::io::run::{run, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: the engine allocates and frees small strings
+/// and vectors for every SIP message, and glibc's allocator took about a fifth of the
+/// box's CPU at 1000 calls/s (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: ctibox <command> [options]
 
