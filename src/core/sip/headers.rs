@@ -214,7 +214,7 @@ fn name_addr_parts(s: &str) -> Option<NameAddrParts<'_>> {
             return None;
         }
         (Display::Quoted(&s[..q]), i)
-    } else if let Some(lt) = s.find('<') {
+    } else if let Some(lt) = text::find_byte(s, b'<') {
         let dn = s[..lt].trim_matches(text::is_ws_char);
         if !dn.split(text::is_ws_char).filter(|w| !w.is_empty()).all(is_token_str) {
             return None;
@@ -222,15 +222,15 @@ fn name_addr_parts(s: &str) -> Option<NameAddrParts<'_>> {
         (Display::Tokens(dn), lt)
     } else {
         // addr-spec: the URI ends at the first ';', and may not carry '?' or ','.
-        let end = s.find(';').unwrap_or(s.len());
+        let end = text::find_byte(s, b';').unwrap_or(s.len());
         let u = s[..end].trim_end_matches(text::is_ws_char);
-        if u.contains('?') || u.contains(',') {
+        if u.bytes().any(|b| b == b'?' || b == b',') {
             return None;
         }
         return Some(NameAddrParts { display: Display::None, uri: u, params: &s[end..] });
     };
     let rest = &s[uri_start + 1..];
-    let gt = rest.find('>')?;
+    let gt = text::find_byte(rest, b'>')?;
     Some(NameAddrParts { display, uri: &rest[..gt], params: &rest[gt + 1..] })
 }
 

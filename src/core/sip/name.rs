@@ -94,6 +94,20 @@ header_names! {
     WwwAuthenticate => "WWW-Authenticate";
 }
 
+/// Indices into `KNOWN` by the length of the canonical name: a lookup compares a
+/// name with the few known ones of its length only.
+fn by_length() -> &'static [Vec<u8>] {
+    static TABLE: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let longest = KNOWN.iter().map(|(_, s, _)| s.len()).max().unwrap_or(0);
+        let mut t = vec![Vec::new(); longest + 1];
+        for (i, (_, s, _)) in KNOWN.iter().enumerate() {
+            t[s.len()].push(i as u8);
+        }
+        t
+    })
+}
+
 impl HeaderName {
     /// Looks a name up case-insensitively, compact forms included.
     pub fn parse(name: &str) -> HeaderName {
@@ -103,10 +117,10 @@ impl HeaderName {
             if let Some((h, _, _)) = KNOWN.iter().find(|(_, _, k)| *k == Some(c)) {
                 return h.clone();
             }
-        } else if let Some((h, _, _)) =
-            KNOWN.iter().find(|(_, s, _)| s.len() == b.len() && s.eq_ignore_ascii_case(name))
-        {
-            return h.clone();
+        } else if let Some(candidates) = by_length().get(b.len()) {
+            if let Some(&i) = candidates.iter().find(|&&i| KNOWN[usize::from(i)].1.eq_ignore_ascii_case(name)) {
+                return KNOWN[usize::from(i)].0.clone();
+            }
         }
         HeaderName::Other(name.to_string())
     }
@@ -239,6 +253,18 @@ mod tests {
         assert_eq!(HeaderName::parse("C%6Fntact"), HeaderName::Other("C%6Fntact".into()));
         assert_eq!(HeaderName::parse("q"), HeaderName::Other("q".into()));
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+        assert_eq!(HeaderName::parse(""), HeaderName::Other(String::new()));
+        assert_eq!(HeaderName::parse("X-A-Header-Longer-Than-Any-Known-One"), HeaderName::Other("X-A-Header-Longer-Than-Any-Known-One".into()));
+    }
+    #[test]
+    fn every_known_name_is_found_in_any_case_and_a_same_length_other_is_not() {
+        for (h, canon, _) in KNOWN {
+            assert_eq!(&HeaderName::parse(canon), h);
+            assert_eq!(&HeaderName::parse(&canon.to_ascii_lowercase()), h);
+            assert_eq!(&HeaderName::parse(&canon.to_ascii_uppercase()), h);
+            let other = format!("{}#", &canon[..canon.len() - 1]);
+            assert_eq!(HeaderName::parse(&other), HeaderName::Other(other.clone()));
+        }
     }
     #[test]
     fn methods_match_case_sensitively_unknown_tokens_are_other_and_non_tokens_refused() {

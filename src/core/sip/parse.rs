@@ -70,7 +70,7 @@ impl<'a> Lines<'a> {
             return Ok(None);
         }
         let rest = &self.s[self.pos..];
-        let (line, adv) = match rest.find('\n') {
+        let (line, adv) = match text::find_byte(rest, b'\n') {
             Some(n) => (&rest[..n], n + 1),
             None => (rest, rest.len()),
         };
@@ -98,7 +98,7 @@ fn parse_headers(lines: &mut Lines<'_>) -> Result<Headers, ParseError> {
         if line.starts_with([' ', '\t']) {
             return Err(ParseError::BadHeaderLine); // folding with nothing to fold into
         }
-        let colon = line.find(':').ok_or(ParseError::BadHeaderLine)?;
+        let colon = text::find_byte(line, b':').ok_or(ParseError::BadHeaderLine)?;
         let name = line[..colon].trim_end_matches(text::is_ws_char);
         if !text::is_token_str(name) {
             return Err(ParseError::BadHeaderLine);

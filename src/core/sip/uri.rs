@@ -2,7 +2,7 @@
 //! any other absolute URI kept opaque so the engine can answer 416. Components are
 //! stored as received (escapes intact) so printing reproduces them.
 
-use super::text::{find_param, is_token, DisplayParams, Param};
+use super::text::{find_byte, find_param, is_token, DisplayParams, Param};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -166,7 +166,7 @@ impl Uri {
 /// `scheme` and what follows its colon, both checked for the characters a URI may
 /// carry (and, but for opaque schemes, for well-formed %-escapes).
 fn split_scheme(s: &str) -> Option<(&str, &str)> {
-    let colon = s.find(':')?;
+    let colon = find_byte(s, b':')?;
     let (scheme, rest) = (&s[..colon], &s[colon + 1..]);
     let sb = scheme.as_bytes();
     if sb.is_empty()
@@ -187,8 +187,19 @@ fn scheme_is_opaque(scheme: &str) -> bool {
 
 /// Characters a URI may carry on the wire (no space, control, `<>"`, or non-ASCII).
 fn is_uric(b: u8) -> bool {
-    b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^')
+    URIC[usize::from(b)]
 }
+
+static URIC: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'{' | b'}' | b'|' | b'\\' | b'^');
+        i += 1;
+    }
+    t
+};
 
 fn valid_escapes(s: &str) -> bool {
     let b = s.as_bytes();
@@ -273,14 +284,14 @@ impl SipParts<'_> {
 }
 
 fn sip_parts(rest: &str) -> Option<SipParts<'_>> {
-    let (userinfo, after) = match rest.find('@') {
+    let (userinfo, after) = match find_byte(rest, b'@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
     let (user, password) = match userinfo {
         None => (None, None),
         Some(ui) => {
-            let (u, p) = match ui.find(':') {
+            let (u, p) = match find_byte(ui, b':') {
                 Some(c) => (&ui[..c], Some(&ui[c + 1..])),
                 None => (ui, None),
             };
@@ -290,7 +301,7 @@ fn sip_parts(rest: &str) -> Option<SipParts<'_>> {
             (Some(u), p)
         }
     };
-    let (hp_params, headers) = match after.find('?') {
+    let (hp_params, headers) = match find_byte(after, b'?') {
         Some(q) => (&after[..q], Some(&after[q + 1..])),
         None => (after, None),
     };
@@ -299,7 +310,7 @@ fn sip_parts(rest: &str) -> Option<SipParts<'_>> {
             return None;
         }
     }
-    let (hostport, params) = match hp_params.find(';') {
+    let (hostport, params) = match find_byte(hp_params, b';') {
         Some(sc) => (&hp_params[..sc], &hp_params[sc..]),
         None => (hp_params, ""),
     };
@@ -324,12 +335,12 @@ pub fn hostport_ok(s: &str) -> bool {
 /// The host text (not yet checked) and the port of `host[:port]`.
 fn hostport_parts(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
-        let end = s.find(']')?;
+        let end = find_byte(s, b']')?;
         let tail = &s[end + 1..];
         let port = if tail.is_empty() { None } else { Some(tail.strip_prefix(':')?) };
         (&s[..=end], port)
     } else {
-        match s.find(':') {
+        match find_byte(s, b':') {
             Some(c) => (&s[..c], Some(&s[c + 1..])),
             None => (s, None),
         }
@@ -348,7 +359,7 @@ fn each_uri_param<'a>(s: &'a str, ok: fn(u8) -> bool, mut f: impl FnMut(&'a str,
         return true;
     }
     for part in s[1..].split(';') {
-        let (name, value) = match part.find('=') {
+        let (name, value) = match find_byte(part, b'=') {
             Some(e) => (&part[..e], Some(&part[e + 1..])),
             None => (part, None),
         };
@@ -366,7 +377,7 @@ fn is_tel_paramchar(b: u8) -> bool {
 
 /// The number and the (checked) parameters of a tel URI.
 fn tel_parts(rest: &str) -> Option<(&str, &str)> {
-    let (number, params) = match rest.find(';') {
+    let (number, params) = match find_byte(rest, b';') {
         Some(sc) => (&rest[..sc], &rest[sc..]),
         None => (rest, ""),
     };
