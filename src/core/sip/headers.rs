@@ -111,11 +111,14 @@ fn via_parts(s: &str) -> Option<(&str, Cow<'_, str>, &str)> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        f.write_str("SIP/2.0/")?;
+        f.write_str(&self.transport)?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        write!(f, "{}", DisplayParams(&self.params))
+        fmt::Display::fmt(&DisplayParams(&self.params), f)
     }
 }
 

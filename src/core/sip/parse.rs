@@ -90,7 +90,8 @@ impl<'a> Lines<'a> {
 }
 
 fn parse_headers(lines: &mut Lines<'_>) -> Result<Headers, ParseError> {
-    let mut headers = Vec::new();
+    // Room for a typical message's headers, so the list does not regrow line by line.
+    let mut headers = Vec::with_capacity(16);
     while let Some(line) = lines.next_line()? {
         if line.is_empty() {
             break;

@@ -161,9 +161,11 @@ pub struct DisplayParams<'a>(pub &'a [Param]);
 impl fmt::Display for DisplayParams<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in self.0 {
-            match &p.value {
-                Some(v) => write!(f, ";{}={}", p.name, v)?,
-                None => write!(f, ";{}", p.name)?,
+            f.write_str(";")?;
+            f.write_str(&p.name)?;
+            if let Some(v) = &p.value {
+                f.write_str("=")?;
+                f.write_str(v)?;
             }
         }
         Ok(())

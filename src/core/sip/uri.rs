@@ -406,13 +406,14 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
             write!(f, ":{p}")?;
         }
-        write!(f, "{}", DisplayParams(&self.params))?;
+        fmt::Display::fmt(&DisplayParams(&self.params), f)?;
         if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
+            f.write_str("?")?;
+            f.write_str(h)?;
         }
         Ok(())
     }
@@ -421,7 +422,7 @@ impl fmt::Display for SipUri {
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Uri::Sip(u) => write!(f, "{u}"),
+            Uri::Sip(u) => fmt::Display::fmt(u, f),
             Uri::Tel(t) => write!(f, "tel:{}{}", t.number, DisplayParams(&t.params)),
             Uri::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
         }
