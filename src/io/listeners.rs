@@ -117,6 +117,8 @@ pub struct UdpIn {
     sock: Rc<UdpSocket>,
     bound: SocketAddr,
     buf: Vec<u8>,
+    /// Room for IP_PKTINFO, kept between reads; `None` unless bound to a wildcard.
+    cmsg: Option<Vec<u8>>,
 }
 
 /// What one read of the SIP UDP socket gave.
@@ -130,7 +132,8 @@ impl UdpIn {
     pub fn new(sock: Rc<UdpSocket>) -> Result<UdpIn, String> {
         use nix::sys::socket::{setsockopt, sockopt};
         let bound = sock.local_addr().map_err(|e| e.to_string())?;
-        if bound.ip().is_unspecified() {
+        let wildcard = bound.ip().is_unspecified();
+        if wildcard {
             let r = if bound.is_ipv4() {
                 setsockopt(&*sock, sockopt::Ipv4PacketInfo, &true)
             } else {
@@ -138,7 +141,8 @@ impl UdpIn {
             };
             r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
         }
-        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1] })
+        let cmsg = wildcard.then(|| nix::cmsg_space!(nix::libc::in6_pktinfo));
+        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1], cmsg })
     }
 
     /// Waits until a datagram may be there.
@@ -152,12 +156,11 @@ impl UdpIn {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
-        let (sock, bound, buf) = (&self.sock, self.bound, &mut self.buf);
+        let (sock, bound, buf, cmsg) = (&self.sock, self.bound, &mut self.buf, &mut self.cmsg);
         let got = sock.try_io(tokio::io::Interest::READABLE, || {
             let fd = sock.as_raw_fd();
-            let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo);
             let mut iov = [IoSliceMut::new(buf)];
-            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT)
+            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, cmsg.as_deref_mut(), MsgFlags::MSG_DONTWAIT)
                 .map_err(std::io::Error::from)?;
             let mut local = bound;
             for c in msg.cmsgs().into_iter().flatten() {
