@@ -76,20 +76,37 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
 /// Max-Forwards, body type and encoding (415), Accept for INVITE (406).
 pub fn check_request_with(req: &Request, policy: &Policy<'_>) -> Result<(), Rejection> {
     let h = &req.headers;
-    for name in [HeaderName::Via, HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
-        if h.count(&name) == 0 {
-            return Err(Rejection::new(400, format!("Missing {name} Header")));
-        }
-    }
-    for name in [
+    // How many lines of each header checked below, counted in one pass.
+    const COUNTED: [HeaderName; 7] = [
+        HeaderName::Via,
         HeaderName::From,
         HeaderName::To,
         HeaderName::CallId,
         HeaderName::CSeq,
         HeaderName::MaxForwards,
         HeaderName::ContentType,
-    ] {
-        if h.count(&name) > 1 {
+    ];
+    let mut count = [0usize; COUNTED.len()];
+    for line in &h.0 {
+        let i = match line.name {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            HeaderName::MaxForwards => 5,
+            HeaderName::ContentType => 6,
+            _ => continue,
+        };
+        count[i] += 1;
+    }
+    for (name, n) in COUNTED.iter().zip(count).take(5) {
+        if n == 0 {
+            return Err(Rejection::new(400, format!("Missing {name} Header")));
+        }
+    }
+    for (name, n) in COUNTED.iter().zip(count).skip(1) {
+        if n > 1 {
             return Err(Rejection::new(400, format!("Multiple {name} Headers")));
         }
     }
@@ -256,6 +273,25 @@ Content-Length: {}\r\n\r\n{body}",
         assert_eq!(rej.header.unwrap().value, "100rel, foo");
         assert_eq!(code(&req("Accept: application/sdp, text/plain\r\n", "")), None);
         assert_eq!(code(&req("Accept: text/plain\r\n", "")), Some(406));
+    }
+
+    #[test]
+    fn missing_headers_are_named_before_duplicated_ones_in_a_fixed_order() {
+        let reason = |r: &Request| check_request(r).err().map(|r| (r.code, r.reason));
+        let mut r = req("", "");
+        r.headers.push(HeaderName::From, "<sip:c@example.com>;tag=2");
+        assert_eq!(reason(&r), Some((400, "Multiple From Headers".into())));
+        r.headers.remove(&HeaderName::CallId);
+        assert_eq!(reason(&r), Some((400, "Missing Call-ID Header".into())));
+        r.headers.remove(&HeaderName::Via);
+        assert_eq!(reason(&r), Some((400, "Missing Via Header".into())));
+        let mut r = req("Content-Type: application/sdp\r\nContent-Type: application/sdp\r\n", "x");
+        assert_eq!(reason(&r), Some((400, "Multiple Content-Type Headers".into())));
+        r.headers.push(HeaderName::MaxForwards, "70");
+        assert_eq!(reason(&r), Some((400, "Multiple Max-Forwards Headers".into())));
+        let mut r = req("", "");
+        r.headers.push(HeaderName::Via, "SIP/2.0/UDP h2;branch=z9hG4bK2");
+        assert_eq!(reason(&r), None, "Via may repeat");
     }
 
     #[test]
