@@ -81,6 +81,38 @@ enum State {
 /// A transaction key: a 128-bit digest of the parts that identify it.
 type Key = (u64, u64);
 
+/// Hashing for the layer's tables, whose keys are digests or ids already: one
+/// multiply (Fibonacci hashing spreads sequential ids over the high bits the table
+/// probes with) instead of SipHash over them again.
+#[derive(Clone, Copy, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(29) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// `fmt::Write` into a hasher: a sent-by is hashed as printed, without a string.
+struct HashWrite<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashWrite<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The digest of `parts` (two SipHash-1-3 runs with different prefixes; a collision
 /// between honest keys is as likely as 2^-128 per pair, and crafting one costs the
 /// work of a 128-bit second preimage). 0xff never occurs in UTF-8, so it separates.
@@ -195,19 +227,19 @@ pub struct TxnCounts {
 #[derive(Default)]
 pub struct TxnLayer {
     timers_cfg: SipTimers,
-    servers: HashMap<ServerTxn, Server>,
-    server_keys: HashMap<Key, ServerTxn>,
-    clients: HashMap<ClientTxn, Client>,
-    client_keys: HashMap<Key, ClientTxn>,
+    servers: IdMap<ServerTxn, Server>,
+    server_keys: IdMap<Key, ServerTxn>,
+    clients: IdMap<ClientTxn, Client>,
+    client_keys: IdMap<Key, ClientTxn>,
     timers: Timers<Timer>,
     next_server: u64,
     /// Completed server transactions.
-    done: HashMap<Key, Done>,
+    done: IdMap<Key, Done>,
     /// ACK dialog keys of INVITEs answered non-2xx -> their server key.
-    ack_keys: HashMap<Key, Key>,
+    ack_keys: IdMap<Key, Key>,
     /// Completed INVITE client transactions (non-2xx, Timer D): the ACK to send again
     /// when the answer is retransmitted, and where.
-    done_clients: HashMap<Key, (Box<[u8]>, Origin)>,
+    done_clients: IdMap<Key, (Box<[u8]>, Origin)>,
     /// Expiry queues of the records above: 64*T1 (J, L), T4 (I), 32 s (D).
     long_q: VecDeque<(Time, Key)>,
     short_q: VecDeque<(Time, Key)>,
@@ -300,7 +332,7 @@ impl TxnLayer {
     /// Gives back the memory of tables that have emptied out after load (a hash
     /// table keeps its largest size otherwise). Cheap when there is nothing to give.
     pub fn shrink(&mut self) {
-        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut IdMap<K, V>) {
             if m.capacity() > 64 && m.capacity() > m.len() * 4 {
                 m.shrink_to(m.len() * 2);
             }
@@ -328,23 +360,35 @@ impl TxnLayer {
     /// The server transaction key of a request (§17.2.3): branch, sent-by, and method
     /// class (an ACK matches its INVITE; a CANCEL has its own).
     fn server_key(req: &Request) -> Option<Key> {
-        let via = req.top_via().ok()?;
-        let branch = via.branch()?;
-        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
         let class: &[u8] = match req.method {
             Method::Invite | Method::Ack => b"I",
             Method::Cancel => b"C",
             _ => b"N",
         };
-        Some(key_of(&[branch.as_bytes(), sent_by.as_bytes(), class]))
+        Self::via_key(req, class)
     }
 
     /// The key of the INVITE transaction a CANCEL (keyed `cancel`) is for.
     fn invite_key_of_cancel(req: &Request) -> Option<Key> {
+        Self::via_key(req, b"I")
+    }
+
+    /// `key_of(branch, sent-by, class)` of the top Via, the sent-by hashed as printed.
+    fn via_key(req: &Request, class: &[u8]) -> Option<Key> {
+        use std::fmt::Write as _;
         let via = req.top_via().ok()?;
         let branch = via.branch()?;
-        let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
-        Some(key_of(&[branch.as_bytes(), sent_by.as_bytes(), b"I"]))
+        let (mut a, mut b) = (std::collections::hash_map::DefaultHasher::new(), std::collections::hash_map::DefaultHasher::new());
+        b.write_u8(0x5a);
+        for h in [&mut a, &mut b] {
+            h.write(branch.as_bytes());
+            h.write_u8(0xff);
+            let _ = write!(HashWrite(h), "{}:{}", via.host, via.port.unwrap_or(5060));
+            h.write_u8(0xff);
+            h.write(class);
+            h.write_u8(0xff);
+        }
+        Some((a.finish(), b.finish()))
     }
 
     fn push_done(&mut self, now: Time, key: Key, rec: Done, short: bool) {
