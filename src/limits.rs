@@ -61,6 +61,14 @@ pub const SIP_MAX_TRANSACTIONS: usize = 131_072;
 /// about two for 64*T1 = 32 s over UDP (its INVITE's Accepted record and its BYE's),
 /// so this holds 6000 calls/s; past it the oldest go first (counted).
 pub const SIP_MAX_COMPLETED: usize = 393_216;
+/// The load meter's window (io/load.rs): the smallest wait of a SIP datagram in the
+/// socket over this long is what says whether the engine loop keeps up.
+pub const LOAD_WINDOW_MS: u64 = 500;
+/// A window whose every datagram waited at least this long makes the loop busy: new
+/// calls are refused with 503 until it clears.
+pub const LOAD_BUSY_DELAY_MS: u64 = 100;
+/// A window whose smallest wait is under this clears the busy state.
+pub const LOAD_CLEAR_DELAY_MS: u64 = 20;
 /// How often the heap trimmer looks at the allocator's free memory (io/trim.rs).
 pub const HEAP_TRIM_INTERVAL_S: u64 = 10;
 /// Free bytes in the allocator's arenas past which they are trimmed.

@@ -137,6 +137,8 @@ pub struct Driver {
     pub verifier: Option<super::verifier::Verifier>,
     /// The SIP UDP socket's receiving side (None: no UDP listener).
     pub udp_in: Option<super::listeners::UdpIn>,
+    /// Whether the engine loop keeps up (io/load.rs).
+    pub load: super::load::LoadMeter,
     /// SIP datagrams the engine gave, sent together at the end of a drain.
     pub udp_out: Vec<(std::net::SocketAddr, Vec<u8>)>,
     /// Secret checks the verifier had no room for, answered `Busy` once the outputs
@@ -207,6 +209,9 @@ impl Driver {
             let Some(udp) = self.udp_in.as_mut() else { return Ok(()) };
             match udp.try_recv() {
                 Ok(Received::Input(input)) => {
+                    if let Some(busy) = self.load.observe(std::time::Instant::now(), udp.waited) {
+                        self.engine.handle_input(self.clock.now(), Input::Load { busy });
+                    }
                     let now = self.clock.now();
                     self.engine.handle_input(now, input);
                     self.drain_once();
@@ -215,7 +220,12 @@ impl Driver {
                     }
                 }
                 Ok(Received::Skipped) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some(busy) = self.load.drained(std::time::Instant::now()) {
+                        self.engine.handle_input(self.clock.now(), Input::Load { busy });
+                    }
+                    break;
+                }
                 Err(e) => return Err(format!("SIP udp receive: {e}")),
             }
         }

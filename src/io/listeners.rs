@@ -117,8 +117,12 @@ pub struct UdpIn {
     sock: Rc<UdpSocket>,
     bound: SocketAddr,
     buf: Vec<u8>,
-    /// Room for IP_PKTINFO, kept between reads; `None` unless bound to a wildcard.
-    cmsg: Option<Vec<u8>>,
+    /// Room for the receive timestamp and (on a wildcard bind) IP_PKTINFO, kept
+    /// between reads.
+    cmsg: Vec<u8>,
+    /// How long the last datagram read waited in the socket (its kernel receive
+    /// timestamp against the clock at the read): the load meter's input.
+    pub waited: std::time::Duration,
 }
 
 /// What one read of the SIP UDP socket gave.
@@ -141,8 +145,9 @@ impl UdpIn {
             };
             r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
         }
-        let cmsg = wildcard.then(|| nix::cmsg_space!(nix::libc::in6_pktinfo));
-        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1], cmsg })
+        setsockopt(&*sock, sockopt::ReceiveTimestampns, &true).map_err(|e| format!("SIP udp: cannot enable receive timestamps: {e}"))?;
+        let cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::timespec);
+        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1], cmsg, waited: std::time::Duration::ZERO })
     }
 
     /// Waits until a datagram may be there.
@@ -156,15 +161,24 @@ impl UdpIn {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
         use std::io::IoSliceMut;
         use std::os::fd::AsRawFd;
-        let (sock, bound, buf, cmsg) = (&self.sock, self.bound, &mut self.buf, &mut self.cmsg);
+        let (sock, bound, buf, cmsg, waited) = (&self.sock, self.bound, &mut self.buf, &mut self.cmsg, &mut self.waited);
         let got = sock.try_io(tokio::io::Interest::READABLE, || {
             let fd = sock.as_raw_fd();
             let mut iov = [IoSliceMut::new(buf)];
-            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, cmsg.as_deref_mut(), MsgFlags::MSG_DONTWAIT)
+            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)
                 .map_err(std::io::Error::from)?;
             let mut local = bound;
+            *waited = std::time::Duration::ZERO;
             for c in msg.cmsgs().into_iter().flatten() {
                 match c {
+                    ControlMessageOwned::ScmTimestampns(ts) => {
+                        if let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME) {
+                            let d = now - ts;
+                            if d.tv_sec() >= 0 {
+                                *waited = std::time::Duration::from(d);
+                            }
+                        }
+                    }
                     ControlMessageOwned::Ipv4PacketInfo(pi) => {
                         let ip = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
                         local = SocketAddr::new(ip.into(), bound.port());

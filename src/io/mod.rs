@@ -9,6 +9,7 @@ pub mod driver;
 pub use crate::codec::framing;
 pub mod http;
 pub mod listeners;
+pub mod load;
 pub mod media;
 pub mod notify;
 pub mod run;

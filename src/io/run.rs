@@ -194,6 +194,7 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         media: None,
         verifier: None,
         udp_in: None,
+        load: Default::default(),
         udp_out: Vec::new(),
         busy: Vec::new(),
     };
