@@ -252,6 +252,21 @@ css = "all"
 """ + extra
 
 
+def stop_process(proc, kill, err, tmp):
+    """SIGTERM, then `kill()` after 10 s; closes its log and removes its directory
+    (BENCH_KEEP=1 keeps logs and SIPp files)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            kill()
+            proc.wait()
+    err.close()
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class Box:
     """The release binary on a fresh data dir and a given config, on loopback."""
 
@@ -303,16 +318,7 @@ class Box:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.err.close()
-        if not os.environ.get("BENCH_KEEP"):  # BENCH_KEEP=1 keeps logs and SIPp files
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_process(self.proc, self.proc.kill, self.err, self.tmp)
 
 
 class Sipp:
@@ -597,13 +603,4 @@ class Kamailio:
         return total
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.err.close()
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        stop_process(self.proc, lambda: os.killpg(self.pid, signal.SIGKILL), self.err, self.tmp)

@@ -253,9 +253,7 @@ impl NonceBook {
     /// Forgets nonces that can no longer be used; call periodically.
     pub fn sweep(&mut self, now: Time) {
         self.used.retain(|_, (issued, _)| now.since(*issued) <= NONCE_LIFETIME);
-        if self.used.capacity() > 64 && self.used.capacity() > self.used.len() * 4 {
-            self.used.shrink_to(self.used.len() * 2);
-        }
+        super::shrink_map(&mut self.used);
     }
 
     /// Retires the older half of the tracked nonces by raising the floor.

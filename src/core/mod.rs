@@ -52,6 +52,15 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
+/// Gives back a hash table's memory once it holds four times what it needs (after a
+/// burst of calls; a table otherwise keeps its largest size). Cheap when there is
+/// nothing to give.
+pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut std::collections::HashMap<K, V, S>) {
+    if m.capacity() > 64 && m.capacity() > m.len() * 4 {
+        m.shrink_to(m.len() * 2);
+    }
+}
+
 /// Everything the world can tell the engine.
 #[derive(Debug)]
 pub enum Input {

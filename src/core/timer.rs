@@ -83,9 +83,7 @@ impl<K: Ord + Hash + Clone> Timers<K> {
     }
     /// Gives back the memory of a table that has emptied out after load.
     pub fn shrink(&mut self) {
-        if self.by_key.capacity() > 64 && self.by_key.capacity() > self.by_key.len() * 4 {
-            self.by_key.shrink_to(self.by_key.len() * 2);
-        }
+        super::shrink_map(&mut self.by_key);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -180,11 +180,7 @@ impl B2bua {
 
     /// Gives back the memory of tables that have emptied out after load.
     pub fn shrink(&mut self) {
-        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
-            if m.capacity() > 64 && m.capacity() > m.len() * 4 {
-                m.shrink_to(m.len() * 2);
-            }
-        }
+        use crate::core::shrink_map;
         shrink_map(&mut self.dialogs);
         shrink_map(&mut self.client);
         shrink_map(&mut self.invites);

@@ -332,11 +332,7 @@ impl TxnLayer {
     /// Gives back the memory of tables that have emptied out after load (a hash
     /// table keeps its largest size otherwise). Cheap when there is nothing to give.
     pub fn shrink(&mut self) {
-        fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut IdMap<K, V>) {
-            if m.capacity() > 64 && m.capacity() > m.len() * 4 {
-                m.shrink_to(m.len() * 2);
-            }
-        }
+        use crate::core::shrink_map;
         fn shrink_q<T>(q: &mut VecDeque<T>) {
             if q.capacity() > 64 && q.capacity() > q.len() * 4 {
                 q.shrink_to(q.len() * 2);
