@@ -62,6 +62,18 @@ fn call_answered_and_caller_hangs_up() {
 }
 
 #[test]
+fn an_ack_for_the_407_on_a_new_branch_is_matched_by_dialog_and_the_407_is_not_resent() {
+    let tb = start();
+    let c = callee(&tb, "callee_answer.xml", "1002");
+    call(&tb, "caller_call_ack_new_branch.xml", "1002", vec![(c, "callee 1002")]);
+    let s = status(&tb);
+    let stats = &s["transaction_layer"]["stats"];
+    assert_eq!(stats["acks_matched_by_dialog"], 1, "{s}");
+    assert_eq!(stats["ack_timeouts"], 0, "{s}");
+    assert_eq!((s["calls"].as_u64(), s["calls_completed"].as_u64()), (Some(0), Some(1)), "{s}");
+}
+
+#[test]
 fn call_answered_and_called_party_hangs_up() {
     let tb = start();
     let c = callee(&tb, "callee_answer_bye.xml", "1002");
