@@ -1,9 +1,12 @@
 //! Gives freed heap memory back to the system after load. The allocator (glibc)
 //! keeps the blocks a burst of calls freed in its arenas, so without this the RSS of
 //! the busiest minute stays for good. Every `limits::HEAP_TRIM_INTERVAL_S` this
-//! thread (at nice 10, never the engine loop) looks at how much the arenas hold free
-//! and, past `limits::HEAP_TRIM_MIN_FREE`, calls `malloc_trim(0)`, which hands every
-//! whole free page back (madvise). The engine's tables shrink themselves in its
+//! thread (at nice 10, never the engine loop) looks at the arenas: once the memory in
+//! use has fallen to half the most it was since the last trim (the load went down)
+//! and more than `limits::HEAP_TRIM_MIN_FREE` is free, it calls `malloc_trim(0)`,
+//! which hands every whole free page back (madvise). Under a steady load nothing is
+//! trimmed: pages handed back would only be faulted in again, and RSS would saw up
+//! and down. The engine's tables shrink themselves in its
 //! housekeeping (`TxnLayer::shrink`, `B2bua::shrink`), so their emptied buckets are
 //! free blocks here. On other C libraries it does nothing.
 
@@ -11,19 +14,23 @@
 pub fn trim_thread() -> Result<(), String> {
     super::supervisor::lower_thread_priority("heap-trim");
     let interval = std::time::Duration::from_secs(crate::limits::HEAP_TRIM_INTERVAL_S);
+    let mut peak = 0;
     loop {
         std::thread::sleep(interval);
-        trim_if_worth_it();
+        trim_if_worth_it(&mut peak);
     }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_if_worth_it() {
+fn trim_if_worth_it(peak: &mut usize) {
     // SAFETY: mallinfo2 and malloc_trim take no pointers; glibc locks its arenas.
-    let free = unsafe { nix::libc::mallinfo2() }.fordblks;
-    if free < crate::limits::HEAP_TRIM_MIN_FREE {
+    let info = unsafe { nix::libc::mallinfo2() };
+    let (free, in_use) = (info.fordblks, info.uordblks);
+    *peak = (*peak).max(in_use);
+    if free < crate::limits::HEAP_TRIM_MIN_FREE || in_use.saturating_mul(2) > *peak {
         return;
     }
+    *peak = in_use;
     let started = std::time::Instant::now();
     // SAFETY: as above.
     let released = unsafe { nix::libc::malloc_trim(0) };
@@ -31,4 +38,4 @@ fn trim_if_worth_it() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_if_worth_it() {}
+fn trim_if_worth_it(_peak: &mut usize) {}
