@@ -425,6 +425,7 @@ impl Engine {
     }
 
     fn status_json(&self) -> Vec<u8> {
+        let (txn_counts, txn_stats) = self.sip.transaction_status();
         let v = serde_json::json!({
             "name": self.config.system.name,
             "version": env!("CARGO_PKG_VERSION"),
@@ -437,9 +438,9 @@ impl Engine {
             "registrations": self.sip.registrar.len(),
             "transactions": self.sip.transactions(),
             "transaction_layer": {
-                "live": self.sip.transaction_status().0.live,
-                "completed": self.sip.transaction_status().0.completed,
-                "stats": self.sip.transaction_status().1,
+                "live": txn_counts.live,
+                "completed": txn_counts.completed,
+                "stats": txn_stats,
             },
             "calls": self.sip.b2bua.calls(),
             "calls_completed": self.sip.b2bua.completed,

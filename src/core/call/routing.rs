@@ -31,12 +31,8 @@ impl B2bua {
             self.out.push(Action::Respond(stx, respond(&req, 483, None, &tag)));
             return;
         }
-        if self.at_capacity(cx.cfg) {
-            let mut r = respond(&req, 503, Some("Service Unavailable (call capacity)"), &tag);
-            r.headers.add(HeaderName::RetryAfter, crate::limits::SIP_OVERLOAD_RETRY_AFTER_S.to_string());
-            self.out.push(Action::Respond(stx, r));
-            return;
-        }
+        // Past `max_calls` the endpoint refused this INVITE before its challenge
+        // (endpoint.rs), so there is room here.
         let Some(dialled) = dialled_of(&req) else {
             self.out.push(Action::Respond(stx, respond(&req, 416, None, &tag)));
             return;

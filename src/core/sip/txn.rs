@@ -117,14 +117,20 @@ impl std::fmt::Write for HashWrite<'_> {
 /// between honest keys is as likely as 2^-128 per pair, and crafting one costs the
 /// work of a 128-bit second preimage). 0xff never occurs in UTF-8, so it separates.
 fn key_of(parts: &[&[u8]]) -> Key {
+    digest(|h| {
+        for p in parts {
+            h.write(p);
+            h.write_u8(0xff);
+        }
+    })
+}
+
+/// The two SipHash runs of `key_of` over what `feed` writes.
+fn digest(feed: impl Fn(&mut std::collections::hash_map::DefaultHasher)) -> Key {
     let (mut a, mut b) = (std::collections::hash_map::DefaultHasher::new(), std::collections::hash_map::DefaultHasher::new());
     b.write_u8(0x5a);
-    for p in parts {
-        a.write(p);
-        a.write_u8(0xff);
-        b.write(p);
-        b.write_u8(0xff);
-    }
+    feed(&mut a);
+    feed(&mut b);
     (a.finish(), b.finish())
 }
 
@@ -374,17 +380,14 @@ impl TxnLayer {
         use std::fmt::Write as _;
         let via = req.top_via().ok()?;
         let branch = via.branch()?;
-        let (mut a, mut b) = (std::collections::hash_map::DefaultHasher::new(), std::collections::hash_map::DefaultHasher::new());
-        b.write_u8(0x5a);
-        for h in [&mut a, &mut b] {
+        Some(digest(|h| {
             h.write(branch.as_bytes());
             h.write_u8(0xff);
             let _ = write!(HashWrite(h), "{}:{}", via.host, via.port.unwrap_or(5060));
             h.write_u8(0xff);
             h.write(class);
             h.write_u8(0xff);
-        }
-        Some((a.finish(), b.finish()))
+        }))
     }
 
     fn push_done(&mut self, now: Time, key: Key, rec: Done, short: bool) {
