@@ -169,13 +169,15 @@ pub struct NonceBook {
     /// the table one allocation: a string per nonce, alive for minutes, would pin
     /// heap pages all over after a burst of calls and keep them from the system.
     used: HashMap<[u8; 16], (Time, u32)>,
+    #[serde(skip)]
+    room: super::Room,
     /// Nonces issued before this are refused as stale (raised when `used` is full).
     floor: Time,
 }
 
 impl NonceBook {
     pub fn new(key: [u8; 32]) -> NonceBook {
-        NonceBook { key, counter: 0, used: HashMap::new(), floor: Time::ZERO }
+        NonceBook { key, counter: 0, used: HashMap::new(), room: super::Room::default(), floor: Time::ZERO }
     }
 
     fn mac(&self, body: &[u8], source: IpAddr) -> Vec<u8> {
@@ -253,7 +255,7 @@ impl NonceBook {
     /// Forgets nonces that can no longer be used; call periodically.
     pub fn sweep(&mut self, now: Time) {
         self.used.retain(|_, (issued, _)| now.since(*issued) <= NONCE_LIFETIME);
-        super::shrink_map(&mut self.used);
+        super::tend_map(&mut self.used, &mut self.room);
     }
 
     /// Retires the older half of the tracked nonces by raising the floor.

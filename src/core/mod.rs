@@ -52,12 +52,47 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-/// Gives back a hash table's memory once it holds four times what it needs (after a
-/// burst of calls; a table otherwise keeps its largest size). Cheap when there is
-/// nothing to give.
-pub(crate) fn shrink_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut std::collections::HashMap<K, V, S>) {
-    if m.capacity() > 64 && m.capacity() > m.len() * 4 {
-        m.shrink_to(m.len() * 2);
+/// What `tend_map` knows of a hash table: how many entries it had room for when it was
+/// last (re)allocated.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Room(usize);
+
+/// Looks after a hash table that churns (as many removals as inserts at a steady
+/// size, as the transaction tables do under load). Two things, each cheap when there
+/// is nothing to do:
+/// - it gives the memory back once the table holds four times what it needs (after a
+///   burst of calls; a table otherwise keeps its largest size);
+/// - it keeps the table at most half full, growing it early when it passes half. A
+///   removal leaves a tombstone in a crowded table, and when the tombstones have used
+///   up the room, a table more than half full doubles (a table at most half full is
+///   rehashed in place instead): under a steady load the table would otherwise double
+///   minutes into the load, at some random moment, for no more entries, and the RSS
+///   would step up then. Grown early, it reaches its size while the load ramps up and
+///   then holds it.
+pub(crate) fn tend_map<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(
+    m: &mut std::collections::HashMap<K, V, S>,
+    room: &mut Room,
+) {
+    // `capacity()` is the entries it holds plus the room left, which tombstones eat
+    // into: its highest value since the last reallocation is the table's size.
+    room.0 = room.0.max(m.capacity());
+    let len = m.len();
+    if room.0 > 64 && room.0 > len.saturating_mul(4) {
+        m.shrink_to(len.saturating_mul(2));
+        room.0 = m.capacity();
+    } else if len > room.0 / 2 {
+        m.reserve((room.0 + 1).saturating_sub(len));
+        room.0 = m.capacity();
+    }
+}
+
+/// `tend_map` for a FIFO queue (no tombstones; it is only kept from doubling late).
+pub(crate) fn tend_queue<T>(q: &mut std::collections::VecDeque<T>) {
+    let (cap, len) = (q.capacity(), q.len());
+    if cap > 64 && cap > len.saturating_mul(4) {
+        q.shrink_to(len.saturating_mul(2));
+    } else if len > cap / 4 * 3 {
+        q.reserve(cap);
     }
 }
 
@@ -458,6 +493,41 @@ mod tests {
 
     fn engine() -> Engine {
         Engine::new(Arc::new(crate::config::embedded_default()), EngineRng::seed_from_u64(1), Time::ZERO, 0, Restored::default())
+    }
+
+    /// A table under a steady churn (what the transaction tables see at a steady call
+    /// rate), tended once a "second": after the ramp-up its size never changes, however
+    /// long the churn goes on, and once the load is gone it shrinks.
+    #[test]
+    fn a_tended_table_under_steady_churn_keeps_one_size_and_shrinks_after() {
+        let mut m: std::collections::HashMap<u64, [u64; 2]> = std::collections::HashMap::new();
+        let mut room = Room::default();
+        let (live, per_tick) = (120_000u64, 4_000u64);
+        let mut next = 0u64;
+        let mut sizes = Vec::new();
+        for tick in 0..400u64 {
+            for _ in 0..per_tick {
+                m.insert(next.wrapping_mul(0x9E37_79B9_7F4A_7C15), [next, tick]);
+                if next >= live {
+                    let old = next - live;
+                    assert!(m.remove(&old.wrapping_mul(0x9E37_79B9_7F4A_7C15)).is_some());
+                }
+                next += 1;
+            }
+            tend_map(&mut m, &mut room);
+            if tick >= live / per_tick + 1 {
+                sizes.push(m.capacity());
+            }
+            assert!(m.len() as u64 <= live + per_tick);
+        }
+        // `capacity()` dips as tombstones build up and comes back when the table is
+        // rehashed in place; what must not happen is a reallocation to a bigger one.
+        let first = sizes[0];
+        assert!(sizes.iter().all(|&c| c <= first), "grew under a steady churn: {first} then {:?}", sizes.iter().max());
+        assert!(first >= 2 * live as usize, "at most half full: room for {first} with {live} in it");
+        m.retain(|k, _| k % 64 == 0);
+        tend_map(&mut m, &mut room);
+        assert!(m.capacity() <= 4 * m.len().max(16), "shrunk after the load: {} for {}", m.capacity(), m.len());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::hash::Hash;
 pub struct Timers<K: Ord + Hash + Clone> {
     by_deadline: BTreeSet<(Time, K)>,
     by_key: HashMap<K, Time>,
+    room: super::Room,
 }
 
 /// As data, a timer table is its (key, deadline) pairs, earliest first.
@@ -32,7 +33,7 @@ impl<'de, K: Ord + Hash + Clone + serde::Deserialize<'de>> serde::Deserialize<'d
 
 impl<K: Ord + Hash + Clone> Default for Timers<K> {
     fn default() -> Self {
-        Timers { by_deadline: BTreeSet::new(), by_key: HashMap::new() }
+        Timers { by_deadline: BTreeSet::new(), by_key: HashMap::new(), room: super::Room::default() }
     }
 }
 
@@ -83,7 +84,7 @@ impl<K: Ord + Hash + Clone> Timers<K> {
     }
     /// Gives back the memory of a table that has emptied out after load.
     pub fn shrink(&mut self) {
-        super::shrink_map(&mut self.by_key);
+        super::tend_map(&mut self.by_key, &mut self.room);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -107,6 +107,9 @@ pub struct B2bua {
     /// and hung up even when its call is gone or rings elsewhere now (RFC 3261 §9.1).
     #[serde(default)]
     pub(super) cancelled: HashMap<ClientTxn, Cancelled>,
+    /// `tend_map`'s notes on the six tables `shrink` tends, in its order.
+    #[serde(skip)]
+    rooms: [crate::core::Room; 6],
 }
 
 /// An INVITE the box cancelled, until its final answer.
@@ -180,13 +183,14 @@ impl B2bua {
 
     /// Gives back the memory of tables that have emptied out after load.
     pub fn shrink(&mut self) {
-        use crate::core::shrink_map;
-        shrink_map(&mut self.dialogs);
-        shrink_map(&mut self.client);
-        shrink_map(&mut self.invites);
-        shrink_map(&mut self.pending_requests);
-        shrink_map(&mut self.sdp_versions);
-        shrink_map(&mut self.cancelled);
+        use crate::core::tend_map;
+        let r = &mut self.rooms;
+        tend_map(&mut self.dialogs, &mut r[0]);
+        tend_map(&mut self.client, &mut r[1]);
+        tend_map(&mut self.invites, &mut r[2]);
+        tend_map(&mut self.pending_requests, &mut r[3]);
+        tend_map(&mut self.sdp_versions, &mut r[4]);
+        tend_map(&mut self.cancelled, &mut r[5]);
         self.timers.shrink();
         if self.out.capacity() > 64 && self.out.is_empty() {
             self.out.shrink_to(16);

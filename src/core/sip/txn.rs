@@ -258,6 +258,8 @@ pub struct TxnLayer {
     out: VecDeque<(Vec<u8>, Origin)>,
     events: VecDeque<ClientEvent>,
     pub stats: TxnStats,
+    /// `tend_map`'s notes on the seven tables above, in `shrink`'s order.
+    rooms: [crate::core::Room; 7],
 }
 
 fn reliable(o: &Origin) -> bool {
@@ -338,24 +340,20 @@ impl TxnLayer {
     /// Gives back the memory of tables that have emptied out after load (a hash
     /// table keeps its largest size otherwise). Cheap when there is nothing to give.
     pub fn shrink(&mut self) {
-        use crate::core::shrink_map;
-        fn shrink_q<T>(q: &mut VecDeque<T>) {
-            if q.capacity() > 64 && q.capacity() > q.len() * 4 {
-                q.shrink_to(q.len() * 2);
-            }
-        }
-        shrink_map(&mut self.servers);
-        shrink_map(&mut self.server_keys);
-        shrink_map(&mut self.clients);
-        shrink_map(&mut self.client_keys);
-        shrink_map(&mut self.done);
-        shrink_map(&mut self.ack_keys);
-        shrink_map(&mut self.done_clients);
-        shrink_q(&mut self.long_q);
-        shrink_q(&mut self.short_q);
-        shrink_q(&mut self.client_q);
-        shrink_q(&mut self.out);
-        shrink_q(&mut self.events);
+        use crate::core::{tend_map, tend_queue};
+        let r = &mut self.rooms;
+        tend_map(&mut self.servers, &mut r[0]);
+        tend_map(&mut self.server_keys, &mut r[1]);
+        tend_map(&mut self.clients, &mut r[2]);
+        tend_map(&mut self.client_keys, &mut r[3]);
+        tend_map(&mut self.done, &mut r[4]);
+        tend_map(&mut self.ack_keys, &mut r[5]);
+        tend_map(&mut self.done_clients, &mut r[6]);
+        tend_queue(&mut self.long_q);
+        tend_queue(&mut self.short_q);
+        tend_queue(&mut self.client_q);
+        tend_queue(&mut self.out);
+        tend_queue(&mut self.events);
         self.timers.shrink();
     }
 
