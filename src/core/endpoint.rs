@@ -111,20 +111,22 @@ fn policy_of(cfg: &Config) -> ThrottlePolicy {
 /// Adds `received` and `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581 §4).
 fn stamp_via(req: &mut Request, origin: &Origin) {
     let Some(first) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) else { return };
-    let Ok(parts) = sip::text::split_commas(&first.value) else { return };
-    let Some(top) = parts.first().and_then(|p| sip::Via::parse(p)) else { return };
-    let mut top = top;
-    top.set_param("received", Some(&origin.source.ip().to_string()));
-    if top.rport().is_some() {
-        top.set_param("rport", Some(&origin.source.port().to_string()));
+    let received = sip::text::AddrText::ip(origin.source.ip());
+    let mut v: Option<String> = None;
+    let mut failed = false;
+    let balanced = sip::text::each_comma(&first.value, |part| match v.as_mut() {
+        None => match sip::Via::stamped(part, received.as_str(), origin.source.port()) {
+            Some(top) => v = Some(top),
+            None => failed = true,
+        },
+        Some(v) => {
+            v.push_str(", ");
+            v.push_str(part);
+        }
+    });
+    if let (Ok(()), false, Some(v)) = (balanced, failed, v) {
+        first.value = v;
     }
-    let rest: Vec<String> = parts[1..].iter().map(|s| s.to_string()).collect();
-    let mut v = top.to_string();
-    for r in rest {
-        v.push_str(", ");
-        v.push_str(&r);
-    }
-    first.value = v;
 }
 
 fn answer(req: &Request, code: u16, tag: &str) -> Response {
@@ -279,7 +281,7 @@ impl SipEndpoint {
                     }
                     return;
                 }
-                if req.method == Method::Invite && req.to().ok().is_none_or(|t| t.tag().is_none()) {
+                if req.method == Method::Invite && req.to_tag().is_none() {
                     // A new call the box has no room or time for: refused before any
                     // state is kept (a retransmission gets the same answer).
                     let full = if self.b2bua.at_capacity(cfg) { Some("call capacity") } else if self.busy { Some("overloaded") } else { None };
@@ -330,7 +332,7 @@ impl SipEndpoint {
     }
 
     fn handle_request(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, stx: ServerTxn, req: Request, origin: Origin) {
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let in_dialog = req.to_tag().is_some();
         let tag = rng.token(12);
         let respond = |txn: &mut TxnLayer, r: Response| txn.respond(now, stx, &r);
         match req.method {

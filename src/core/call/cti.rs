@@ -149,7 +149,7 @@ impl B2bua {
         let Some(call) = self.calls.get_mut(&id) else { return true };
         let redirected_from = call.visited.first().filter(|f| *f != key).map(|f| f.dn.clone());
         if let Some(old) = call.b.as_ref().and_then(End::leg) {
-            self.dialogs.remove(&(old.call_id.clone(), old.local_tag.clone()));
+            self.dialogs.remove(&super::table::dialog_key(&old.call_id, &old.local_tag));
         }
         call.b = Some(End::CtiDevice(CtiEnd {
             device: device.to_string(),
@@ -524,7 +524,7 @@ impl B2bua {
             peer,
             confirmed: false,
         });
-        self.dialogs.insert((call_id, tag), (id, Side::A));
+        self.dialogs.insert(super::table::dialog_key(&call_id, &tag), (id, Side::A));
         self.client.insert(txn, (id, Side::A, Purpose::PhoneInvite));
         self.out.push(Action::Request { txn, request: req, to: peer });
         log::info!("call {id}: {device} places a call to {to} (click-to-dial)");

@@ -87,15 +87,25 @@ impl Leg {
 }
 
 pub fn via(local: SocketAddr, tcp: bool, branch: &str) -> String {
-    format!("SIP/2.0/{} {};branch={branch};rport", if tcp { "TCP" } else { "UDP" }, local)
+    let local = crate::core::sip::text::AddrText::socket(local);
+    let mut v = String::with_capacity(40 + branch.len());
+    v.push_str(if tcp { "SIP/2.0/TCP " } else { "SIP/2.0/UDP " });
+    v.push_str(local.as_str());
+    v.push_str(";branch=");
+    v.push_str(branch);
+    v.push_str(";rport");
+    v
 }
 
 pub fn contact(user: &str, local: SocketAddr, tcp: bool) -> String {
-    if tcp {
-        format!("<sip:{user}@{local};transport=tcp>")
-    } else {
-        format!("<sip:{user}@{local}>")
-    }
+    let local = crate::core::sip::text::AddrText::socket(local);
+    let mut v = String::with_capacity(24 + user.len() + local.as_str().len());
+    v.push_str("<sip:");
+    v.push_str(user);
+    v.push('@');
+    v.push_str(local.as_str());
+    v.push_str(if tcp { ";transport=tcp>" } else { ">" });
+    v
 }
 
 /// Adds `Contact` to a message's headers before Content-Length.

@@ -37,7 +37,7 @@ impl B2bua {
     pub fn handle_stray_2xx(&mut self, resp: &Response) {
         let (Ok(call_id), Ok(from)) = (resp.call_id(), resp.from()) else { return };
         let Some(tag) = from.tag() else { return };
-        let Some(&(id, Side::B)) = self.dialogs.get(&(call_id.to_string(), tag.to_string())) else { return };
+        let Some(&(id, Side::B)) = self.dialogs.get(&super::table::dialog_key(call_id, tag)) else { return };
         if let Some(call) = self.calls.get(&id) {
             if let (Some(ack), Some(b)) = (call.state.b_ack(), call.leg(Side::B)) {
                 self.out.push(Action::Stateless { message: ack.clone(), to: b.peer });
@@ -47,7 +47,7 @@ impl B2bua {
 
     /// A request inside a dialog (BYE, re-INVITE, INFO, UPDATE, OPTIONS...).
     pub fn handle_in_dialog(&mut self, cx: &mut Ctx<'_>, stx: ServerTxn, req: Request) {
-        let tag_for_errors = req.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
+        let tag_for_errors = req.to_tag().unwrap_or_default().to_string();
         let Some((id, side)) = self.find_dialog(&req) else {
             self.out.push(Action::Respond(stx, respond(&req, 481, None, &tag_for_errors)));
             return;

@@ -69,12 +69,13 @@ impl B2bua {
             peer: origin,
             confirmed: false,
         };
-        self.dialogs.insert((a.call_id.clone(), tag.clone()), (id, Side::A));
+        self.dialogs.insert(super::table::dialog_key(&a.call_id, &tag), (id, Side::A));
         self.invites.insert(stx, id);
         log::info!("call {id}: {caller_dn} ({device}) dials {dialled}");
         self.out.push(Action::Respond(stx, respond(&req, 100, None, &tag)));
         let mut call = Call::new(id, End::SipLeg(a), device, caller_dn, caller_display, &dialled, max_forwards - 1);
         call.a_invite = Some((stx, req));
+        call.a_stx = Some(stx);
         if let Some((_, r)) = &call.a_invite {
             call.a_sdp = r.body.clone();
         }
@@ -237,8 +238,8 @@ impl B2bua {
             return self.fail(id, 480, &why);
         };
         let to = match &line.display_name {
-            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, binding.local),
-            None => format!("<sip:{}@{}>", key.dn, binding.local),
+            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, crate::core::sip::text::AddrText::socket(binding.local)),
+            None => format!("<sip:{}@{}>", key.dn, crate::core::sip::text::AddrText::socket(binding.local)),
         };
         let peer = Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         if let Some(c) = self.calls.get_mut(&id) {
@@ -266,8 +267,8 @@ impl B2bua {
         let tag = cx.rng.token(12);
         let call_id = format!("{}@ctibox", cx.rng.token(20));
         let from = match &call.caller_display {
-            Some(n) => format!("\"{n}\" <sip:{}@{}>;tag={tag}", call.caller_dn, peer.local),
-            None => format!("<sip:{}@{}>;tag={tag}", call.caller_dn, peer.local),
+            Some(n) => format!("\"{n}\" <sip:{}@{}>;tag={tag}", call.caller_dn, crate::core::sip::text::AddrText::socket(peer.local)),
+            None => format!("<sip:{}@{}>;tag={tag}", call.caller_dn, crate::core::sip::text::AddrText::socket(peer.local)),
         };
         let tcp = peer.transport == crate::core::Transport::Tcp;
         let mut req = Request::new(Method::Invite, req_uri, &leg::via(peer.local, tcp, &branch(cx.rng)), &from, &to, &call_id, 1, call.max_forwards);
@@ -293,10 +294,10 @@ impl B2bua {
             confirmed: false,
         };
         if let Some(End::SipLeg(old)) = call.b.replace(End::SipLeg(b)) {
-            self.dialogs.remove(&(old.call_id, old.local_tag));
+            self.dialogs.remove(&super::table::dialog_key(&old.call_id, &old.local_tag));
         }
         call.state = CallState::Ringing(Invite { txn, request: req.clone(), provisional: false });
-        self.dialogs.insert((call_id, tag), (id, Side::B));
+        self.dialogs.insert(super::table::dialog_key(&call_id, &tag), (id, Side::B));
         self.client.insert(txn, (id, Side::B, Purpose::Invite));
         if let Some(l) = line {
             if l.forward.no_answer.is_some() {

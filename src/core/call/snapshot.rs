@@ -167,8 +167,7 @@ impl B2bua {
     /// The call a request inside a dialog belongs to.
     pub fn call_of_request(&self, req: &Request) -> Option<u64> {
         let call_id = req.call_id().ok()?;
-        let tag = req.to().ok()?.tag()?.to_string();
-        self.dialogs.get(&(call_id.to_string(), tag)).map(|(id, _)| *id)
+        self.dialogs.get(&super::table::dialog_key(call_id, req.to_tag()?)).map(|(id, _)| *id)
     }
 
     /// The call a client transaction of the B2BUA belongs to.
@@ -202,7 +201,7 @@ impl B2bua {
     pub fn forget_call(&mut self, id: u64) {
         let Some(c) = self.calls.remove(&id) else { return };
         for l in [c.a.leg(), c.b.as_ref().and_then(End::leg)].into_iter().flatten() {
-            self.dialogs.remove(&(l.call_id.clone(), l.local_tag.clone()));
+            self.dialogs.remove(&super::table::dialog_key(&l.call_id, &l.local_tag));
         }
         let moh = c.state.moh().map(|m| (m.port, Some(m.stream)));
         let bm = c.state.box_media().map(|b| (b.port, b.stream));
@@ -228,10 +227,10 @@ impl B2bua {
         let a = leg_of(s.a);
         let b = s.b.map(leg_of);
         if !a.call_id.is_empty() {
-            self.dialogs.insert((a.call_id.clone(), a.local_tag.clone()), (id, Side::A));
+            self.dialogs.insert(super::table::dialog_key(&a.call_id, &a.local_tag), (id, Side::A));
         }
         if let Some(b) = &b {
-            self.dialogs.insert((b.call_id.clone(), b.local_tag.clone()), (id, Side::B));
+            self.dialogs.insert(super::table::dialog_key(&b.call_id, &b.local_tag), (id, Side::B));
         }
         let mut cmds = Vec::new();
         if let Some(m) = &s.moh {
@@ -284,6 +283,7 @@ impl B2bua {
             end_reason: None,
             last_activity: None,
             probing: 0,
+            a_stx: None,
         };
         self.calls.insert(id, call);
         cmds

@@ -180,6 +180,10 @@ pub(super) struct Call {
     /// Idle probes (OPTIONS) sent and not answered yet.
     #[serde(skip)]
     pub(super) probing: u8,
+    /// The caller's INVITE, as `invites` knows it until its final answer: so that
+    /// ending the call finds its entry there without a look at every other call's.
+    #[serde(default)]
+    pub(super) a_stx: Option<ServerTxn>,
 }
 
 /// The box answered the caller with a 2xx: over UDP it resends it (T1 doubling to T2)
@@ -217,6 +221,7 @@ impl Call {
             end_reason: None,
             last_activity: None,
             probing: 0,
+            a_stx: None,
         }
     }
 

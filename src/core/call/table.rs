@@ -72,13 +72,23 @@ pub(super) enum CallTimer {
     Digits,
 }
 
+/// A dialog as the B2BUA looks it up: a 128-bit digest of its Call-ID and the box's
+/// tag (as the transaction keys are, sip/txn.rs), so a lookup for every request
+/// builds no strings.
+pub type DialogKey = (u64, u64);
+
+pub fn dialog_key(call_id: &str, tag: &str) -> DialogKey {
+    crate::core::sip::txn::key_of(&[b"dialog", call_id.as_bytes(), tag.as_bytes()])
+}
+
 /// All calls.
 #[derive(Default, Serialize, Deserialize)]
 pub struct B2bua {
     pub(super) calls: BTreeMap<u64, Call>,
     pub(super) next_id: u64,
     /// (Call-ID, our tag) -> call and side.
-    pub(super) dialogs: HashMap<(String, String), (u64, Side)>,
+    /// By `dialog_key(Call-ID, the box's tag)`.
+    pub(super) dialogs: HashMap<DialogKey, (u64, Side)>,
     pub(super) client: HashMap<ClientTxn, (u64, Side, Purpose)>,
     /// Caller INVITE server transactions -> call (for CANCEL).
     pub(super) invites: HashMap<ServerTxn, u64>,
@@ -231,10 +241,7 @@ impl B2bua {
     }
 
     pub(super) fn find_dialog(&self, req: &Request) -> Option<(u64, Side)> {
-        let call_id = req.call_id().ok()?;
-        let to = req.to().ok()?;
-        let tag = to.tag()?;
-        self.dialogs.get(&(call_id.to_string(), tag.to_string())).copied()
+        self.dialogs.get(&dialog_key(req.call_id().ok()?, req.to_tag()?)).copied()
     }
 
     /// Whether a request belongs to one of our dialogs.
@@ -260,29 +267,27 @@ impl B2bua {
                 self.note(&d, id, EventKind::CallEnded { reason });
             }
         }
-        // Requests still waiting for the other party's answer get 487 (RFC 3261
-        // §15.1.2): the answer has no call to come back to.
-        let waiting: Vec<ServerTxn> = self
-            .client
-            .values()
-            .filter(|(c, _, _)| *c == id)
-            .filter_map(|(_, _, p)| match p {
-                Purpose::Relay(stx) => Some(*stx),
-                Purpose::MohHold(m) => Some(m.stx),
-                _ => None,
-            })
-            .collect();
-        for stx in waiting {
-            if let Some(orig) = self.pending_requests.remove(&stx) {
-                let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
-                self.out.push(Action::Respond(stx, respond(&orig, 487, None, &tag)));
-            }
+        // A request still waiting for the other party's answer gets 487 (RFC 3261
+        // §15.1.2): the answer has no call to come back to. There is at most one,
+        // the one `relaying` names (others get 491 meanwhile).
+        let relayed = self.calls.get(&id).and_then(|c| c.relaying).and_then(|t| self.client.get(&t));
+        let waiting = relayed.and_then(|(c, _, p)| match p {
+            Purpose::Relay(stx) if *c == id => Some(*stx),
+            Purpose::MohHold(m) if *c == id => Some(m.stx),
+            _ => None,
+        });
+        if let Some(orig) = waiting.and_then(|stx| Some((stx, self.pending_requests.remove(&stx)?))) {
+            let (stx, orig) = orig;
+            let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
+            self.out.push(Action::Respond(stx, respond(&orig, 487, None, &tag)));
         }
         if let Some(call) = self.calls.remove(&id) {
             for l in [call.leg(Side::A), call.leg(Side::B)].into_iter().flatten() {
-                self.dialogs.remove(&(l.call_id.clone(), l.local_tag.clone()));
+                self.dialogs.remove(&dialog_key(&l.call_id, &l.local_tag));
             }
-            self.invites.retain(|_, c| *c != id);
+            if let Some(stx) = call.a_stx {
+                self.invites.remove(&stx);
+            }
             self.timers.cancel(&(id, CallTimer::Retransmit2xx));
             self.timers.cancel(&(id, CallTimer::NoAnswer));
             self.timers.cancel(&(id, CallTimer::CtiAnswer));

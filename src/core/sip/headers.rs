@@ -56,6 +56,67 @@ impl Via {
         Some(Via { transport: transport.to_ascii_uppercase(), host, port, params })
     }
 
+    /// The branch and the sent-by of a Via entry, read in place (what `parse` then
+    /// `branch`, `host` and `port` give, with the host as written); `None` where
+    /// `parse` fails. For the transaction keys of every message.
+    pub fn branch_and_sent_by(s: &str) -> Option<(Option<&str>, Cow<'_, str>)> {
+        let (_, hostport, params) = via_parts(s)?;
+        if !hostport_ok(&hostport) {
+            return None;
+        }
+        let branch = match text::param_in(params, "branch") {
+            Some(v) => v,
+            None if text::params_ok(params) => None,
+            None => return None,
+        };
+        Some((branch, hostport))
+    }
+
+    /// What a server makes of the top Via of a request it received (RFC 3261
+    /// §18.2.1, RFC 3581 §4): `parse(s)`, then `set_param("received", received)` and,
+    /// when `rport` is there, `set_param("rport", port)`, printed; written straight
+    /// from the text, for every request. `None` where `parse` fails.
+    pub fn stamped(s: &str, received: &str, port: u16) -> Option<String> {
+        let (transport, hostport, params) = via_parts(s)?;
+        let (host, host_port) = split_hostport(&hostport)?;
+        if !text::params_ok(params) {
+            return None;
+        }
+        let port = super::text::AddrText::port(port);
+        let mut out = String::with_capacity(s.len() + received.len() + 24);
+        out.push_str("SIP/2.0/");
+        out.extend(transport.chars().map(|c| c.to_ascii_uppercase()));
+        out.push(' ');
+        let _ = fmt::Write::write_fmt(&mut out, format_args!("{host}"));
+        if let Some(p) = host_port {
+            out.push(':');
+            out.push_str(super::text::AddrText::port(p).as_str());
+        }
+        let (mut received_done, mut rport_done) = (false, false);
+        let _ = text::each_param(params, |name, value| {
+            let value = if !received_done && name.eq_ignore_ascii_case("received") {
+                received_done = true;
+                Some(received)
+            } else if !rport_done && name.eq_ignore_ascii_case("rport") {
+                rport_done = true;
+                Some(port.as_str())
+            } else {
+                value
+            };
+            out.push(';');
+            out.push_str(name);
+            if let Some(v) = value {
+                out.push('=');
+                out.push_str(v);
+            }
+        });
+        if !received_done {
+            out.push_str(";received=");
+            out.push_str(received);
+        }
+        Some(out)
+    }
+
     /// Whether `parse` accepts `s` (without building the entry).
     pub fn is_valid(s: &str) -> bool {
         via_parts(s).is_some_and(|(_, hostport, params)| hostport_ok(&hostport) && text::params_ok(params))
@@ -185,6 +246,13 @@ impl NameAddr {
     }
 
     /// Whether `parse` accepts `s` (without building the address).
+    /// The `tag` parameter of an address header's value, read in place (what
+    /// `parse(s)?.tag()` gives, without building the address).
+    pub fn tag_in(s: &str) -> Option<&str> {
+        let p = name_addr_parts(s)?;
+        text::param_in(p.params, "tag").flatten()
+    }
+
     pub fn is_valid(s: &str) -> bool {
         name_addr_parts(s).is_some_and(|p| Uri::is_valid(p.uri) && text::params_ok(p.params))
     }
@@ -416,6 +484,44 @@ impl fmt::Display for Reason {
 
 #[cfg(test)]
 mod tests {
+    /// The in-place readers and writers give what parsing the whole value gives.
+    #[test]
+    fn in_place_readers_agree_with_the_parsed_header() {
+        for v in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/udp host.example.com;rport;branch=z9hG4bKx;received=198.51.100.9",
+            "SIP / 2.0 / TCP [2001:db8::1]:5061 ;branch = z9hG4bK-a ;RPORT=7;Received=1.2.3.4;received=x",
+            "SIP/2.0/UDP 192.0.2.1;maddr=192.0.2.9;ttl=16",
+            "SIP/2.0/UDP 192.0.2.1;branch=\"quoted\"",
+            "SIP/2.0/UDP 192.0.2.1;branch=",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP 192.0.2.1:99999;branch=z9hG4bK1",
+        ] {
+            let parsed = Via::parse(v);
+            let expected = parsed.clone().map(|mut p| {
+                p.set_param("received", Some("192.0.2.200"));
+                if p.rport().is_some() {
+                    p.set_param("rport", Some("40000"));
+                }
+                p.to_string()
+            });
+            assert_eq!(Via::stamped(v, "192.0.2.200", 40000), expected, "{v}");
+            let branch = parsed.as_ref().map(|p| p.branch().map(str::to_string));
+            assert_eq!(Via::branch_and_sent_by(v).map(|(b, _)| b.map(str::to_string)), branch, "{v}");
+        }
+        for v in [
+            "\"A;tag=no\" <sip:a@example.com;tag=uri>;tag=yes",
+            "<sip:a@example.com>;TAG=1;tag=2",
+            "sip:a@example.com;tag=3",
+            "Bob <sip:b@example.com>",
+            "<sip:a@example.com",
+            "sip:a@example.com;tag",
+        ] {
+            let tag = NameAddr::parse(v).and_then(|n| n.tag().map(str::to_string));
+            assert_eq!(NameAddr::tag_in(v).map(str::to_string), tag, "{v}");
+        }
+    }
+
     use super::*;
 
     #[test]

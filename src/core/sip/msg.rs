@@ -165,6 +165,20 @@ pub trait SipHeaders {
     fn to(&self) -> Result<NameAddr, ParseError> {
         NameAddr::parse(self.one(HeaderName::To)?).ok_or(ParseError::BadHeader(HeaderName::To))
     }
+    /// The top Via's branch, read in place (`top_via()?.branch()` without building the
+    /// entry).
+    fn top_branch(&self) -> Option<&str> {
+        let top = self.headers().first_of_list(&HeaderName::Via).ok()??;
+        Via::branch_and_sent_by(top)?.0
+    }
+    /// The From tag, read in place (`from()?.tag()` without building the address).
+    fn from_tag(&self) -> Option<&str> {
+        self.headers().get(&HeaderName::From).and_then(NameAddr::tag_in)
+    }
+    /// The To tag, read in place.
+    fn to_tag(&self) -> Option<&str> {
+        self.headers().get(&HeaderName::To).and_then(NameAddr::tag_in)
+    }
     fn call_id(&self) -> Result<&str, ParseError> {
         self.one(HeaderName::CallId)
     }

@@ -103,20 +103,10 @@ impl Hasher for IdHasher {
 
 type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// `fmt::Write` into a hasher: a sent-by is hashed as printed, without a string.
-struct HashWrite<'a>(&'a mut std::collections::hash_map::DefaultHasher);
-
-impl std::fmt::Write for HashWrite<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.write(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// The digest of `parts` (two SipHash-1-3 runs with different prefixes; a collision
 /// between honest keys is as likely as 2^-128 per pair, and crafting one costs the
 /// work of a 128-bit second preimage). 0xff never occurs in UTF-8, so it separates.
-fn key_of(parts: &[&[u8]]) -> Key {
+pub(crate) fn key_of(parts: &[&[u8]]) -> Key {
     digest(|h| {
         for p in parts {
             h.write(p);
@@ -274,9 +264,7 @@ fn ack_key(call_id: Option<&str>, from_tag: Option<&str>, to_tag: Option<&str>, 
 }
 
 fn ack_key_of_headers(h: &impl SipHeaders) -> Option<Key> {
-    let from = h.from().ok();
-    let to = h.to().ok();
-    ack_key(h.call_id().ok(), from.as_ref().and_then(|f| f.tag()), to.as_ref().and_then(|t| t.tag()), h.cseq().ok().map(|c| c.seq))
+    ack_key(h.call_id().ok(), h.from_tag(), h.to_tag(), h.cseq().ok().map(|c| c.seq))
 }
 
 /// Whether `resp` holds only what `Response::to_request` copies from a request that
@@ -375,13 +363,16 @@ impl TxnLayer {
 
     /// `key_of(branch, sent-by, class)` of the top Via, the sent-by hashed as printed.
     fn via_key(req: &Request, class: &[u8]) -> Option<Key> {
-        use std::fmt::Write as _;
-        let via = req.top_via().ok()?;
-        let branch = via.branch()?;
+        let top = req.headers.first_of_list(&HeaderName::Via).ok()??;
+        let (branch, sent_by) = super::headers::Via::branch_and_sent_by(top)?;
+        let branch = branch?;
+        let (host, port) = super::uri::hostport_parts(&sent_by)?;
         Some(digest(|h| {
             h.write(branch.as_bytes());
             h.write_u8(0xff);
-            let _ = write!(HashWrite(h), "{}:{}", via.host, via.port.unwrap_or(5060));
+            h.write(host.as_bytes());
+            h.write_u8(b':');
+            h.write(super::text::AddrText::port(port.unwrap_or(5060)).as_str().as_bytes());
             h.write_u8(0xff);
             h.write(class);
             h.write_u8(0xff);
@@ -497,7 +488,7 @@ impl TxnLayer {
                 return Incoming::Absorbed;
             }
         }
-        let in_dialog = req.to().ok().is_some_and(|t| t.tag().is_some());
+        let in_dialog = req.to_tag().is_some();
         let bound = if in_dialog || req.method == Method::Cancel { self.limit.saturating_mul(2) } else { self.limit };
         if self.len() >= bound {
             self.stats.refused_overload += 1;
@@ -601,7 +592,7 @@ impl TxnLayer {
         if self.len() >= self.limit.saturating_mul(2) {
             return Err(SendError::Capacity);
         }
-        let Some(key) = req.top_via().ok().and_then(|v| v.branch().map(|b| key_of(&[b.as_bytes(), req.method.as_str().as_bytes()]))) else {
+        let Some(key) = req.top_branch().map(|b| key_of(&[b.as_bytes(), req.method.as_str().as_bytes()])) else {
             return Err(SendError::NoBranch);
         };
         let invite = req.method == Method::Invite;
@@ -629,10 +620,11 @@ impl TxnLayer {
     /// A response arrived. `None`: it was for a transaction (or absorbed); `Some`: it
     /// matched none (a stray 2xx to an INVITE is the TU's to ACK again).
     pub fn on_response(&mut self, _now: Time, resp: Response) -> Option<Response> {
-        let branch = resp.top_via().ok().and_then(|v| v.branch().map(str::to_string));
         let method = resp.cseq().ok().map(|c| c.method);
-        let (Some(branch), Some(method)) = (branch, method) else { return Some(resp) };
-        let key = key_of(&[branch.as_bytes(), method.as_str().as_bytes()]);
+        let key = match (resp.top_branch(), method) {
+            (Some(branch), Some(method)) => key_of(&[branch.as_bytes(), method.as_str().as_bytes()]),
+            _ => return Some(resp),
+        };
         let Some(&id) = self.client_keys.get(&key) else {
             if resp.status >= 300 {
                 if let Some((ack, to)) = self.done_clients.get(&key) {

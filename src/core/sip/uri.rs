@@ -63,7 +63,7 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
-            Host::V4(a) => write!(f, "{a}"),
+            Host::V4(a) => f.write_str(super::text::AddrText::ip(std::net::IpAddr::V4(*a)).as_str()),
             Host::V6(a) => write!(f, "[{a}]"),
         }
     }
@@ -333,7 +333,7 @@ pub fn hostport_ok(s: &str) -> bool {
 }
 
 /// The host text (not yet checked) and the port of `host[:port]`.
-fn hostport_parts(s: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn hostport_parts(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
         let end = find_byte(s, b']')?;
         let tail = &s[end + 1..];
