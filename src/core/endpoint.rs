@@ -281,7 +281,7 @@ impl SipEndpoint {
                     }
                     return;
                 }
-                if req.method == Method::Invite && req.to_tag().is_none() {
+                if req.method == Method::Invite && req.tag_of_to().is_none() {
                     // A new call the box has no room or time for: refused before any
                     // state is kept (a retransmission gets the same answer).
                     let full = if self.b2bua.at_capacity(cfg) { Some("call capacity") } else if self.busy { Some("overloaded") } else { None };
@@ -332,7 +332,7 @@ impl SipEndpoint {
     }
 
     fn handle_request(&mut self, now: Time, cfg: &Config, rng: &mut EngineRng, stx: ServerTxn, req: Request, origin: Origin) {
-        let in_dialog = req.to_tag().is_some();
+        let in_dialog = req.tag_of_to().is_some();
         let tag = rng.token(12);
         let respond = |txn: &mut TxnLayer, r: Response| txn.respond(now, stx, &r);
         match req.method {

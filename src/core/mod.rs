@@ -515,7 +515,7 @@ mod tests {
                 next += 1;
             }
             tend_map(&mut m, &mut room);
-            if tick >= live / per_tick + 1 {
+            if tick > live / per_tick {
                 sizes.push(m.capacity());
             }
             assert!(m.len() as u64 <= live + per_tick);

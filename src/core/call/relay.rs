@@ -47,7 +47,7 @@ impl B2bua {
 
     /// A request inside a dialog (BYE, re-INVITE, INFO, UPDATE, OPTIONS...).
     pub fn handle_in_dialog(&mut self, cx: &mut Ctx<'_>, stx: ServerTxn, req: Request) {
-        let tag_for_errors = req.to_tag().unwrap_or_default().to_string();
+        let tag_for_errors = req.tag_of_to().unwrap_or_default().to_string();
         let Some((id, side)) = self.find_dialog(&req) else {
             self.out.push(Action::Respond(stx, respond(&req, 481, None, &tag_for_errors)));
             return;

@@ -167,7 +167,7 @@ impl B2bua {
     /// The call a request inside a dialog belongs to.
     pub fn call_of_request(&self, req: &Request) -> Option<u64> {
         let call_id = req.call_id().ok()?;
-        self.dialogs.get(&super::table::dialog_key(call_id, req.to_tag()?)).map(|(id, _)| *id)
+        self.dialogs.get(&super::table::dialog_key(call_id, req.tag_of_to()?)).map(|(id, _)| *id)
     }
 
     /// The call a client transaction of the B2BUA belongs to.

@@ -241,7 +241,7 @@ impl B2bua {
     }
 
     pub(super) fn find_dialog(&self, req: &Request) -> Option<(u64, Side)> {
-        self.dialogs.get(&dialog_key(req.call_id().ok()?, req.to_tag()?)).copied()
+        self.dialogs.get(&dialog_key(req.call_id().ok()?, req.tag_of_to()?)).copied()
     }
 
     /// Whether a request belongs to one of our dialogs.

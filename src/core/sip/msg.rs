@@ -172,11 +172,11 @@ pub trait SipHeaders {
         Via::branch_and_sent_by(top)?.0
     }
     /// The From tag, read in place (`from()?.tag()` without building the address).
-    fn from_tag(&self) -> Option<&str> {
+    fn tag_of_from(&self) -> Option<&str> {
         self.headers().get(&HeaderName::From).and_then(NameAddr::tag_in)
     }
     /// The To tag, read in place.
-    fn to_tag(&self) -> Option<&str> {
+    fn tag_of_to(&self) -> Option<&str> {
         self.headers().get(&HeaderName::To).and_then(NameAddr::tag_in)
     }
     fn call_id(&self) -> Result<&str, ParseError> {

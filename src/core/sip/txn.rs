@@ -264,7 +264,7 @@ fn ack_key(call_id: Option<&str>, from_tag: Option<&str>, to_tag: Option<&str>, 
 }
 
 fn ack_key_of_headers(h: &impl SipHeaders) -> Option<Key> {
-    ack_key(h.call_id().ok(), h.from_tag(), h.to_tag(), h.cseq().ok().map(|c| c.seq))
+    ack_key(h.call_id().ok(), h.tag_of_from(), h.tag_of_to(), h.cseq().ok().map(|c| c.seq))
 }
 
 /// Whether `resp` holds only what `Response::to_request` copies from a request that
@@ -488,7 +488,7 @@ impl TxnLayer {
                 return Incoming::Absorbed;
             }
         }
-        let in_dialog = req.to_tag().is_some();
+        let in_dialog = req.tag_of_to().is_some();
         let bound = if in_dialog || req.method == Method::Cancel { self.limit.saturating_mul(2) } else { self.limit };
         if self.len() >= bound {
             self.stats.refused_overload += 1;
