@@ -125,7 +125,7 @@ fn stamp_via(req: &mut Request, origin: &Origin) {
         }
     });
     if let (Ok(()), false, Some(v)) = (balanced, failed, v) {
-        first.value = v;
+        first.value = v.into();
     }
 }
 

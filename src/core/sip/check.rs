@@ -23,7 +23,7 @@ impl Rejection {
         Rejection { code, reason: reason.into(), header: None }
     }
     fn with(mut self, name: HeaderName, value: String) -> Rejection {
-        self.header = Some(Header { name, value });
+        self.header = Some(Header { name, value: value.into() });
         self
     }
     /// The response to send (To tag added for anything but 100).
@@ -202,7 +202,7 @@ pub fn answer_unparsable(bytes: &[u8], err: &ParseError, to_tag: &str) -> Unpars
             break;
         }
         if let Some((n, v)) = line.split_once(':') {
-            raw.push(Header { name: HeaderName::parse(n.trim()), value: v.trim().to_string() });
+            raw.push(Header { name: HeaderName::parse(n.trim()), value: v.trim().into() });
         }
     }
     let mut headers = Headers::default();

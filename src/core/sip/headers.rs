@@ -355,22 +355,23 @@ pub fn delta_seconds(s: &str) -> Option<u32> {
 }
 
 /// A challenge or credentials (`WWW-Authenticate`, `Authorization`, ...): a scheme and
-/// its comma-separated `name=value` parameters (RFC 3261 §25.1 digest grammar).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthParams {
-    pub scheme: String,
+/// its comma-separated `name=value` parameters (RFC 3261 §25.1 digest grammar), read
+/// in place from the header's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthParams<'a> {
+    pub scheme: &'a str,
     /// Values as received (quoted strings keep their quotes).
-    pub params: Vec<(String, String)>,
+    pub params: Vec<(&'a str, &'a str)>,
 }
 
-impl AuthParams {
+impl<'a> AuthParams<'a> {
     /// A parameter by case-insensitive name, unquoted.
     pub fn get(&self, name: &str) -> Option<String> {
         self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| {
             if v.starts_with('"') {
                 text::unquote(v)
             } else {
-                v.clone()
+                v.to_string()
             }
         })
     }
@@ -378,7 +379,7 @@ impl AuthParams {
         self.scheme.eq_ignore_ascii_case("Digest")
     }
 
-    pub fn parse(s: &str) -> Option<AuthParams> {
+    pub fn parse(s: &'a str) -> Option<AuthParams<'a>> {
         let s = s.trim_matches(text::is_ws_char);
         let sp = s.find(text::is_ws_char).unwrap_or(s.len());
         let scheme = &s[..sp];
@@ -402,15 +403,15 @@ impl AuthParams {
             {
                 return None;
             }
-            params.push((n.to_string(), v.to_string()));
+            params.push((n, v));
         }
-        Some(AuthParams { scheme: scheme.to_string(), params })
+        Some(AuthParams { scheme, params })
     }
 }
 
-impl fmt::Display for AuthParams {
+impl fmt::Display for AuthParams<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.scheme)?;
+        f.write_str(self.scheme)?;
         for (i, (n, v)) in self.params.iter().enumerate() {
             write!(f, "{}{n}={v}", if i == 0 { " " } else { ", " })?;
         }

@@ -9,11 +9,16 @@ use super::text;
 use super::uri::Uri;
 use serde::{Deserialize, Serialize};
 
+/// A header value: short ones (most of them: CSeq, Max-Forwards, Content-Length,
+/// Content-Type, many a Call-ID) live inline, with no allocation of their own; on the
+/// wire (postcard, serde) it is a string.
+pub type Value = compact_str::CompactString;
+
 /// One header line: its name and its unfolded, trimmed value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Header {
     pub name: HeaderName,
-    pub value: String,
+    pub value: Value,
 }
 
 /// The header list, in order.
@@ -32,12 +37,12 @@ impl Headers {
     pub fn count(&self, name: &HeaderName) -> usize {
         self.0.iter().filter(|h| &h.name == name).count()
     }
-    pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
+    pub fn push(&mut self, name: HeaderName, value: impl Into<Value>) {
         self.0.push(Header { name, value: value.into() });
     }
     /// Adds a line just before Content-Length (or at the end): where a header added to
     /// a message being built belongs, with the body's framing last.
-    pub fn add(&mut self, name: HeaderName, value: impl Into<String>) {
+    pub fn add(&mut self, name: HeaderName, value: impl Into<Value>) {
         let at = self.0.iter().position(|h| h.name == HeaderName::ContentLength).unwrap_or(self.0.len());
         self.0.insert(at, Header { name, value: value.into() });
     }
@@ -46,7 +51,7 @@ impl Headers {
         self.0.retain(|h| &h.name != name);
     }
     /// Replaces every line of `name` with one line (appended if absent).
-    pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
+    pub fn set(&mut self, name: HeaderName, value: impl Into<Value>) {
         let value = value.into();
         match self.0.iter().position(|h| h.name == name) {
             Some(i) => {
@@ -245,8 +250,9 @@ pub trait SipHeaders {
             .collect()
     }
     /// Every challenge or credentials line of `name` (WWW-Authenticate, Authorization, ...).
-    fn auth(&self, name: HeaderName) -> Result<Vec<AuthParams>, ParseError> {
-        self.headers().get_all(&name).map(|v| AuthParams::parse(v).ok_or(ParseError::BadHeader(name.clone()))).collect()
+    fn auth(&self, name: HeaderName) -> Result<Vec<AuthParams<'_>>, ParseError> {
+        let h = self.headers();
+        h.0.iter().filter(|l| l.name == name).map(|l| AuthParams::parse(&l.value).ok_or(ParseError::BadHeader(name.clone()))).collect()
     }
     fn reasons(&self) -> Result<Vec<Reason>, ParseError> {
         let h = self.headers();

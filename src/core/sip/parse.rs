@@ -104,7 +104,7 @@ fn parse_headers(lines: &mut Lines<'_>) -> Result<Headers, ParseError> {
         if !text::is_token_str(name) {
             return Err(ParseError::BadHeaderLine);
         }
-        let mut value = line[colon + 1..].trim_matches(text::is_ws_char).to_string();
+        let mut value = super::msg::Value::from(line[colon + 1..].trim_matches(text::is_ws_char));
         while lines.peek_continuation() {
             let cont = lines.next_line()?.unwrap_or("").trim_matches(text::is_ws_char);
             if !cont.is_empty() {
