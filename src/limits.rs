@@ -71,6 +71,9 @@ pub const LOAD_BUSY_DELAY_MS: u64 = 100;
 pub const LOAD_CLEAR_DELAY_MS: u64 = 20;
 /// How often the heap trimmer looks at the allocator's free memory (io/trim.rs).
 pub const HEAP_TRIM_INTERVAL_S: u64 = 10;
+/// Heap blocks this big or bigger get pages of their own and are handed back to the
+/// system when freed (io/trim.rs `configure_allocator`).
+pub const HEAP_MMAP_THRESHOLD: usize = 1024 * 1024;
 /// Free bytes in the allocator's arenas past which they are trimmed.
 pub const HEAP_TRIM_MIN_FREE: usize = 1024 * 1024;
 /// Seconds a caller refused for capacity is asked to wait (Retry-After).

@@ -91,6 +91,7 @@ fn show(a: Option<SocketAddr>) -> String {
 /// Runs the appliance; returns the process exit code.
 pub fn run(opts: RunOptions) -> i32 {
     let started = Instant::now();
+    super::trim::configure_allocator();
     let mut cfg = match opts.load() {
         Ok(c) => c,
         Err(e) => {
