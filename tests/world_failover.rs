@@ -12,7 +12,7 @@ use world::*;
 
 /// 1001 calls 1002, which answers at 2.000 (the ACK reaches the box at 2.030).
 fn call_up() -> World {
-    let mut w = World::new(&config(&[], ""), 1);
+    let mut w = World::new(&config(&[], PAIRED), 1);
     w.register_all();
     w.drive_until(secs(1.0));
     w.dial("1001", "1002");
@@ -46,6 +46,36 @@ fn cseq_of(text: &str) -> String {
 
 fn header<'a>(text: &'a str, name: &str) -> &'a str {
     text.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default()
+}
+
+
+/// A box of a redundant pair: only then does the engine replicate calls.
+const PAIRED: &str = "[peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\n";
+
+/// Alone (no `[peer]`), the box keeps no replication state and reports no call: the
+/// same call as `call_up` on a paired box reports `CallUp` and `CallEnded`.
+#[test]
+fn a_box_without_a_peer_replicates_no_call() {
+    for (extra, paired) in [("", false), (PAIRED, true)] {
+        let mut w = World::new(&config(&[], extra), 1);
+        w.register_all();
+        w.drive_until(secs(1.0));
+        w.dial("1001", "1002");
+        w.drive_until(secs(2.0));
+        w.answer("1002");
+        w.drive_until(secs(5.0));
+        w.hangup("1001");
+        w.settle();
+        let calls: Vec<&Delta> =
+            w.replicated.iter().map(|(_, d)| d).filter(|d| matches!(d, Delta::CallUp(_) | Delta::CallChanged(_) | Delta::CallEnded { .. })).collect();
+        if paired {
+            assert!(matches!(calls.first(), Some(Delta::CallUp(_))) && calls.last() == Some(&&Delta::CallEnded { id: 1 }), "{calls:?}");
+        } else {
+            assert!(calls.is_empty(), "{calls:?}");
+        }
+        assert_eq!(w.status()["calls_completed"], 1);
+        w.assert_nothing_leaked();
+    }
 }
 
 #[test]
@@ -121,7 +151,7 @@ fn music_on_hold_is_re_created_on_the_restored_engine_and_resume_stops_it() {
 
 #[test]
 fn registration_expiries_are_rebased_onto_the_restored_clock_and_fire_at_the_same_wall_time() {
-    let mut w = World::new(&config(&[], ""), 1);
+    let mut w = World::new(&config(&[], PAIRED), 1);
     w.register_all();
     w.drive_until(secs(500.0));
     let expiry = w.engine.sip().registrar.contacts("phone-1003")[0].expires_at;
@@ -147,7 +177,7 @@ fn registration_expiries_are_rebased_onto_the_restored_clock_and_fire_at_the_sam
 
 #[test]
 fn a_basic_call_replicates_call_up_at_the_ack_and_call_ended_at_the_bye_and_nothing_else() {
-    let mut w = World::new(&config(&[], ""), 1);
+    let mut w = World::new(&config(&[], PAIRED), 1);
     w.register_all();
     // Each registration is one fact.
     let regs: Vec<&str> = w
@@ -193,7 +223,7 @@ fn follow(w: &World, standby: &mut ctibox::core::Engine, from: usize) -> usize {
 
 #[test]
 fn a_standby_applying_the_deltas_holds_the_primarys_snapshot_through_a_call_hold_resume_and_hang_up() {
-    let mut w = World::new(&config(&[], ""), 1);
+    let mut w = World::new(&config(&[], PAIRED), 1);
     let cfg = w.engine.config().clone();
     let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
     w.register_all();
@@ -227,8 +257,8 @@ fn last_reply(w: &World, app: &str) -> serde_json::Value {
 
 #[test]
 fn cti_devices_are_held_for_their_application_by_name_which_reopens_them_after_failover_and_its_answered_call_stays_up() {
-    let other = "[[app_user]]\nname = \"other\"\nsecret = \"generate\"\ndevices = [\"rp-2000\"]\n";
-    let mut w = World::new(&config(&[], other), 1);
+    let other = format!("[[app_user]]\nname = \"other\"\nsecret = \"generate\"\ndevices = [\"rp-2000\"]\n{PAIRED}");
+    let mut w = World::new(&config(&[], &other), 1);
     w.register_all();
     w.app_login("ivr", &["rp-2000"]);
     w.drive_until(secs(1.0));
@@ -271,7 +301,7 @@ fn cti_devices_are_held_for_their_application_by_name_which_reopens_them_after_f
 
 #[test]
 fn registration_refreshes_are_saved_at_most_every_five_minutes_new_bindings_at_once_and_the_rest_at_a_clean_stop() {
-    let mut w = World::new(&config(&[], ""), 1);
+    let mut w = World::new(&config(&[], PAIRED), 1);
     w.register_all();
     // Each new binding is saved at once.
     assert_eq!(w.persisted.len(), 6, "{:?}", w.persisted);
