@@ -12,7 +12,12 @@ use world::*;
 
 /// 1001 calls 1002, which answers at 2.000 (the ACK reaches the box at 2.030).
 fn call_up() -> World {
-    let mut w = World::new(&config(&[], PAIRED), 1);
+    call_up_on(PAIRED)
+}
+
+/// `call_up` on a box with `extra` configuration.
+fn call_up_on(extra: &str) -> World {
+    let mut w = World::new(&config(&[], extra), 1);
     w.register_all();
     w.drive_until(secs(1.0));
     w.dial("1001", "1002");
@@ -57,12 +62,7 @@ const PAIRED: &str = "[peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1
 #[test]
 fn a_box_without_a_peer_replicates_no_call() {
     for (extra, paired) in [("", false), (PAIRED, true)] {
-        let mut w = World::new(&config(&[], extra), 1);
-        w.register_all();
-        w.drive_until(secs(1.0));
-        w.dial("1001", "1002");
-        w.drive_until(secs(2.0));
-        w.answer("1002");
+        let mut w = call_up_on(extra);
         w.drive_until(secs(5.0));
         w.hangup("1001");
         w.settle();

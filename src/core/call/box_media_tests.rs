@@ -28,6 +28,7 @@ fn secret_hash() -> &'static str {
 }
 
 /// Two phones, a route point on 2000, an application for it; two RTP ports (20000, 20002).
+/// One unit of a pair (`[peer]`): the tests also see what the standby is told.
 fn config() -> crate::config::Config {
     let phone = |dn: &str| format!("[[device]]\nname = \"phone-{dn}\"\ntype = \"sip_phone\"\nusername = \"{dn}\"\npassword = \"{PW}\"\nlines = [\"{dn}\"]\ncss = \"c\"\n");
     let toml = format!(
@@ -37,7 +38,8 @@ fn config() -> crate::config::Config {
          [[line]]\ndn = \"1001\"\npartition = \"p\"\n[[line]]\ndn = \"1002\"\npartition = \"p\"\n[[line]]\ndn = \"2000\"\npartition = \"p\"\n\
          {}{}\
          [[device]]\nname = \"rp\"\ntype = \"cti_route_point\"\nlines = [\"2000\"]\ncss = \"c\"\nanswer_timeout_s = 300\n\
-         [[app_user]]\nname = \"app\"\nsecret = \"{}\"\ndevices = [\"rp\"]\n",
+         [[app_user]]\nname = \"app\"\nsecret = \"{}\"\ndevices = [\"rp\"]\n\
+         [peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\n",
         phone("1001"),
         phone("1002"),
         secret_hash()
