@@ -2,6 +2,7 @@
 //! counters, and where to send. Builds in-dialog requests (RFC 3261 §12.2.1.1).
 
 use crate::core::registrar::Origin;
+use crate::core::sip::text::AddrText;
 use crate::core::sip::{HeaderName, Method, Request, Uri};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -87,7 +88,7 @@ impl Leg {
 }
 
 pub fn via(local: SocketAddr, tcp: bool, branch: &str) -> String {
-    let local = crate::core::sip::text::AddrText::socket(local);
+    let local = AddrText::socket(local);
     let mut v = String::with_capacity(40 + branch.len());
     v.push_str(if tcp { "SIP/2.0/TCP " } else { "SIP/2.0/UDP " });
     v.push_str(local.as_str());
@@ -98,7 +99,7 @@ pub fn via(local: SocketAddr, tcp: bool, branch: &str) -> String {
 }
 
 pub fn contact(user: &str, local: SocketAddr, tcp: bool) -> String {
-    let local = crate::core::sip::text::AddrText::socket(local);
+    let local = AddrText::socket(local);
     let mut v = String::with_capacity(24 + user.len() + local.as_str().len());
     v.push_str("<sip:");
     v.push_str(user);

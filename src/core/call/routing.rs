@@ -12,6 +12,7 @@ use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer
 use crate::config::{DeviceKind, LineKey, RouteTarget};
 use crate::core::registrar::Origin;
 use crate::core::sip::{HeaderName, Method, Request, Response, SipHeaders, Uri};
+use crate::core::sip::text::AddrText;
 use std::time::Duration;
 
 fn dialled_of(req: &Request) -> Option<String> {
@@ -238,8 +239,8 @@ impl B2bua {
             return self.fail(id, 480, &why);
         };
         let to = match &line.display_name {
-            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, crate::core::sip::text::AddrText::socket(binding.local)),
-            None => format!("<sip:{}@{}>", key.dn, crate::core::sip::text::AddrText::socket(binding.local)),
+            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, AddrText::socket(binding.local)),
+            None => format!("<sip:{}@{}>", key.dn, AddrText::socket(binding.local)),
         };
         let peer = Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         if let Some(c) = self.calls.get_mut(&id) {
@@ -267,8 +268,8 @@ impl B2bua {
         let tag = cx.rng.token(12);
         let call_id = format!("{}@ctibox", cx.rng.token(20));
         let from = match &call.caller_display {
-            Some(n) => format!("\"{n}\" <sip:{}@{}>;tag={tag}", call.caller_dn, crate::core::sip::text::AddrText::socket(peer.local)),
-            None => format!("<sip:{}@{}>;tag={tag}", call.caller_dn, crate::core::sip::text::AddrText::socket(peer.local)),
+            Some(n) => format!("\"{n}\" <sip:{}@{}>;tag={tag}", call.caller_dn, AddrText::socket(peer.local)),
+            None => format!("<sip:{}@{}>;tag={tag}", call.caller_dn, AddrText::socket(peer.local)),
         };
         let tcp = peer.transport == crate::core::Transport::Tcp;
         let mut req = Request::new(Method::Invite, req_uri, &leg::via(peer.local, tcp, &branch(cx.rng)), &from, &to, &call_id, 1, call.max_forwards);

@@ -276,10 +276,8 @@ impl B2bua {
             Purpose::MohHold(m) if *c == id => Some(m.stx),
             _ => None,
         });
-        if let Some(orig) = waiting.and_then(|stx| Some((stx, self.pending_requests.remove(&stx)?))) {
-            let (stx, orig) = orig;
-            let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
-            self.out.push(Action::Respond(stx, respond(&orig, 487, None, &tag)));
+        if let Some((stx, orig)) = waiting.and_then(|stx| Some((stx, self.pending_requests.remove(&stx)?))) {
+            self.out.push(Action::Respond(stx, respond(&orig, 487, None, orig.tag_of_to().unwrap_or_default())));
         }
         if let Some(call) = self.calls.remove(&id) {
             for l in [call.leg(Side::A), call.leg(Side::B)].into_iter().flatten() {
@@ -387,8 +385,7 @@ impl B2bua {
                 // The other party is gone: tell the originator, and end the call.
                 let _ = side;
                 if let Some(orig) = self.pending_requests.remove(&stx) {
-                    let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
-                    self.out.push(Action::Respond(stx, respond(&orig, 408, None, &tag)));
+                    self.out.push(Action::Respond(stx, respond(&orig, 408, None, orig.tag_of_to().unwrap_or_default())));
                 }
                 if let Some(call) = self.calls.get_mut(&id) {
                     call.relaying = None;
@@ -403,8 +400,7 @@ impl B2bua {
             Purpose::MohHold(super::moh::MohPending { stx, port, .. }) => {
                 self.media_ports.remove(&port);
                 if let Some(orig) = self.pending_requests.remove(&stx) {
-                    let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string)).unwrap_or_default();
-                    self.out.push(Action::Respond(stx, respond(&orig, 408, None, &tag)));
+                    self.out.push(Action::Respond(stx, respond(&orig, 408, None, orig.tag_of_to().unwrap_or_default())));
                 }
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.relaying = None;

@@ -245,7 +245,6 @@ impl NameAddr {
         Some(NameAddr { display, uri, params })
     }
 
-    /// Whether `parse` accepts `s` (without building the address).
     /// The `tag` parameter of an address header's value, read in place (what
     /// `parse(s)?.tag()` gives, without building the address).
     pub fn tag_in(s: &str) -> Option<&str> {
@@ -253,6 +252,7 @@ impl NameAddr {
         text::param_in(p.params, "tag").flatten()
     }
 
+    /// Whether `parse` accepts `s` (without building the address).
     pub fn is_valid(s: &str) -> bool {
         name_addr_parts(s).is_some_and(|p| Uri::is_valid(p.uri) && text::params_ok(p.params))
     }

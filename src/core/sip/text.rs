@@ -87,12 +87,6 @@ impl AddrText {
         t.push_ip(ip, false);
         t
     }
-    /// `1.2.3.4` or `[::1]`: the host part of a URI or a Via.
-    pub fn host(ip: std::net::IpAddr) -> AddrText {
-        let mut t = AddrText::empty();
-        t.push_ip(ip, true);
-        t
-    }
     /// `1.2.3.4:5060` or `[::1]:5060`, as `SocketAddr`'s `Display` writes it.
     pub fn socket(a: std::net::SocketAddr) -> AddrText {
         let mut t = AddrText::empty();
@@ -381,8 +375,6 @@ mod tests {
         ] {
             assert_eq!(AddrText::socket(a).as_str(), a.to_string());
             assert_eq!(AddrText::ip(a.ip()).as_str(), a.ip().to_string());
-            let host = if a.is_ipv6() { format!("[{}]", a.ip()) } else { a.ip().to_string() };
-            assert_eq!(AddrText::host(a.ip()).as_str(), host);
             assert_eq!(AddrText::port(a.port()).as_str(), a.port().to_string());
         }
     }
