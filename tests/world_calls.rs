@@ -254,6 +254,38 @@ fn missing_ack_2xx_retransmitted_t1_doubling_capped_at_t2_then_bye_at_64_t1() {
 }
 
 #[test]
+fn a_lost_ack_to_the_called_phone_is_sent_again_the_same_when_its_2xx_is_retransmitted() {
+    let mut w = world(&[]);
+    w.dial("1001", "1002");
+    w.drive_until(secs(2.0));
+    w.answer("1002");
+    // The 200 reaches the box at 2.010; its ACK, sent then, is lost.
+    w.drive_until(secs(2.005));
+    w.set_link("1002", Link { loss: 1.0, ..Link::default() });
+    w.drive_until(secs(2.015));
+    w.set_link("1002", Link::default());
+    w.drive_until(secs(3.0));
+    check(
+        w.sip_trace(&["1002"]),
+        &[
+            "1.030 box>1002 INVITE",
+            "1.040 1002>box 180 INVITE",
+            "2.000 1002>box 200 INVITE",
+            "2.010 box>1002 ACK (lost)",
+            // The phone resends its 2xx after T1; the box ACKs it again.
+            "2.500 1002>box 200 INVITE",
+            "2.510 box>1002 ACK",
+        ],
+    );
+    let acks = w.find("box", "1002", "ACK");
+    assert_eq!(acks[0].text, acks[1].text, "the same ACK: branch, CSeq and all");
+    assert!(acks[1].text.contains("CSeq: 1 ACK"), "{}", acks[1].text);
+    w.hangup("1001");
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
 fn reinvite_glare_both_get_491_and_each_retry_succeeds() {
     let mut w = world(&[]);
     // §14.1: the Call-ID owner (1001 toward the box) waits 2.1-4 s, the other 0-2 s.

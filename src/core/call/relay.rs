@@ -38,9 +38,12 @@ impl B2bua {
         let (Ok(call_id), Ok(from)) = (resp.call_id(), resp.from()) else { return };
         let Some(tag) = from.tag() else { return };
         let Some(&(id, Side::B)) = self.dialogs.get(&super::table::dialog_key(call_id, tag)) else { return };
-        if let Some(call) = self.calls.get(&id) {
-            if let (Some(ack), Some(b)) = (call.state.b_ack(), call.leg(Side::B)) {
-                self.out.push(Action::Stateless { message: ack.clone(), to: b.peer });
+        if let Some(call) = self.calls.get_mut(&id) {
+            let Some(of) = call.state.b_ack().cloned() else { return };
+            if let Some(b) = call.leg_mut(Side::B) {
+                if let Some(ack) = b.ack(of.cseq, &of.branch) {
+                    self.out.push(Action::Stateless { message: ack.to_bytes(), to: b.peer });
+                }
             }
         }
     }

@@ -7,7 +7,7 @@
 use super::dialplan::{self, Destination};
 use super::end::End;
 use super::leg::{self, Leg, Side};
-use super::state::{start_2xx_retransmission, Call, CallState, Established, Invite};
+use super::state::{start_2xx_retransmission, Call, CallState, AckOf, Established, Invite};
 use super::table::{body_of, branch, copy_body, respond, Action, B2bua, CallTimer, Cancelled, ClientTxn, Ctx, Purpose, ServerTxn, MAX_FORWARD_HOPS};
 use crate::config::{DeviceKind, LineKey, RouteTarget};
 use crate::core::registrar::Origin;
@@ -75,7 +75,7 @@ impl B2bua {
         log::info!("call {id}: {caller_dn} ({device}) dials {dialled}");
         self.out.push(Action::Respond(stx, respond(&req, 100, None, &tag)));
         let mut call = Call::new(id, End::SipLeg(a), device, caller_dn, caller_display, &dialled, max_forwards - 1);
-        call.a_invite = Some((stx, req));
+        call.a_invite = Some((stx, Box::new(req)));
         call.a_stx = Some(stx);
         if let Some((_, r)) = &call.a_invite {
             call.a_sdp = r.body.clone();
@@ -84,7 +84,7 @@ impl B2bua {
         if caller_watched {
             call.watchers.push(device.to_string());
         }
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         match dialplan::resolve(cx.cfg, css.as_deref(), &dialled) {
             Ok(dest) => self.place(cx, id, dest),
             Err(e) => self.fail(id, 404, e.reason()),
@@ -110,7 +110,7 @@ impl B2bua {
         };
         // The application's device is the calling party: the call has no caller dialog.
         let call = Call::new(id, End::CtiDevice(cti), device, line.dn.clone(), display, to, 70);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         id
     }
 
@@ -297,7 +297,7 @@ impl B2bua {
         if let Some(End::SipLeg(old)) = call.b.replace(End::SipLeg(b)) {
             self.dialogs.remove(&super::table::dialog_key(&old.call_id, &old.local_tag));
         }
-        call.state = CallState::Ringing(Invite { txn, request: req.clone(), provisional: false });
+        call.state = CallState::Ringing(Invite { txn, request: Box::new(req.clone()), provisional: false });
         self.dialogs.insert(super::table::dialog_key(&call_id, &tag), (id, Side::B));
         self.client.insert(txn, (id, Side::B, Purpose::Invite));
         if let Some(l) = line {
@@ -320,7 +320,7 @@ impl B2bua {
         }
         let Some(peer) = call.leg(Side::B).map(|b| b.peer) else { return };
         // Without a provisional answer yet, the CANCEL waits for the first one.
-        self.cancelled.insert(txn, Cancelled { request: inv.clone(), to: peer, on_provisional: !provisional });
+        self.cancelled.insert(txn, Cancelled { request: (*inv).clone(), to: peer, on_provisional: !provisional });
         if provisional {
             self.send_cancel(cx, id, &inv, peer);
         }
@@ -384,11 +384,14 @@ impl B2bua {
             // Answered: ACK the called leg now, answer the caller with its SDP.
             b.confirmed = true;
             let cseq = b.local_cseq;
-            let Some(ack) = b.ack(cseq, &branch(cx.rng)) else { return };
+            let ack_branch = branch(cx.rng);
+            let Some(ack) = b.ack(cseq, &ack_branch) else { return };
             let to = b.peer;
-            let bytes = ack.to_bytes();
-            let answered = CallState::Established(Established { b_ack: Some(bytes.clone()), ..Established::default() });
-            self.out.push(Action::Stateless { message: bytes, to });
+            let answered = CallState::Established(Established {
+                b_ack: Some(AckOf { cseq, branch: ack_branch.into() }),
+                ..Established::default()
+            });
+            self.out.push(Action::Stateless { message: ack.to_bytes(), to });
             if call.a.cti().is_some() {
                 call.state = answered;
                 return self.cti_outgoing_answered(id, &resp);

@@ -266,7 +266,7 @@ impl B2bua {
             a,
             a_invite: None,
             b,
-            state: CallState::Established(Established { a_2xx: None, b_ack: None, moh: s.moh, box_media: s.box_media }),
+            state: CallState::Established(Established { a_2xx: None, b_ack: None, moh: s.moh, box_media: s.box_media.map(Box::new) }),
             caller_device: s.caller_device,
             caller_dn: s.caller_dn,
             caller_display: s.caller_display,
@@ -285,7 +285,7 @@ impl B2bua {
             probing: 0,
             a_stx: None,
         };
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         cmds
     }
 }

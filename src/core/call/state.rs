@@ -42,7 +42,7 @@ pub(super) enum CallState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct Invite {
     pub(super) txn: ClientTxn,
-    pub(super) request: Request,
+    pub(super) request: Box<Request>,
     /// A provisional answer came (a CANCEL may be sent).
     pub(super) provisional: bool,
 }
@@ -52,13 +52,21 @@ pub(super) struct Invite {
 pub(super) struct Established {
     /// The 2xx to the caller, resent until its ACK (timer `Retransmit2xx`).
     pub(super) a_2xx: Option<Pending2xx>,
-    /// The ACK sent for the B leg's 2xx (re-sent if the 2xx is retransmitted).
-    pub(super) b_ack: Option<Vec<u8>>,
+    /// The ACK sent for the B leg's 2xx, made again from the dialog if the 2xx is
+    /// retransmitted (its CSeq number and branch: a few bytes, not the message).
+    pub(super) b_ack: Option<AckOf>,
     /// Held with music on hold playing to one party.
     pub(super) moh: Option<super::moh::Moh>,
     /// The box's own media termination (CTI `"media": "box"`, `play`,
     /// `collect_digits`; timer `Digits` while collecting).
-    pub(super) box_media: Option<super::box_media::BoxMedia>,
+    pub(super) box_media: Option<Box<super::box_media::BoxMedia>>,
+}
+
+/// The ACK the box sent for a 2xx: what it takes to send the same ACK again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct AckOf {
+    pub(super) cseq: u32,
+    pub(super) branch: compact_str::CompactString,
 }
 
 impl CallState {
@@ -74,7 +82,7 @@ impl CallState {
     }
 
     /// The ACK for the B side's 2xx, to send again when the 2xx is.
-    pub(super) fn b_ack(&self) -> Option<&Vec<u8>> {
+    pub(super) fn b_ack(&self) -> Option<&AckOf> {
         match self {
             CallState::Established(e) => e.b_ack.as_ref(),
             _ => None,
@@ -102,13 +110,13 @@ impl CallState {
 
     pub(super) fn box_media(&self) -> Option<&super::box_media::BoxMedia> {
         match self {
-            CallState::Established(e) => e.box_media.as_ref(),
+            CallState::Established(e) => e.box_media.as_deref(),
             _ => None,
         }
     }
 
     pub(super) fn box_media_mut(&mut self) -> Option<&mut super::box_media::BoxMedia> {
-        self.established_mut().and_then(|e| e.box_media.as_mut())
+        self.established_mut().and_then(|e| e.box_media.as_deref_mut())
     }
 
     /// Music on hold starts (only an answered call is held).
@@ -121,12 +129,12 @@ impl CallState {
     /// The box terminates the media (only of an answered call).
     pub(super) fn set_box_media(&mut self, b: super::box_media::BoxMedia) {
         if let Some(e) = self.established_mut() {
-            e.box_media = Some(b);
+            e.box_media = Some(Box::new(b));
         }
     }
 
     pub(super) fn take_box_media(&mut self) -> Option<super::box_media::BoxMedia> {
-        self.established_mut().and_then(|e| e.box_media.take())
+        self.established_mut().and_then(|e| e.box_media.take()).map(|b| *b)
     }
 }
 
@@ -144,7 +152,7 @@ pub(super) struct Call {
     /// calls first, or the CTI device that placed the call.
     pub(super) a: End,
     /// The caller's INVITE, until it has a final answer.
-    pub(super) a_invite: Option<(ServerTxn, Request)>,
+    pub(super) a_invite: Option<(ServerTxn, Box<Request>)>,
     /// The called party, once the call is routed: the phone or trunk rung, or the CTI
     /// device the call is offered to.
     pub(super) b: Option<End>,

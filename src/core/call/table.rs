@@ -84,7 +84,7 @@ pub fn dialog_key(call_id: &str, tag: &str) -> DialogKey {
 /// All calls.
 #[derive(Default, Serialize, Deserialize)]
 pub struct B2bua {
-    pub(super) calls: BTreeMap<u64, Call>,
+    pub(super) calls: BTreeMap<u64, Box<Call>>,
     pub(super) next_id: u64,
     /// (Call-ID, our tag) -> call and side.
     /// By `dialog_key(Call-ID, the box's tag)`.
