@@ -144,3 +144,8 @@ pub const CTI_VERIFY_WORKERS: usize = 1;
 pub const CTI_VERIFY_QUEUE: usize = CTI_CONNECTIONS;
 /// SIP requests without a Via branch (RFC 2543 peers) awaiting an answer at once.
 pub const SIP_MAX_UNKEYED: usize = 1024;
+/// Log lines waiting for the writer thread, in bytes: when stderr (journald) is slower
+/// than this, lines are dropped and counted rather than stalling the thread that logs.
+pub const LOG_QUEUE_BYTES: usize = 256 * 1024;
+/// How long the log writer lets lines gather after the first before one write(2).
+pub const LOG_GATHER_MS: u64 = 5;

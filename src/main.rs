@@ -30,13 +30,16 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let level = std::env::var("CTIBOX_LOG").ok().and_then(|l| ctibox::logger::parse_level(&l));
     ctibox::logger::init(level.unwrap_or(log::LevelFilter::Info));
-    match dispatch(&args) {
+    let code = match dispatch(&args) {
         Ok(code) => ExitCode::from(code),
         Err(msg) => {
             eprintln!("ctibox: {msg}\n\n{USAGE}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Log lines still queued for the writer thread go out before the process ends.
+    log::logger().flush();
+    code
 }
 
 fn dispatch(args: &[String]) -> Result<u8, String> {

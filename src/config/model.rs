@@ -42,7 +42,9 @@ pub struct Config {
 pub struct ConfigIndex {
     device_by_name: std::collections::HashMap<String, usize>,
     phone_by_username: std::collections::HashMap<String, usize>,
-    line_by_key: std::collections::HashMap<LineKey, usize>,
+    /// Lines by directory number (one per partition it is in): looked up by `&str`,
+    /// with no key to build per call.
+    lines_by_dn: std::collections::HashMap<String, Vec<usize>>,
     devices_of_line: std::collections::HashMap<LineKey, Vec<usize>>,
 }
 
@@ -60,7 +62,7 @@ impl Config {
             }
         }
         for (i, l) in self.lines.iter().enumerate() {
-            ix.line_by_key.entry(l.key()).or_insert(i);
+            ix.lines_by_dn.entry(l.dn.clone()).or_default().push(i);
         }
         self.index = ix;
     }
@@ -72,10 +74,13 @@ impl Config {
         }
     }
     pub fn line(&self, key: &LineKey) -> Option<&Line> {
-        match self.index.line_by_key.get(key).and_then(|&i| self.lines.get(i)) {
-            Some(l) if l.dn == key.dn && l.partition == key.partition => Some(l),
-            _ => self.lines.iter().find(|l| l.dn == key.dn && l.partition == key.partition),
-        }
+        self.line_in(&key.dn, &key.partition)
+    }
+    /// The line `dn` in `partition`.
+    pub fn line_in(&self, dn: &str, partition: &str) -> Option<&Line> {
+        let is = |l: &&Line| l.dn == dn && l.partition == partition;
+        let ix = self.index.lines_by_dn.get(dn).map_or(&[][..], Vec::as_slice);
+        ix.iter().filter_map(|&i| self.lines.get(i)).find(is).or_else(|| self.lines.iter().find(is))
     }
     /// The sip_phone device whose digest username is `user`.
     pub fn phone_by_username(&self, user: &str) -> Option<&Device> {
@@ -86,15 +91,13 @@ impl Config {
         }
     }
     /// The devices a line appears on, in configuration order.
-    pub fn devices_of_line<'c>(&'c self, line: &LineKey) -> Box<dyn Iterator<Item = &'c Device> + 'c> {
-        let indexed: Option<Vec<&Device>> = self.index.devices_of_line.get(line).map(|ix| ix.iter().filter_map(|&i| self.devices.get(i)).filter(|d| d.lines.contains(line)).collect());
-        match indexed {
-            Some(v) if !v.is_empty() => Box::new(v.into_iter()),
-            _ => {
-                let line = line.clone();
-                Box::new(self.devices.iter().filter(move |d| d.lines.contains(&line)))
-            }
-        }
+    pub fn devices_of_line<'c>(&'c self, line: &'c LineKey) -> impl Iterator<Item = &'c Device> + 'c {
+        let ix = self.index.devices_of_line.get(line).map_or(&[][..], Vec::as_slice);
+        let indexed = ix.iter().filter_map(|&i| self.devices.get(i)).filter(move |d| d.lines.contains(line));
+        // Entries moved since indexing: a miss falls back to a scan.
+        let hit = indexed.clone().next().is_some();
+        let scan = self.devices.iter().filter(move |d| !hit && d.lines.contains(line));
+        indexed.filter(move |_| hit).chain(scan)
     }
     pub fn css(&self, name: &str) -> Option<&CallingSearchSpace> {
         self.calling_search_spaces.iter().find(|c| c.name == name)

@@ -361,10 +361,13 @@ fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)]) -> st
     use nix::libc;
     use nix::sys::socket::{SockaddrLike, SockaddrStorage};
     use std::os::fd::AsRawFd;
-    let addrs: Vec<SockaddrStorage> = batch.iter().map(|(to, _)| SockaddrStorage::from(*to)).collect();
-    let mut iovs: Vec<libc::iovec> =
+    const N: usize = crate::limits::SIP_UDP_SEND_BATCH;
+    // On the stack: at most N per call (the rest go in the caller's next call).
+    let batch = &batch[..batch.len().min(N)];
+    let addrs: heapless::Vec<SockaddrStorage, N> = batch.iter().map(|(to, _)| SockaddrStorage::from(*to)).collect();
+    let mut iovs: heapless::Vec<libc::iovec, N> =
         batch.iter().map(|(_, b)| libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() }).collect();
-    let mut hdrs: Vec<libc::mmsghdr> = addrs
+    let mut hdrs: heapless::Vec<libc::mmsghdr, N> = addrs
         .iter()
         .zip(iovs.iter_mut())
         .map(|(a, iov)| {

@@ -84,8 +84,7 @@ fn breadth(pattern: &str) -> (u8, u128) {
 pub fn resolve(cfg: &Config, css: Option<&str>, dialled: &str) -> Result<Destination, NoRoute> {
     let css = css.and_then(|c| cfg.css(c)).ok_or(NoRoute::NoCss)?;
     for p in &css.partitions {
-        let key = crate::config::LineKey { dn: dialled.to_string(), partition: p.clone() };
-        if let Some(line) = cfg.line(&key) {
+        if let Some(line) = cfg.line_in(dialled, p) {
             return Ok(Destination::Line(line.key()));
         }
     }
@@ -110,13 +109,13 @@ pub fn resolve(cfg: &Config, css: Option<&str>, dialled: &str) -> Result<Destina
 }
 
 /// The devices a line appears on (a shared line rings them all).
-pub fn devices_of<'c>(cfg: &'c Config, line: &LineKey) -> impl Iterator<Item = &'c Device> + 'c {
+pub fn devices_of<'c>(cfg: &'c Config, line: &'c LineKey) -> impl Iterator<Item = &'c Device> + 'c {
     cfg.devices_of_line(line)
 }
 
 /// The calling search space forwards of `line` are routed with: the line's own
 /// forward css, else that of the first device it is on.
-pub fn forward_css<'c>(cfg: &'c Config, line: &LineKey) -> Option<&'c str> {
+pub fn forward_css<'c>(cfg: &'c Config, line: &'c LineKey) -> Option<&'c str> {
     let l = cfg.line(line)?;
     l.forward.css.as_deref().or_else(|| devices_of(cfg, line).find_map(|d| d.css.as_deref()))
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 fn dialled_of(req: &Request) -> Option<String> {
     match &req.uri {
-        Uri::Sip(s) => s.user.clone(),
+        Uri::Sip(s) => s.user.as_deref().map(str::to_string),
         Uri::Tel(t) => Some(t.number.chars().filter(|c| c.is_ascii_digit() || *c == '+' || *c == '*' || *c == '#').collect()),
         Uri::Other { .. } => None,
     }
@@ -194,7 +194,9 @@ impl B2bua {
     }
 
     pub(super) fn ring_line(&mut self, cx: &mut Ctx<'_>, id: u64, key: LineKey) {
-        let Some(line) = cx.cfg.line(&key).cloned() else { return self.fail(id, 404, "Not Found") };
+        // The configuration outlives the context: borrowed, not cloned, per call.
+        let cfg = cx.cfg;
+        let Some(line) = cfg.line(&key) else { return self.fail(id, 404, "Not Found") };
         let Some(call) = self.calls.get_mut(&id) else { return };
         if call.visited.contains(&key) {
             return self.fail(id, 482, "Loop Detected (forwarding returns to a line already tried)");
@@ -256,7 +258,7 @@ impl B2bua {
             let redirected_from = self.calls.get(&id).and_then(|c| c.visited.first().filter(|f| **f != key).map(|f| f.dn.clone()));
             self.note(&p, id, crate::core::cti::wire::EventKind::CallOffered { from, from_name, to: key.dn.clone(), redirected_from });
         }
-        self.invite_b(cx, id, binding.uri.clone(), to, peer, Some(&line));
+        self.invite_b(cx, id, binding.uri.clone(), to, peer, Some(line));
     }
 
     /// Sends the INVITE of a (new) B leg, cancelling any previous one.

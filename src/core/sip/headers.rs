@@ -185,7 +185,7 @@ impl fmt::Display for Via {
 
 fn set_param(params: &mut Vec<Param>, name: &str, value: Option<&str>) {
     match params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
-        Some(p) => p.value = value.map(str::to_string),
+        Some(p) => p.value = value.map(Into::into),
         None => params.push(Param::new(name, value)),
     }
 }

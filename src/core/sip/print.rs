@@ -144,7 +144,7 @@ impl Response {
                 HeaderName::To => {
                     let mut value = h.value.clone();
                     if let Some(tag) = to_tag {
-                        let has_tag = super::headers::NameAddr::parse(&value).is_some_and(|a| a.tag().is_some());
+                        let has_tag = super::headers::NameAddr::tag_in(&value).is_some();
                         if !has_tag {
                             let _ = write!(value, ";tag={tag}");
                         }

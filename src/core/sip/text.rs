@@ -235,13 +235,13 @@ pub fn is_ws_char(c: char) -> bool {
 /// One `name[=value]` parameter. The value is kept as received (quotes included).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Param {
-    pub name: String,
-    pub value: Option<String>,
+    pub name: super::msg::Value,
+    pub value: Option<super::msg::Value>,
 }
 
 impl Param {
     pub fn new(name: &str, value: Option<&str>) -> Param {
-        Param { name: name.to_string(), value: value.map(str::to_string) }
+        Param { name: name.into(), value: value.map(Into::into) }
     }
 }
 

@@ -6,11 +6,12 @@ use super::text::{find_byte, find_param, is_token, DisplayParams, Param};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use super::msg::Value;
 
 /// A host: domain name, IPv4 address or IPv6 reference.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Host {
-    Domain(String),
+    Domain(Value),
     V4(Ipv4Addr),
     V6(Ipv6Addr),
 }
@@ -30,7 +31,7 @@ impl Host {
                 return Some(Host::V4(a));
             }
         }
-        Some(Host::Domain(s.to_string()))
+        Some(Host::Domain(s.into()))
     }
 
     /// Whether `parse` accepts `s` (without building the host).
@@ -73,20 +74,20 @@ impl fmt::Display for Host {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SipUri {
     pub secure: bool,
-    pub user: Option<String>,
-    pub password: Option<String>,
+    pub user: Option<Value>,
+    pub password: Option<Value>,
     pub host: Host,
     pub port: Option<u16>,
     pub params: Vec<Param>,
     /// `?name=value&...`, as received.
-    pub headers: Option<String>,
+    pub headers: Option<Value>,
 }
 
 impl SipUri {
     pub fn new(user: Option<&str>, host: Host, port: Option<u16>) -> SipUri {
         SipUri {
             secure: false,
-            user: user.map(str::to_string),
+            user: user.map(Value::from),
             password: None,
             host,
             port,
@@ -273,12 +274,12 @@ impl SipParts<'_> {
         }
         Some(SipUri {
             secure,
-            user: self.user.map(str::to_string),
-            password: self.password.map(str::to_string),
+            user: self.user.map(Value::from),
+            password: self.password.map(Value::from),
             host: Host::parse(self.host)?,
             port: self.port,
             params,
-            headers: self.headers.map(str::to_string),
+            headers: self.headers.map(Value::from),
         })
     }
 }
