@@ -175,19 +175,21 @@ impl B2bua {
             self.release_phone(id);
         }
         let Some(call) = self.calls.get_mut(&id) else { return };
-        let mut byes = Vec::new();
+        // At most one BYE per side. On the stack: a heap vector of these is over 1 KiB,
+        // a size for which glibc first consolidates its fast bins (1.4 % of the CPU).
+        let mut byes: heapless::Vec<(Request, crate::core::sip::Origin), 2> = heapless::Vec::new();
         let answered = call.state.is_established();
         if from != Some(Side::A) {
             if let Some(a) = call.a.leg_mut().filter(|a| (a.confirmed || answered) && !a.call_id.is_empty()) {
                 if let Some(r) = a.request(Method::Bye, &branch(cx.rng)) {
-                    byes.push((r, a.peer));
+                    let _ = byes.push((r, a.peer));
                 }
             }
         }
         if from != Some(Side::B) {
             if let Some(b) = call.leg_mut(Side::B).filter(|b| b.confirmed) {
                 if let Some(r) = b.request(Method::Bye, &branch(cx.rng)) {
-                    byes.push((r, b.peer));
+                    let _ = byes.push((r, b.peer));
                 }
             }
         }
