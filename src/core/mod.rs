@@ -8,6 +8,7 @@ pub mod cti;
 pub mod digest;
 pub mod endpoint;
 pub mod media;
+pub mod pair;
 pub mod registrar;
 pub mod rng;
 pub mod sdp;
