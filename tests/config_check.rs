@@ -181,7 +181,7 @@ fn an_rtp_range_out_of_order_or_odd_is_refused_at_its_position() {
 fn a_peer_priority_out_of_range_is_refused_at_its_position() {
     refused(
         "peer",
-        "[peer]\naddress = \"192.0.2.2:7400\"\nlisten = \"0.0.0.0:7400\"\npriority = 0\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\n",
+        "[peer]\naddress = \"192.0.2.2:7400\"\nlisten = \"0.0.0.0:7400\"\npriority = 0\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nwitness = \"192.0.2.1\"\n",
         "4:12: peer.priority = 0 is out of range 1..=255",
     );
 }

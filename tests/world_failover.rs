@@ -55,7 +55,7 @@ fn header<'a>(text: &'a str, name: &str) -> &'a str {
 
 
 /// A box of a redundant pair: only then does the engine replicate calls.
-const PAIRED: &str = "[peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\n";
+const PAIRED: &str = "[peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nwitness = \"192.0.2.1\"\n";
 
 /// Alone (no `[peer]`), the box keeps no replication state and reports no call: the
 /// same call as `call_up` on a paired box reports `CallUp` and `CallEnded`.

@@ -62,6 +62,8 @@ pub enum Reason {
     Unreachable(Box<Unreachable>),
     NoForwardCss { line: String, forward: &'static str },
     BadSecret { name: String, why: String },
+    /// `[peer] key`: neither "generate" nor 64 hex digits.
+    BadPairKey,
     WeakPassword { name: String, why: &'static str },
     NotForPort { key: &'static str, kind: &'static str },
     RequiredForPort { key: &'static str, kind: &'static str },
@@ -153,6 +155,7 @@ impl fmt::Display for Reason {
                 "line {line}: forward {forward} needs a calling search space (set forward.css or put the line on a device with a css)"
             ),
             BadSecret { name, why } => write!(f, "app_user {name:?}: secret {why}"),
+            BadPairKey => write!(f, "peer.key must be \"generate\" or 64 hex digits (32 bytes; the other box's generated key, copied from its secrets.toml)"),
             WeakPassword { name, why } => write!(f, "{name}: password refused: {why}"),
             NotForPort { key, kind } => write!(f, "`{key}` does not apply to an {kind} port"),
             RequiredForPort { key, kind } => write!(f, "an {kind} port needs `{key}`"),

@@ -436,6 +436,11 @@ pub struct PeerConfig {
     pub interface: String,
     pub heartbeat_ms: u32,
     pub dead_after_ms: u32,
+    /// The pair key authenticating every frame of the peer link (HMAC-SHA256).
+    pub key: super::secrets::PairKey,
+    /// An address both boxes can reach (the site's gateway): a box takes over only
+    /// while it answers.
+    pub witness: IpAddr,
 }
 
 #[derive(Debug, Clone)]

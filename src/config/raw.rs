@@ -223,6 +223,8 @@ pub(super) struct RawPeer {
     pub interface: S<String>,
     pub heartbeat_ms: OS<i64>,
     pub dead_after_ms: OS<i64>,
+    pub key: S<String>,
+    pub witness: S<String>,
 }
 
 #[derive(Deserialize, Default)]

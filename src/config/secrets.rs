@@ -50,6 +50,49 @@ impl fmt::Debug for Password {
 }
 
 /// A CTI application's secret. Debug never shows it.
+/// The peer link's key: 32 bytes, written as 64 hex digits, or "generate" (made once
+/// and kept in secrets.toml; the operator copies it into the other box's `peer.key`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum PairKey {
+    Key([u8; 32]),
+    Generate,
+}
+
+impl PairKey {
+    pub fn parse(s: &str) -> Option<PairKey> {
+        if s == GENERATE {
+            return Some(PairKey::Generate);
+        }
+        let hex = s.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |b: u8| char::from(b).to_digit(16);
+            *k = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(PairKey::Key(key))
+    }
+
+    /// The key's bytes, once resolved (not while it still says "generate").
+    pub fn bytes(&self) -> Option<&[u8; 32]> {
+        match self {
+            PairKey::Key(k) => Some(k),
+            PairKey::Generate => None,
+        }
+    }
+}
+
+impl fmt::Debug for PairKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PairKey::Key(_) => "PairKey(<redacted>)",
+            PairKey::Generate => "PairKey(generate)",
+        })
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub enum AppSecret {
     /// An Argon2id PHC string from the configuration.
@@ -185,6 +228,9 @@ struct SecretsFile {
     sip_phone: BTreeMap<String, String>,
     #[serde(default)]
     app_user: BTreeMap<String, String>,
+    /// `key`: the pair key, 64 hex digits.
+    #[serde(default)]
+    peer: BTreeMap<String, String>,
 }
 
 fn render(s: &SecretsFile) -> String {
@@ -199,6 +245,12 @@ fn render(s: &SecretsFile) -> String {
     for (k, v) in &s.app_user {
         out.push_str(&format!("{k:?} = {v:?}\n"));
     }
+    if !s.peer.is_empty() {
+        out.push_str("\n# The pair key: the other box's [peer] key is this same value.\n[peer]\n");
+        for (k, v) in &s.peer {
+            out.push_str(&format!("{k} = {v:?}\n"));
+        }
+    }
     out
 }
 
@@ -212,7 +264,8 @@ pub fn resolve_generated(
     fill_random: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Vec<String>, String> {
     let wants_phone = |k: &DeviceKind| matches!(k, DeviceKind::SipPhone { password: Password::Generate, .. });
-    let any = cfg.devices.iter().any(|d| wants_phone(&d.kind)) || cfg.app_users.iter().any(|a| a.secret == AppSecret::Generate);
+    let wants_key = cfg.peer.as_ref().is_some_and(|p| p.key == PairKey::Generate);
+    let any = cfg.devices.iter().any(|d| wants_phone(&d.kind)) || cfg.app_users.iter().any(|a| a.secret == AppSecret::Generate) || wants_key;
     if !any {
         return Ok(Vec::new());
     }
@@ -252,6 +305,19 @@ pub fn resolve_generated(
             }
             a.secret = AppSecret::Generated(s.clone());
         }
+    }
+    if let Some(p) = cfg.peer.as_mut().filter(|p| p.key == PairKey::Generate) {
+        let hex = file.peer.entry("key".into()).or_insert_with(|| {
+            added += 1;
+            let mut k = [0u8; 32];
+            fill_random(&mut k);
+            k.iter().map(|b| format!("{b:02x}")).collect()
+        });
+        p.key = match PairKey::parse(hex) {
+            Some(k @ PairKey::Key(_)) => k,
+            _ => return Err(format!("{}: [peer] key is not 64 hex digits; delete it to regenerate", path.display())),
+        };
+        lines.push(format!("the pair key is [peer] key in {}: copy it to the other box's peer.key", path.display()));
     }
     if added > 0 {
         write_private(&path, render(&file).as_bytes())?;

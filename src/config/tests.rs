@@ -121,8 +121,8 @@ fn each_kind_of_config_mistake_is_refused_with_its_position_and_message() {
         "[media]\nrtp_port_min = 20000\nrtp_port_max = 10000\n",
         "[media]\nrtp_port_min = 20001\n",
         "[sip]\nudp = \"0.0.0.0:16500\"\n",
-        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 300\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\n",
-        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 1\nservice_address = \"192.0.2.10\"\ninterface = \"eth0\"\n",
+        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 300\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nwitness = \"192.0.2.1\"\n",
+        "[peer]\naddress = \"192.0.2.2:7000\"\nlisten = \"0.0.0.0:7000\"\npriority = 1\nservice_address = \"192.0.2.10\"\ninterface = \"eth0\"\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nwitness = \"192.0.2.1\"\n",
         "[[app_user]]\nname = \"crm\"\nsecret = \"hunter22\"\n",
         "[[app_user]]\nname = \"crm\"\nsecret = \"generate\"\ndevices = [\"p1\", \"p9\"]\n",
         "[[app_user]]\nname = \"crm\"\nsecret = \"$argon2id$v=19$m=1048576,t=2,p=1$BwcHBwcHBwcHBwcHBwcHBw$7y7Yl3mP2uY3sQz0c8o0cQzb7ds1a0J1o2cPw7RZbhM\"\n",
@@ -180,6 +180,44 @@ fn generated_secrets_are_created_once_and_kept() {
     assert_eq!(lines, vec![format!("generated credentials are in {}", path.display())]);
     let DeviceKind::SipPhone { password, .. } = &again.device("phone-1001").unwrap().kind else { panic!() };
     assert_eq!(password.plain(), Some(first.as_str()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const PEER: &str = "[peer]\naddress = \"192.0.2.2:7400\"\nlisten = \"0.0.0.0:7400\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"eth0\"\n";
+
+#[test]
+fn a_peer_needs_a_pair_key_of_64_hex_digits_or_generate_and_a_witness_address() {
+    let e = err(PEER);
+    assert!(e.contains("key"), "{e}");
+    for (tail, want) in [
+        ("key = \"abc\"\nwitness = \"192.0.2.1\"\n", "t.toml:7:7: peer.key must be \"generate\" or 64 hex digits"),
+        (&format!("key = \"{}\"\nwitness = \"192.0.2.1\"\n", "g".repeat(64)), "t.toml:7:7: peer.key must be"),
+        ("key = \"generate\"\nwitness = \"gateway\"\n", "t.toml:8:11: peer.witness = \"gateway\" is not an address like 192.0.2.1"),
+    ] {
+        let e = err(&format!("{PEER}{tail}"));
+        assert!(e.contains(want), "{tail}: {e}");
+    }
+    let ok = parse_str(&format!("{PEER}key = \"{}\"\nwitness = \"192.0.2.1\"\n", "0f".repeat(32)), "t.toml").unwrap();
+    let p = ok.peer.unwrap();
+    assert_eq!(p.key.bytes(), Some(&[0x0f; 32]));
+    assert_eq!(format!("{:?}", p.key), "PairKey(<redacted>)");
+    assert_eq!(p.witness, "192.0.2.1".parse::<std::net::IpAddr>().unwrap());
+    let e = err(&format!("{PEER}heartbeat_ms = 10\nkey = \"generate\"\nwitness = \"192.0.2.1\"\n"));
+    assert!(e.contains("peer.heartbeat_ms = 10 is out of range 20..=1000"), "{e}");
+}
+
+#[test]
+fn a_generated_pair_key_is_made_once_in_secrets_toml_and_kept() {
+    let dir = temp_dir("pair-key");
+    let mut cfg = parse_str(&format!("{PEER}key = \"generate\"\nwitness = \"192.0.2.1\"\n"), "t.toml").unwrap();
+    let lines = resolve_generated(&mut cfg, &dir, &mut |b: &mut [u8]| b.fill(0xab)).unwrap();
+    assert!(lines.iter().any(|l| l.contains("copy it to the other box's peer.key")), "{lines:?}");
+    assert_eq!(cfg.peer.as_ref().unwrap().key.bytes(), Some(&[0xab; 32]));
+    let text = std::fs::read_to_string(dir.join("secrets.toml")).unwrap();
+    assert!(text.contains(&format!("[peer]\nkey = \"{}\"", "ab".repeat(32))), "{text}");
+    let mut again = parse_str(&format!("{PEER}key = \"generate\"\nwitness = \"192.0.2.1\"\n"), "t.toml").unwrap();
+    resolve_generated(&mut again, &dir, &mut |_: &mut [u8]| panic!("no new key needed")).unwrap();
+    assert_eq!(again.peer.unwrap().key.bytes(), Some(&[0xab; 32]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

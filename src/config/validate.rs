@@ -327,13 +327,23 @@ fn peer(c: &mut Ctx, r: &RawPeer) -> Option<PeerConfig> {
     if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ']) {
         c.err(r.interface.span(), Reason::BadName { what: "peer.interface", value: iface.clone() });
     }
-    let hb = c.int(&r.heartbeat_ms, "peer.heartbeat_ms", 200, 10, 10_000);
+    let hb = c.int(&r.heartbeat_ms, "peer.heartbeat_ms", 200, 20, 1000);
     let dead = c.int(&r.dead_after_ms, "peer.dead_after_ms", 1000, 30, 60_000);
     if dead < 3 * hb {
         let s = r.dead_after_ms.as_ref().or(r.heartbeat_ms.as_ref()).map_or(0..0, |s| s.span());
         c.err(s, Reason::Order { low_key: "3 * peer.heartbeat_ms", low: 3 * hb, high_key: "peer.dead_after_ms", high: dead });
     }
+    let key = super::secrets::PairKey::parse(r.key.get_ref());
+    if key.is_none() {
+        c.err(r.key.span(), Reason::BadPairKey);
+    }
+    let witness = r.witness.get_ref().parse::<std::net::IpAddr>().ok();
+    if witness.is_none() {
+        c.err(r.witness.span(), Reason::BadAddress { key: "peer.witness", value: r.witness.get_ref().clone(), example: "192.0.2.1" });
+    }
     Some(PeerConfig {
+        key: key?,
+        witness: witness?,
         address: address?,
         listen: listen?,
         priority: pr as u8,

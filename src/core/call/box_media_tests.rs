@@ -39,7 +39,7 @@ fn config() -> crate::config::Config {
          {}{}\
          [[device]]\nname = \"rp\"\ntype = \"cti_route_point\"\nlines = [\"2000\"]\ncss = \"c\"\nanswer_timeout_s = 300\n\
          [[app_user]]\nname = \"app\"\nsecret = \"{}\"\ndevices = [\"rp\"]\n\
-         [peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\n",
+         [peer]\naddress = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\npriority = 10\nservice_address = \"192.0.2.10/24\"\ninterface = \"lo\"\nkey = \"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\nwitness = \"192.0.2.1\"\n",
         phone("1001"),
         phone("1002"),
         secret_hash()
