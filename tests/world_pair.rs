@@ -4,6 +4,7 @@
 //! restarts with no memory. Directed tests for each fault, then random faults and
 //! heals over many seeds with the invariants checked after every event.
 
+use ctibox::core::pair::wire::{self, Body, Frame, ReplayGuard};
 use ctibox::core::pair::{Output, Pair, Role, Settings, Status};
 use ctibox::core::rng::EngineRng;
 use ctibox::core::Time;
@@ -15,6 +16,7 @@ const DEAD_AFTER: Duration = Duration::from_millis(150);
 const LATENCY: Duration = Duration::from_millis(1);
 /// A probe's answer (the witness and the peer over the LAN) comes this much later.
 const PROBE_RTT: Duration = Duration::from_millis(2);
+const KEY: &[u8] = b"the pair key of the two test units";
 
 fn ms(n: u64) -> Time {
     Time::from_millis(n)
@@ -30,11 +32,17 @@ struct Unit {
     held: Vec<Event>,
     /// (when, role, term) of every role change.
     roles: Vec<(Time, Role, u64)>,
+    /// Starts so far (the frames' boot number) and frames sent in this one.
+    boot: u64,
+    seq: u64,
+    /// The peer's last frame accepted, as the shell keeps it (reset by a restart).
+    guard: ReplayGuard,
 }
 
 #[derive(Clone, Debug)]
 enum Event {
-    Frame(Status),
+    /// A datagram of the peer link, as encoded by `pair::wire`.
+    Frame(Vec<u8>),
     /// The answer to this unit's probe, judged when it arrives.
     ProbeAnswer,
 }
@@ -48,6 +56,12 @@ struct World {
     /// Since when both units serve the LAN as active at once.
     both_active_since: Option<Time>,
     log: Vec<String>,
+    /// The network's faults: each frame or probe answer lost with `loss`, a frame
+    /// delivered twice with `dup`, each delayed by up to `jitter` more (reordering).
+    net: EngineRng,
+    loss: f64,
+    dup: f64,
+    jitter: Duration,
 }
 
 impl World {
@@ -60,8 +74,31 @@ impl World {
             lan: true,
             held: Vec::new(),
             roles: Vec::new(),
+            boot: 0,
+            seq: 0,
+            guard: ReplayGuard::default(),
         };
-        World { now: Time::ZERO, units: [unit("a", 0, 200), unit("b", 1, 100)], link_cut: false, flight: Vec::new(), both_active_since: None, log: Vec::new() }
+        World {
+            now: Time::ZERO,
+            units: [unit("a", 0, 200), unit("b", 1, 100)],
+            link_cut: false,
+            flight: Vec::new(),
+            both_active_since: None,
+            log: Vec::new(),
+            net: EngineRng::from_seed([0; 32]),
+            loss: 0.0,
+            dup: 0.0,
+            jitter: Duration::ZERO,
+        }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.net.next_u64() % 1_000_000) as f64 / 1_000_000.0 < p
+    }
+
+    fn delay(&mut self, base: Duration) -> Duration {
+        let j = self.jitter.as_micros() as u64;
+        base + if j == 0 { Duration::ZERO } else { Duration::from_micros(self.net.next_u64() % j) }
     }
 
     fn start(&mut self, i: usize) {
@@ -69,6 +106,9 @@ impl World {
         u.pair = Some(Pair::new(u.settings, self.now, 0));
         u.frozen = false;
         u.held.clear();
+        u.boot += 1;
+        u.seq = 0;
+        u.guard = ReplayGuard::default();
         self.log.push(format!("{} {} starts", self.now, u.name));
         self.pump(i);
     }
@@ -99,11 +139,24 @@ impl World {
             let Some(out) = self.units[i].pair.as_mut().and_then(Pair::poll_output) else { return };
             match out {
                 Output::Send(s) => {
-                    if self.link_up() {
-                        self.flight.push((self.now + LATENCY, 1 - i, Event::Frame(s)));
+                    let u = &mut self.units[i];
+                    u.seq += 1;
+                    let bytes = wire::encode(KEY, &Frame { boot: u.boot, seq: u.seq, body: Body::Heartbeat(s) }).expect("a heartbeat fits");
+                    if self.link_up() && !self.chance(self.loss) {
+                        let copies = if self.chance(self.dup) { 2 } else { 1 };
+                        for _ in 0..copies {
+                            let at = self.now + self.delay(LATENCY);
+                            self.flight.push((at, 1 - i, Event::Frame(bytes.clone())));
+                        }
                     }
                 }
-                Output::Probe => self.flight.push((self.now + PROBE_RTT, i, Event::ProbeAnswer)),
+                Output::Probe => {
+                    // A lost answer never comes: the machine gives the probe up.
+                    if !self.chance(self.loss) {
+                        let at = self.now + self.delay(PROBE_RTT);
+                        self.flight.push((at, i, Event::ProbeAnswer));
+                    }
+                }
                 Output::Role { role, term } => {
                     self.log.push(format!("{} {} becomes {} (term {term})", self.now, self.units[i].name, role.name()));
                     self.units[i].roles.push((self.now, role, term));
@@ -133,9 +186,14 @@ impl World {
         }
         let now = self.now;
         match ev {
-            Event::Frame(s) => {
-                if let Some(p) = self.units[i].pair.as_mut() {
-                    p.handle_frame(now, s);
+            Event::Frame(bytes) => {
+                let frame = wire::decode(KEY, &bytes).expect("the test's own frames are authentic");
+                // As the shell does: a duplicate or a frame overtaken by a later one is dropped.
+                if self.units[i].guard.accept(&frame).is_ok() {
+                    let Body::Heartbeat(s) = frame.body;
+                    if let Some(p) = self.units[i].pair.as_mut() {
+                        p.handle_frame(now, s);
+                    }
                 }
             }
             Event::ProbeAnswer => {
@@ -165,7 +223,8 @@ impl World {
                 self.fail("a timer that keeps firing without the clock moving");
             }
             self.now = self.now.max(at);
-            if let Some(k) = self.flight.iter().position(|f| f.0 <= self.now) {
+            let due = self.flight.iter().enumerate().filter(|(_, f)| f.0 <= self.now).min_by_key(|(_, f)| f.0).map(|(k, _)| k);
+            if let Some(k) = due {
                 let (_, to, ev) = self.flight.remove(k);
                 self.deliver(to, ev);
             } else {
@@ -379,6 +438,14 @@ fn random_faults_and_heals_over_many_seeds_never_make_two_actives_and_end_with_o
         key[..8].copy_from_slice(&seed.to_le_bytes());
         let mut rng = EngineRng::from_seed(key);
         let mut w = World::new();
+        w.net = EngineRng::from_seed([key, [1; 32]].concat()[1..33].try_into().unwrap());
+        // A third of the seeds on a clean network, the others lossy, with duplicates
+        // and reordering.
+        if seed % 3 != 0 {
+            w.loss = (rng.next_u64() % 30) as f64 / 100.0;
+            w.dup = (rng.next_u64() % 10) as f64 / 100.0;
+            w.jitter = Duration::from_millis(rng.next_u64() % 20);
+        }
         w.start(0);
         if rng.next_u64().is_multiple_of(2) {
             w.run_until(ms(rng.next_u64() % 400));
