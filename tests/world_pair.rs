@@ -5,7 +5,7 @@
 //! heals over many seeds with the invariants checked after every event.
 
 use ctibox::core::pair::wire::{self, Body, Frame, ReplayGuard};
-use ctibox::core::pair::{Output, Pair, Role, Settings, Status};
+use ctibox::core::pair::{Output, Pair, Role, Settings};
 use ctibox::core::rng::EngineRng;
 use ctibox::core::Time;
 use std::time::Duration;
