@@ -9,5 +9,16 @@ pub mod framing;
 pub mod g711;
 pub mod wav;
 
+/// `bytes` as lowercase hex digits (digest hashes and nonces, generated secrets).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &x in bytes {
+        out.push(char::from(DIGITS[usize::from(x >> 4)]));
+        out.push(char::from(DIGITS[usize::from(x & 0xf)]));
+    }
+    out
+}
+
 /// Narrowband telephony sample rate (Hz).
 pub const SAMPLE_RATE: u32 = 8000;

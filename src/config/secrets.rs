@@ -49,7 +49,6 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A CTI application's secret. Debug never shows it.
 /// The peer link's key: 32 bytes, written as 64 hex digits, or "generate" (made once
 /// and kept in secrets.toml; the operator copies it into the other box's `peer.key`).
 #[derive(Clone, PartialEq, Eq)]
@@ -93,6 +92,7 @@ impl fmt::Debug for PairKey {
     }
 }
 
+/// A CTI application's secret. Debug never shows it.
 #[derive(Clone, PartialEq, Eq)]
 pub enum AppSecret {
     /// An Argon2id PHC string from the configuration.
@@ -311,7 +311,7 @@ pub fn resolve_generated(
             added += 1;
             let mut k = [0u8; 32];
             fill_random(&mut k);
-            k.iter().map(|b| format!("{b:02x}")).collect()
+            crate::codec::hex(&k)
         });
         p.key = match PairKey::parse(hex) {
             Some(k @ PairKey::Key(_)) => k,

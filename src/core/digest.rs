@@ -3,6 +3,7 @@
 //! nonces that expire and cannot be replayed. Pure: time and keys come from outside.
 
 use super::time::Time;
+use crate::codec::hex;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use serde::{Deserialize, Serialize};
@@ -40,16 +41,6 @@ impl Algorithm {
             Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
         }
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * b.len());
-    for &x in b {
-        out.push(char::from(DIGITS[usize::from(x >> 4)]));
-        out.push(char::from(DIGITS[usize::from(x & 0xf)]));
-    }
-    out
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {

@@ -40,7 +40,7 @@ impl EngineRng {
     pub fn hex(&mut self, bytes: usize) -> String {
         let mut b = vec![0u8; bytes];
         self.fill(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        crate::codec::hex(&b)
     }
 }
 
