@@ -116,6 +116,9 @@ pub struct Pair {
     /// `SteppingDown` ends then.
     down_until: Time,
     handover: bool,
+    /// When the peer's host last said its peer-link port is closed (its process is
+    /// gone): its silence counts as `dead_after` from then on, until it is heard.
+    gone: Option<Time>,
     out: VecDeque<Output>,
 }
 
@@ -135,6 +138,7 @@ impl Pair {
             next_probe: now,
             down_until: now,
             handover: false,
+            gone: None,
             out: VecDeque::new(),
         };
         p.beat(now);
@@ -173,7 +177,12 @@ impl Pair {
         }
         if self.probing.is_none() && self.role != Role::SteppingDown {
             // The instant the peer's silence reaches `dead_after` (or the next probe).
-            let due = (self.silent_since() + self.cfg.dead_after).max(self.next_probe);
+            let dead_at = if self.gone.is_some_and(|g| g >= self.silent_since()) {
+                self.silent_since()
+            } else {
+                self.silent_since() + self.cfg.dead_after
+            };
+            let due = dead_at.max(self.next_probe);
             t = t.min(due);
         }
         t
@@ -231,6 +240,22 @@ impl Pair {
         true
     }
 
+    /// The peer's host answered a heartbeat with "port unreachable": no process
+    /// listens there, so there is no need to wait out `dead_after` before probing.
+    /// The probe still decides (a forged ICMP error cannot make a unit take over
+    /// from a peer that answers over the LAN).
+    pub fn peer_gone(&mut self, now: Time) {
+        self.run(now);
+        self.gone = Some(now);
+        self.decide(now);
+    }
+
+    /// Whether the peer counts as silent for `dead_after` at `now`.
+    fn peer_dead(&self, now: Time) -> bool {
+        let since = self.silent_since();
+        now.since(since) >= self.cfg.dead_after || self.gone.is_some_and(|g| g >= since)
+    }
+
     /// Notes that the machine runs at `now`, and what a jump of the clock means.
     fn run(&mut self, now: Time) {
         if let Some(last) = self.last_run {
@@ -262,7 +287,10 @@ impl Pair {
     }
 
     fn live_peer(&self, now: Time) -> Option<Status> {
-        self.heard.filter(|h| now.since(h.at) < self.cfg.dead_after && h.at >= self.observe_from).map(|h| h.status)
+        let gone_after = |h: &Heard| self.gone.is_some_and(|g| g >= h.at);
+        self.heard
+            .filter(|h| now.since(h.at) < self.cfg.dead_after && h.at >= self.observe_from && !gone_after(h))
+            .map(|h| h.status)
     }
 
     /// Whether this unit may take over now (the witness having answered): a standby
@@ -273,7 +301,7 @@ impl Pair {
             return false;
         }
         match self.live_peer(now) {
-            None => now.since(self.silent_since()) >= self.cfg.dead_after,
+            None => self.peer_dead(now),
             Some(p) => self.outranks(p),
         }
     }
@@ -316,7 +344,7 @@ impl Pair {
                     }
                 }
                 None => {
-                    if now.since(self.silent_since()) >= self.cfg.dead_after {
+                    if self.peer_dead(now) {
                         self.probe_for_takeover(now);
                     }
                 }

@@ -51,3 +51,29 @@ fn a_frame_from_itself_is_not_taken_for_the_peer() {
     p.handle_frame(Time::from_millis(10), me);
     assert!(p.peer().is_none());
 }
+
+#[test]
+fn a_closed_peer_port_lets_a_standby_probe_at_once_but_only_the_probe_decides() {
+    let mut p = Pair::new(settings(0), Time::ZERO, 0);
+    let active = |_at: u64| Status { term: 3, role: Role::Active, priority: 100, unit: 1, handover: false };
+    p.handle_frame(Time::from_millis(10), active(10));
+    assert_eq!(p.role(), Role::Standby);
+    outputs(&mut p);
+    // The peer's port answers "unreachable" 40 ms after its last heartbeat.
+    p.peer_gone(Time::from_millis(50));
+    assert!(outputs(&mut p).contains(&Output::Probe), "probes at once, not after dead_after");
+    // The peer answers over the LAN (the ICMP error was forged or stale): no takeover.
+    p.probed(Time::from_millis(52), true, Some(active(52)));
+    assert_eq!(p.role(), Role::Standby);
+    // Gone again, and this time nobody answers but the witness: it takes over at 60 ms,
+    // long before dead_after (150 ms) of silence.
+    p.peer_gone(Time::from_millis(60));
+    let mut t = Time::from_millis(60);
+    while !outputs(&mut p).contains(&Output::Probe) {
+        t = p.poll_timeout();
+        assert!(t < Time::from_millis(150), "no probe before dead_after");
+        p.handle_timeout(t);
+    }
+    p.probed(t + Duration::from_millis(2), true, None);
+    assert_eq!(p.role(), Role::Active);
+}

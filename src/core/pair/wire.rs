@@ -3,8 +3,17 @@
 //! length is checked against `MAX_BODY` and the datagram before anything is decoded,
 //! the MAC before the body is; a frame whose (boot, seq) is not past the last one
 //! accepted from that peer is a replay (`ReplayGuard`).
+//!
+//! Replication goes over TCP in stream frames: the serving unit opens with a
+//! challenge (`CHALLENGE_MAGIC` and 16 random bytes, unsigned), and every frame after
+//! it is `version (1) | length (4, big-endian) | postcard StreamMsg | HMAC-SHA256`,
+//! the MAC keyed by `HMAC(pair key, "ctibox stream" | challenge)` and taken over the
+//! direction, the frame's number in its direction and the frame. So a frame is good
+//! only on its connection, in its direction and at its place: a recorded stream
+//! replayed into a new connection, a frame reflected back or dropped is refused.
 
 use super::Status;
+use crate::core::snapshot::{Delta, EngineSnapshot};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -29,7 +38,11 @@ pub struct Frame {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
+    /// Over the peer link, every `heartbeat_ms`.
     Heartbeat(Status),
+    /// A probe over the LAN: "what is your status?" (the answer echoes the nonce).
+    Query { nonce: u64 },
+    Answer { nonce: u64, status: Status },
 }
 
 /// Why a frame was refused (each is counted by the shell).
@@ -127,6 +140,128 @@ impl ReplayGuard {
     }
 }
 
+/// What a stream (replication) connection's first bytes are: this and a nonce.
+pub const CHALLENGE_MAGIC: &[u8; 8] = b"CTIBOXR1";
+pub const CHALLENGE_LEN: usize = 24;
+/// The largest stream frame body (a snapshot of a full box is a few MiB).
+pub const MAX_STREAM_BODY: usize = 64 << 20;
+/// Before the subscriber is known, a frame past this is refused (no large buffer
+/// for an unauthenticated peer).
+pub const MAX_HANDSHAKE_BODY: usize = 256;
+pub const STREAM_HEAD: usize = 5;
+
+/// One message of a replication connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StreamMsg {
+    /// From the standby, first: send me your state.
+    Subscribe { unit: u64 },
+    /// From the serving unit: everything, then `Delta`s in order.
+    Snapshot { term: u64, snapshot: Box<EngineSnapshot> },
+    Delta(Delta),
+}
+
+/// Which way a stream frame goes (part of its MAC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    ToServer = 1,
+    ToStandby = 2,
+}
+
+/// The challenge a serving unit opens a replication connection with.
+pub fn challenge(nonce: [u8; 16]) -> [u8; CHALLENGE_LEN] {
+    let mut c = [0u8; CHALLENGE_LEN];
+    c[..8].copy_from_slice(CHALLENGE_MAGIC);
+    c[8..].copy_from_slice(&nonce);
+    c
+}
+
+/// The connection key from the pair key and the challenge's bytes; `None` if they
+/// are not a challenge.
+pub fn stream_key(key: &[u8], challenge: &[u8]) -> Option<[u8; 32]> {
+    if challenge.len() != CHALLENGE_LEN || &challenge[..8] != CHALLENGE_MAGIC {
+        return None;
+    }
+    let mut m = mac(key);
+    m.update(b"ctibox stream");
+    m.update(&challenge[8..]);
+    Some(m.finalize().into_bytes().into())
+}
+
+/// Seals or opens the frames of one direction of one stream connection.
+pub struct StreamSide {
+    key: [u8; 32],
+    dir: Dir,
+    seq: u64,
+    max: usize,
+}
+
+impl StreamSide {
+    pub fn new(key: [u8; 32], dir: Dir) -> StreamSide {
+        StreamSide { key, dir, seq: 0, max: MAX_HANDSHAKE_BODY }
+    }
+
+    /// Raises the largest body accepted (after the handshake).
+    pub fn allow(&mut self, max: usize) {
+        self.max = max.min(MAX_STREAM_BODY);
+    }
+
+    fn tag(&self, signed: &[u8]) -> Hmac<Sha256> {
+        let mut m = mac(&self.key);
+        m.update(&[self.dir as u8]);
+        m.update(&self.seq.to_be_bytes());
+        m.update(signed);
+        m
+    }
+
+    /// The next frame carrying `msg`; `None` past `MAX_STREAM_BODY`.
+    pub fn seal(&mut self, msg: &StreamMsg) -> Option<Vec<u8>> {
+        let body = postcard::to_allocvec(msg).ok()?;
+        if body.len() > MAX_STREAM_BODY {
+            return None;
+        }
+        let len = u32::try_from(body.len()).ok()?;
+        let mut out = Vec::with_capacity(STREAM_HEAD + body.len() + MAC);
+        out.push(VERSION);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&body);
+        let t = self.tag(&out).finalize().into_bytes();
+        out.extend_from_slice(&t);
+        self.seq += 1;
+        Some(out)
+    }
+
+    /// How many bytes follow this header (body and MAC), checked against the cap
+    /// before anything is read or allocated.
+    pub fn rest_len(&self, head: &[u8; STREAM_HEAD]) -> Result<usize, Refused> {
+        if head[0] != VERSION {
+            return Err(Refused::Version(head[0]));
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        let len = usize::try_from(len).map_err(|_| Refused::Length)?;
+        if len > self.max {
+            return Err(Refused::Length);
+        }
+        len.checked_add(MAC).ok_or(Refused::Length)
+    }
+
+    /// The next frame's message, from its header and the `rest_len` bytes after it.
+    pub fn open(&mut self, head: &[u8; STREAM_HEAD], rest: &[u8]) -> Result<StreamMsg, Refused> {
+        let need = self.rest_len(head)?;
+        if rest.len() != need {
+            return Err(Refused::Length);
+        }
+        let (body, tag) = rest.split_at(need - MAC);
+        let mut m = mac(&self.key);
+        m.update(&[self.dir as u8]);
+        m.update(&self.seq.to_be_bytes());
+        m.update(head);
+        m.update(body);
+        m.verify_slice(tag).map_err(|_| Refused::Forged)?;
+        self.seq += 1;
+        postcard::from_bytes::<StreamMsg>(body).map_err(|_| Refused::Malformed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +312,47 @@ mod tests {
         assert_eq!(g.accept(&frame(10, 1)), Err(Refused::Replayed));
         assert_eq!(g.accept(&frame(9, 500)), Err(Refused::Replayed), "an older boot");
         assert_eq!(g.accept(&frame(11, 0)), Ok(()), "the peer restarted");
+    }
+
+    fn sides() -> (StreamSide, StreamSide) {
+        let c = challenge([7; 16]);
+        let k = stream_key(KEY, &c).unwrap();
+        (StreamSide::new(k, Dir::ToStandby), StreamSide::new(k, Dir::ToStandby))
+    }
+
+    fn split(f: &[u8]) -> ([u8; STREAM_HEAD], &[u8]) {
+        (f[..STREAM_HEAD].try_into().unwrap(), &f[STREAM_HEAD..])
+    }
+
+    #[test]
+    fn stream_frames_open_in_order_on_their_connection_and_direction_only() {
+        let (mut tx, mut rx) = sides();
+        let a = tx.seal(&StreamMsg::Subscribe { unit: 1 }).unwrap();
+        let b = tx.seal(&StreamMsg::Delta(Delta::CallEnded { id: 9 })).unwrap();
+        let (h, r) = split(&b);
+        assert_eq!(rx.open(&h, r), Err(Refused::Forged), "out of order (a frame dropped)");
+        let (h, r) = split(&a);
+        assert_eq!(rx.open(&h, r), Ok(StreamMsg::Subscribe { unit: 1 }));
+        assert_eq!(rx.open(&h, r), Err(Refused::Forged), "replayed");
+        let (h, r) = split(&b);
+        assert_eq!(rx.open(&h, r), Ok(StreamMsg::Delta(Delta::CallEnded { id: 9 })));
+        // Another connection (another challenge) or the other direction: refused.
+        let k2 = stream_key(KEY, &challenge([8; 16])).unwrap();
+        let (h, r) = split(&a);
+        assert_eq!(StreamSide::new(k2, Dir::ToStandby).open(&h, r), Err(Refused::Forged));
+        let k = stream_key(KEY, &challenge([7; 16])).unwrap();
+        assert_eq!(StreamSide::new(k, Dir::ToServer).open(&h, r), Err(Refused::Forged));
+        assert_eq!(stream_key(KEY, b"not a challenge"), None);
+    }
+
+    #[test]
+    fn a_stream_frame_past_the_cap_is_refused_from_its_header() {
+        let (_, mut rx) = sides();
+        let head = [VERSION, 0, 0, 1, 1];
+        assert_eq!(rx.rest_len(&head), Err(Refused::Length), "257 bytes before the handshake");
+        rx.allow(usize::MAX);
+        assert_eq!(rx.rest_len(&head), Ok(257 + 32));
+        assert_eq!(rx.rest_len(&[VERSION, 0xff, 0xff, 0xff, 0xff]), Err(Refused::Length));
+        assert_eq!(rx.rest_len(&[9, 0, 0, 0, 1]), Err(Refused::Version(9)));
     }
 }
