@@ -17,6 +17,9 @@ commands:
   cti [--connect HOST:PORT] [--app NAME] [--secret-file FILE] <command>
         a command-line CTI application: watch, devices, answer, redirect, drop,
         make-call, raw (`ctibox cti help` for details)
+  peer status|switchover [--config FILE] [--data-dir DIR]
+        ask the running box (over its control socket in the data directory) for
+        its pair role, or make the active box hand over to its standby
   hash-secret
         read a CTI application secret from stdin (one line) and print its Argon2id
         PHC string for an [[app_user]] secret
@@ -62,6 +65,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
             }
         }
         "cti" => cti(rest),
+        "peer" => peer(rest),
         "hash-secret" => {
             if !rest.is_empty() {
                 return Err("hash-secret takes no arguments; it reads the secret from stdin".into());
@@ -122,6 +126,36 @@ fn hash_secret() -> Result<u8, String> {
         }
         Err(e) => {
             eprintln!("ctibox: hash-secret: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `ctibox peer status|switchover`: one command to the running box's control socket.
+fn peer(args: &[String]) -> Result<u8, String> {
+    let Some((what, rest)) = args.split_first() else { return Err("peer needs status or switchover".into()) };
+    if !matches!(what.as_str(), "status" | "switchover") {
+        return Err(format!("peer: unknown command {what:?} (status, switchover)"));
+    }
+    let mut o = RunOptions::default();
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().cloned().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--config" | "-c" => o.config = Some(PathBuf::from(value)),
+            "--data-dir" => o.data_dir = Some(PathBuf::from(value)),
+            other => return Err(format!("peer: unknown option {other:?}")),
+        }
+    }
+    let cfg = o.load().map_err(|e| format!("configuration refused: {e}"))?;
+    let dir = ctibox::io::run::data_dir(&o, &cfg);
+    match ctibox::io::control::request(&dir, &format!("peer {what}")) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(if answer.starts_with("error:") { 1 } else { 0 })
+        }
+        Err(e) => {
+            eprintln!("ctibox: {e}");
             Ok(1)
         }
     }

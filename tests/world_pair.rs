@@ -190,7 +190,7 @@ impl World {
                 let frame = wire::decode(KEY, &bytes).expect("the test's own frames are authentic");
                 // As the shell does: a duplicate or a frame overtaken by a later one is dropped.
                 if self.units[i].guard.accept(&frame).is_ok() {
-                    let Body::Heartbeat(s) = frame.body;
+                    let Body::Heartbeat(s) = frame.body else { panic!("only heartbeats cross this link") };
                     if let Some(p) = self.units[i].pair.as_mut() {
                         p.handle_frame(now, s);
                     }

@@ -441,6 +441,10 @@ pub struct PeerConfig {
     /// An address both boxes can reach (the site's gateway): a box takes over only
     /// while it answers.
     pub witness: IpAddr,
+    /// Where a probe asks the peer for its status over the LAN when the peer link is
+    /// silent (the peer's LAN address; default: `address`'s IP). With a peer link of
+    /// its own (a second interface), a cut link then causes no takeover.
+    pub peer_lan_address: IpAddr,
 }
 
 #[derive(Debug, Clone)]

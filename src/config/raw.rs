@@ -225,6 +225,7 @@ pub(super) struct RawPeer {
     pub dead_after_ms: OS<i64>,
     pub key: S<String>,
     pub witness: S<String>,
+    pub peer_lan_address: OS<String>,
 }
 
 #[derive(Deserialize, Default)]

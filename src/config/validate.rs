@@ -341,7 +341,18 @@ fn peer(c: &mut Ctx, r: &RawPeer) -> Option<PeerConfig> {
     if witness.is_none() {
         c.err(r.witness.span(), Reason::BadAddress { key: "peer.witness", value: r.witness.get_ref().clone(), example: "192.0.2.1" });
     }
+    let lan = match &r.peer_lan_address {
+        None => address.map(|a| a.ip()),
+        Some(v) => {
+            let ip = v.get_ref().parse::<std::net::IpAddr>().ok();
+            if ip.is_none() {
+                c.err(v.span(), Reason::BadAddress { key: "peer.peer_lan_address", value: v.get_ref().clone(), example: "192.0.2.2" });
+            }
+            ip
+        }
+    };
     Some(PeerConfig {
+        peer_lan_address: lan?,
         key: key?,
         witness: witness?,
         address: address?,

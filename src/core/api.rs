@@ -169,11 +169,13 @@ pub enum ErrorCode {
     Capacity,
     UnsupportedProtocol,
     Throttled,
+    /// This box is the standby of its pair: the application goes to the active one.
+    NotActive,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadJson,
         ErrorCode::MissingField,
         ErrorCode::BadField,
@@ -191,6 +193,7 @@ impl ErrorCode {
         ErrorCode::Capacity,
         ErrorCode::UnsupportedProtocol,
         ErrorCode::Throttled,
+        ErrorCode::NotActive,
         ErrorCode::Internal,
     ];
 
@@ -214,6 +217,7 @@ impl ErrorCode {
             ErrorCode::Capacity => "capacity",
             ErrorCode::UnsupportedProtocol => "unsupported_protocol",
             ErrorCode::Throttled => "throttled",
+            ErrorCode::NotActive => "not_active",
             ErrorCode::Internal => "internal",
         }
     }
@@ -245,6 +249,7 @@ impl fmt::Display for ErrorCode {
             ErrorCode::Capacity => "A capacity limit was reached; try again later.",
             ErrorCode::UnsupportedProtocol => "This server speaks CTI protocol version 1 only.",
             ErrorCode::Throttled => "Too many failed logins from this address: wait, then try again.",
+            ErrorCode::NotActive => "This box is the standby of its pair: use the active one.",
             ErrorCode::Internal => "The server failed to handle the request.",
         })
     }

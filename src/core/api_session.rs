@@ -110,6 +110,10 @@ impl ApiSessions {
         self.reserved.insert(d.device, (d.app, d.media));
     }
 
+    pub(crate) fn clear_reserved(&mut self) {
+        self.reserved.clear();
+    }
+
     pub(crate) fn unreserve(&mut self, device: &str) {
         self.reserved.remove(device);
     }

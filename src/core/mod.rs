@@ -235,6 +235,16 @@ pub enum Output {
     Replicate(snapshot::Delta),
 }
 
+/// What the engine knows of its pair, from the shell's role machine (`core::pair`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PairView {
+    /// `pair::Role::name()`: "starting", "standby", "active", "stepping down".
+    pub role: &'static str,
+    pub term: u64,
+    /// The unit that serves, when it is the peer: its LAN address.
+    pub active: Option<String>,
+}
+
 /// Inputs arriving before the engine runs: state restored from the data directory.
 #[derive(Default)]
 pub struct Restored {
@@ -275,6 +285,10 @@ pub struct Engine {
     cti: cti::server::CtiSessions,
     /// Fingerprints of the established calls last replicated, by call id.
     replicated: std::collections::HashMap<u64, u64>,
+    /// In a pair: this unit's role (None: no `[peer]`, the box serves alone).
+    pair: Option<PairView>,
+    /// The shell's peer-link counters, for /status (`pair_stats`).
+    pair_stats: serde_json::Value,
 }
 
 impl Engine {
@@ -302,7 +316,29 @@ impl Engine {
             api,
             cti,
             replicated: Default::default(),
+            pair: None,
+            pair_stats: serde_json::Value::Null,
         }
+    }
+
+    /// The shell's peer-link counters, shown on /status as they are.
+    pub fn set_pair_stats(&mut self, stats: serde_json::Value) {
+        self.pair_stats = stats;
+    }
+
+    /// Whether this engine serves (it is not the standby of a pair).
+    pub fn serving(&self) -> bool {
+        self.pair.as_ref().is_none_or(|p| p.role == "active")
+    }
+
+    /// The pair role the shell's role machine decided (see `follow`, `serve`,
+    /// `stand_by` for what a change of role does to the state).
+    pub fn set_pair(&mut self, view: PairView) {
+        self.pair = Some(view);
+    }
+
+    pub fn pair(&self) -> Option<&PairView> {
+        self.pair.as_ref()
     }
 
     /// The SIP side, for inspection (tests, status).
@@ -381,7 +417,10 @@ impl Engine {
                 TimerKey::Housekeeping => {
                     self.sip.sweep(self.now);
                     let cfg = self.config.clone();
-                    self.sip.sweep_calls(self.now, &cfg, &mut self.rng, &mut self.out);
+                    // A standby's calls are the active's: it ends none of them itself.
+                    if self.serving() {
+                        self.sip.sweep_calls(self.now, &cfg, &mut self.rng, &mut self.out);
+                    }
                     self.cti.sweep(self.now);
                     self.timers.arm(TimerKey::Housekeeping, self.now + HOUSEKEEPING);
                 }
@@ -483,6 +522,8 @@ impl Engine {
             "call_media": self.sip.b2bua.stats,
             "cti_apps": self.cti.apps(),
             "cti": self.cti.stats,
+            "pair": self.pair,
+            "pair_stats": self.pair_stats,
         });
         serde_json::to_vec(&v).unwrap_or_default()
     }

@@ -15,7 +15,7 @@ use super::call::cti::AppMedia;
 use super::call::snapshot::CallSnapshot;
 use super::rng::EngineRng;
 use super::registrar::Binding;
-use super::{Engine, Output, Restored, Time, Transport};
+use super::{ConnId, Engine, MediaCmd, Output, Restored, Time, Transport};
 use crate::config::Config;
 use serde::{Deserialize, Serialize};
 use std::hash::{Hash, Hasher};
@@ -212,6 +212,77 @@ impl Engine {
             }
             Delta::DeviceOpened(d) => self.api.reserve(d),
             Delta::DeviceClosed { device } => self.api.unreserve(&device),
+        }
+    }
+
+    /// On a standby: every replicated fact is replaced by `snapshot`'s, in place (the
+    /// standby's own CTI and HTTP sessions stay), without any message or media
+    /// command. Returns false (and changes nothing) for another snapshot version.
+    pub fn follow(&mut self, snapshot: EngineSnapshot) -> bool {
+        if snapshot.version != SNAPSHOT_VERSION {
+            log::warn!("pair: snapshot version {} is not {SNAPSHOT_VERSION}; not followed", snapshot.version);
+            return false;
+        }
+        let old: Vec<(String, String)> = self.sip.registrar.iter().map(|(d, b)| (d.to_string(), b.uri.to_string())).collect();
+        for (d, uri) in old {
+            self.sip.registrar.remove(&d, &uri);
+        }
+        for id in self.sip.b2bua.call_ids() {
+            self.sip.b2bua.forget_call(id);
+        }
+        self.replicated.clear();
+        self.api.clear_reserved();
+        for (device, b) in snapshot.bindings {
+            self.apply_delta(Delta::Binding { device, binding: Box::new(b) });
+        }
+        self.sip.registrar.expire(self.now);
+        for c in snapshot.calls {
+            self.apply_delta(Delta::CallUp(Box::new(c)));
+        }
+        for d in snapshot.devices {
+            self.api.reserve(d);
+        }
+        self.sip.b2bua.raise_next_ids(snapshot.next_call, snapshot.next_stream);
+        log::info!(
+            "pair: following the active unit: {} registrations, {} calls, {} CTI devices",
+            self.sip.registrar.len(),
+            self.sip.b2bua.calls(),
+            self.api.reserved_len()
+        );
+        true
+    }
+
+    /// A standby takes over: the followed calls' own media (music on hold, box
+    /// media) starts here, as after `restore`. The caller sets the role to active.
+    pub fn serve(&mut self) {
+        let wall = self.wall();
+        let (u, now) = (self.sip.unix_at_zero_ms(), self.now);
+        let at = |ms: u64| from_wall(u, now, ms);
+        let calls = self.sip.b2bua.stable_calls(&wall);
+        let n = calls.len();
+        for c in calls {
+            let fp = fingerprint(&c);
+            let id = c.id;
+            for cmd in self.sip.b2bua.restore_call(c, &at) {
+                self.out.push_back(Output::Media(cmd));
+            }
+            self.replicated.insert(id, fp);
+        }
+        log::info!("pair: serving {} registrations and {n} calls", self.sip.registrar.len());
+    }
+
+    /// An active unit gives up serving (it was frozen, a higher term serves, or an
+    /// operator's switchover): its own media stops and its CTI applications are let
+    /// go, so that they reconnect to the unit that serves now. What it held is
+    /// replaced by the serving unit's snapshot (`follow`).
+    pub fn stand_by(&mut self) {
+        for stream in self.sip.b2bua.stream_ids() {
+            self.out.push_back(Output::Media(MediaCmd::Stop { stream }));
+        }
+        let conns: Vec<ConnId> = self.cti_conns();
+        for conn in conns {
+            self.cti_close_session(conn, false);
+            self.out.push_back(Output::Close { conn });
         }
     }
 

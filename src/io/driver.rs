@@ -21,6 +21,10 @@ pub enum Event {
     WebSocket { conn: ConnId, writer: mpsc::Sender<Vec<u8>> },
     /// Fault injection for tests (CTIBOX_FAULT=stall-on-usr2): block the loop.
     Stall,
+    /// From the peer pair's tasks (io/pair.rs).
+    Pair(super::pair::PairEvent),
+    /// A command on the control socket (io/control.rs) and where its answer goes.
+    Control { command: String, reply: tokio::sync::oneshot::Sender<String> },
     /// A clean stop: the engine saves what it holds back (`Input::Stop`), its outputs
     /// are drained into the persist queue, then the sender is told.
     Stop(tokio::sync::oneshot::Sender<()>),
@@ -144,6 +148,16 @@ pub struct Driver {
     /// Secret checks the verifier had no room for, answered `Busy` once the outputs
     /// are drained.
     pub busy: Vec<u64>,
+    /// The peer pair, with a `[peer]` section.
+    pub pair: Option<super::pair::PairShell>,
+}
+
+/// Resolves when a peer-pair socket may be read.
+async fn pair_readable(s: Option<&Rc<UdpSocket>>) -> std::io::Result<()> {
+    match s {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when the SIP UDP socket may hold a datagram; never without one.
@@ -158,16 +172,32 @@ impl Driver {
     /// Runs forever; returns only if every input source is gone.
     pub async fn run(mut self, mut inbox: mpsc::Receiver<Event>) -> Result<(), String> {
         let tick = Duration::from_millis(crate::limits::ENGINE_TICK_MS);
+        let (pair_sock, pair_hb) = match &self.pair {
+            Some(p) => {
+                let (a, b) = p.sockets();
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        if let Some(p) = self.pair.as_mut() {
+            p.pump(self.clock.now(), &mut self.engine);
+        }
         loop {
             self.heartbeat.beat();
             let idle = Instant::now() + tick;
-            let deadline = self.engine.poll_timeout().map_or(idle, |t| self.clock.instant(t).min(idle));
+            let mut deadline = self.engine.poll_timeout().map_or(idle, |t| self.clock.instant(t).min(idle));
+            if let Some(p) = &self.pair {
+                deadline = deadline.min(self.clock.instant(p.deadline()));
+            }
             tokio::select! {
                 ev = inbox.recv() => match ev {
                     Some(Event::Input(input)) => {
                         if let Input::ConnClosed { conn } | Input::ConnPanicked { conn: Some(conn) } = &input {
                             self.conns.remove(conn);
                             self.dialed.retain(|_, c| c != conn);
+                        }
+                        if let (Input::Http { .. }, Some(p)) = (&input, &self.pair) {
+                            self.engine.set_pair_stats(serde_json::to_value(p.stats_now()).unwrap_or_default());
                         }
                         let now = self.clock.now();
                         self.engine.handle_input(now, input);
@@ -181,6 +211,15 @@ impl Driver {
                         let _ = done.send(());
                         continue;
                     }
+                    Some(Event::Pair(ev)) => {
+                        if let Some(p) = self.pair.as_mut() {
+                            p.on_event(self.clock.now(), ev, &mut self.engine);
+                        }
+                    }
+                    Some(Event::Control { command, reply }) => {
+                        let answer = self.control(&command);
+                        let _ = reply.send(answer);
+                    }
                     Some(Event::Stall) => {
                         log::warn!("fault injection: stalling the engine loop");
                         loop { std::thread::sleep(Duration::from_secs(3600)); }
@@ -191,7 +230,23 @@ impl Driver {
                     r.map_err(|e| format!("SIP udp receive: {e}"))?;
                     self.receive_udp().await?;
                 }
+                r = pair_readable(pair_sock.as_ref()) => {
+                    r.map_err(|e| format!("peer link receive: {e}"))?;
+                    if let Some(p) = self.pair.as_mut() {
+                        p.on_readable(self.clock.now(), &mut self.engine);
+                    }
+                }
+                r = pair_readable(pair_hb.as_ref()) => {
+                    r.map_err(|e| format!("peer link heartbeat socket: {e}"))?;
+                    if let Some(p) = self.pair.as_mut() {
+                        p.on_hb_readable(self.clock.now(), &mut self.engine);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
+                    let now = self.clock.now();
+                    if let Some(p) = self.pair.as_mut().filter(|p| p.deadline() <= now) {
+                        p.on_timeout(now, &mut self.engine);
+                    }
                     if self.engine.poll_timeout().is_some_and(|t| t <= self.clock.now()) {
                         self.engine.handle_input(self.clock.now(), Input::Timeout);
                     }
@@ -257,12 +312,17 @@ impl Driver {
         while sent < self.udp_out.len() {
             let end = (sent + crate::limits::SIP_UDP_SEND_BATCH).min(self.udp_out.len());
             let batch = &self.udp_out[sent..end];
-            match sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, batch)) {
+            // An active unit of a pair speaks from the service address, which moves with
+            // it: a peer that answers to where a message came from must reach the
+            // unit serving after a takeover, not the unit that sent the first message.
+            let src = self.pair.as_ref().filter(|p| p.serving()).map(|p| p.service_ip());
+            match sock.try_io(tokio::io::Interest::WRITABLE, || send_batch(&sock, batch, src)) {
                 Ok(n) => sent += n.max(1),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let (to, bytes) = &self.udp_out[sent];
-                    let _ = sock.send_to(bytes, *to).await;
-                    sent += 1;
+                    // A full socket buffer: wait until it has room, then go on.
+                    if sock.writable().await.is_err() {
+                        sent += 1;
+                    }
                 }
                 Err(e) => {
                     log::debug!("sip: send to {}: {e}", self.udp_out[sent].0);
@@ -273,8 +333,35 @@ impl Driver {
         self.udp_out.clear();
     }
 
+    /// A control-socket command's answer (io/control.rs).
+    fn control(&mut self, command: &str) -> String {
+        let now = self.clock.now();
+        match (command.trim(), self.pair.as_mut()) {
+            (_, None) => "error: this box has no [peer] section: it runs alone\n".into(),
+            ("peer status", Some(p)) => p.status_text(now),
+            ("peer switchover", Some(p)) => {
+                if p.switchover(now, &mut self.engine) {
+                    "ok: handing over to the standby; this box stands by\n".into()
+                } else {
+                    format!("error: no switchover: this box is {} and the peer must be a live standby\n", p.role().name())
+                }
+            }
+            (c, Some(_)) => format!("error: unknown command {c:?} (peer status, peer switchover)\n"),
+        }
+    }
+
     fn drain_once(&mut self) {
+        let serving = self.pair.as_ref().is_none_or(|p| p.serving());
         while let Some(out) = self.engine.poll_output() {
+            if !serving {
+                if let Output::Transmit { .. } = out {
+                    // A standby's engine follows the active's; it says nothing on SIP.
+                    if let Some(p) = self.pair.as_mut() {
+                        p.stats.held_back += 1;
+                    }
+                    continue;
+                }
+            }
             match out {
                 Output::VerifySecret(job) => {
                     let rejected = match &self.verifier {
@@ -329,8 +416,11 @@ impl Driver {
                     self.conns.remove(&conn);
                 }
                 Output::Persist { name, bytes } => self.persist.push(name, bytes),
-                // The peer link is not there yet: replicated facts are only logged.
-                Output::Replicate(delta) => log::trace!("replicate: {delta:?}"),
+                Output::Replicate(delta) => {
+                    if let Some(p) = self.pair.as_mut().filter(|p| p.serving()) {
+                        p.replicate(delta);
+                    }
+                }
                 Output::Media(cmd) => match &self.media {
                     // Never waits: a full queue drops the command (logged, counted).
                     // A Stop has a queue of its own with room for every stream, so it
@@ -355,9 +445,50 @@ impl Driver {
     }
 }
 
-/// One sendmmsg(2) of `batch`: how many went out (at least one), or the error of the
-/// first.
-fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)]) -> std::io::Result<usize> {
+/// Room for one IP_PKTINFO or IPV6_PKTINFO control message.
+const PKTINFO_SPACE: usize = 64;
+
+/// Writes the control message that makes `src` the source address of a datagram to
+/// `to` (IPv4 to IPv4, IPv6 to IPv6; any other mix is left to the kernel); returns its
+/// length, 0 for none.
+fn pktinfo(buf: &mut [u8; PKTINFO_SPACE], src: Option<std::net::IpAddr>, to: &std::net::SocketAddr) -> usize {
+    use nix::libc;
+    use std::net::IpAddr;
+    let (level, kind, data): (i32, i32, heapless::Vec<u8, 32>) = match (src, to) {
+        (Some(IpAddr::V4(s)), std::net::SocketAddr::V4(_)) => {
+            let info = libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from_ne_bytes(s.octets()) }, ipi_addr: libc::in_addr { s_addr: 0 } };
+            // SAFETY: in_pktinfo is plain old data; its bytes are read, not interpreted.
+            let bytes = unsafe { std::slice::from_raw_parts((&info as *const libc::in_pktinfo).cast::<u8>(), std::mem::size_of::<libc::in_pktinfo>()) };
+            (libc::IPPROTO_IP, libc::IP_PKTINFO, heapless::Vec::from_slice(bytes).unwrap_or_default())
+        }
+        (Some(IpAddr::V6(s)), std::net::SocketAddr::V6(_)) => {
+            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: s.octets() }, ipi6_ifindex: 0 };
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts((&info as *const libc::in6_pktinfo).cast::<u8>(), std::mem::size_of::<libc::in6_pktinfo>()) };
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, heapless::Vec::from_slice(bytes).unwrap_or_default())
+        }
+        _ => return 0,
+    };
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic on a small constant length.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(data.len() as u32) as usize, libc::CMSG_LEN(data.len() as u32) as usize) };
+    if data.is_empty() || space > buf.len() {
+        return 0;
+    }
+    buf.fill(0);
+    let hdr = libc::cmsghdr { cmsg_len: len as _, cmsg_level: level, cmsg_type: kind };
+    let hlen = std::mem::size_of::<libc::cmsghdr>();
+    // SAFETY: the header is plain old data and `buf` holds `space` >= its size.
+    let hbytes = unsafe { std::slice::from_raw_parts((&hdr as *const libc::cmsghdr).cast::<u8>(), hlen) };
+    buf[..hlen].copy_from_slice(hbytes);
+    // The data starts at CMSG_DATA, the header's size rounded up to the alignment.
+    let off = len - data.len();
+    buf[off..off + data.len()].copy_from_slice(&data);
+    space
+}
+
+/// One sendmmsg(2) of `batch`, from `src` when given: how many went out (at least
+/// one), or the error of the first.
+fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)], src: Option<std::net::IpAddr>) -> std::io::Result<usize> {
     use nix::libc;
     use nix::sys::socket::{SockaddrLike, SockaddrStorage};
     use std::os::fd::AsRawFd;
@@ -365,12 +496,23 @@ fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)]) -> st
     // On the stack: at most N per call (the rest go in the caller's next call).
     let batch = &batch[..batch.len().min(N)];
     let addrs: heapless::Vec<SockaddrStorage, N> = batch.iter().map(|(to, _)| SockaddrStorage::from(*to)).collect();
+    let mut ctl: heapless::Vec<[u8; PKTINFO_SPACE], N> = heapless::Vec::new();
+    let mut ctl_len: heapless::Vec<usize, N> = heapless::Vec::new();
+    if src.is_some() {
+        for (to, _) in batch {
+            let mut b = [0u8; PKTINFO_SPACE];
+            let n = pktinfo(&mut b, src, to);
+            let _ = ctl.push(b);
+            let _ = ctl_len.push(n);
+        }
+    }
     let mut iovs: heapless::Vec<libc::iovec, N> =
         batch.iter().map(|(_, b)| libc::iovec { iov_base: b.as_ptr().cast_mut().cast(), iov_len: b.len() }).collect();
     let mut hdrs: heapless::Vec<libc::mmsghdr, N> = addrs
         .iter()
         .zip(iovs.iter_mut())
-        .map(|(a, iov)| {
+        .enumerate()
+        .map(|(i, (a, iov))| {
             // SAFETY: an all-zero msghdr is a valid empty one (it may have padding
             // fields, so it is not built field by field).
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -378,11 +520,18 @@ fn send_batch(sock: &UdpSocket, batch: &[(std::net::SocketAddr, Vec<u8>)]) -> st
             h.msg_hdr.msg_namelen = a.len();
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            if let (Some(c), Some(&n)) = (ctl.get_mut(i), ctl_len.get(i)) {
+                if n > 0 {
+                    h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                    h.msg_hdr.msg_controllen = n as _;
+                }
+            }
             h
         })
         .collect();
-    // SAFETY: every header points at an address, an iovec and bytes (`addrs`, `iovs`,
-    // `batch`) that outlive the call, and `hdrs.len()` headers are passed.
+    // SAFETY: every header points at an address, an iovec, bytes and control data
+    // (`addrs`, `iovs`, `batch`, `ctl`) that outlive the call, and `hdrs.len()` headers
+    // are passed.
     let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());

@@ -3,6 +3,7 @@
 //! call or CTI state of its own.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // the shell is where the clock, files, sockets and threads are
 
+pub mod control;
 pub mod cti_client;
 pub mod driver;
 /// Stream framing is a pure codec (`crate::codec::framing`); the old path stays.
@@ -12,6 +13,8 @@ pub mod listeners;
 pub mod load;
 pub mod media;
 pub mod notify;
+pub mod pair;
+pub mod pairnet;
 pub mod run;
 pub mod supervisor;
 pub mod trim;

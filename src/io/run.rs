@@ -39,7 +39,7 @@ impl RunOptions {
         }
     }
 
-    fn load(&self) -> Result<Config, config::ConfigError> {
+    pub fn load(&self) -> Result<Config, config::ConfigError> {
         match &self.config {
             Some(p) => config::load_file(p),
             None => Ok(config::embedded_default()),
@@ -198,8 +198,28 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         load: Default::default(),
         udp_out: Vec::new(),
         busy: Vec::new(),
+        pair: None,
     };
     let mut driver = driver;
+    if let Some(peer) = &cfg.peer {
+        let Some(key) = peer.key.bytes().copied() else {
+            eprintln!("ctibox: the pair key was not resolved");
+            return 2;
+        };
+        let s = seed();
+        let nonce_seed = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+        match super::pair::PairShell::start(peer, key, clock.now(), nonce_seed, inbox_tx.clone()).await {
+            Ok(p) => driver.pair = Some(p),
+            Err(e) => {
+                eprintln!("ctibox: {e}");
+                return 1;
+            }
+        }
+    }
+    match super::control::bind(&dir) {
+        Ok(l) => sup.spawn("control", super::control::serve(l, inbox_tx.clone())),
+        Err(e) => log::warn!("control socket: {e}; `ctibox peer` commands will not reach this box"),
+    }
     {
         let dir = dir.clone();
         if let Err(e) = sup.spawn_thread("persist", move || persist.run(dir)) {

@@ -3,6 +3,7 @@
 //! and waits on its output lines (never on the clock) for what a test expects.
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod netns;
 pub mod sipp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -119,6 +120,12 @@ impl BoxProc {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        BoxProc::start_cmd(cmd, data)
+    }
+
+    /// Starts `cmd` (a `ctibox run` however it is wrapped, e.g. in a network
+    /// namespace) and waits for its banner; `data` is removed with the box.
+    pub fn start_cmd(mut cmd: Command, data: TempDir) -> BoxProc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ctibox");
         let (tx, rx) = mpsc::channel();
@@ -192,6 +199,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub fn require(tool: &str) {
     let ok = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
     assert!(ok, "`{tool}` is not installed; scripts/deps (run by scripts/test) installs it");
+}
+
+/// Fails the test unless iproute2's `ip` is installed.
+pub fn require_ip() {
+    let ok = Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "`ip` (iproute2) is not installed; scripts/deps (run by scripts/test) installs it");
 }
 
 /// Runs a tool and asserts it succeeded.

@@ -159,6 +159,11 @@ impl B2bua {
         self.calls.keys().filter_map(|id| self.stable_call(*id, wall)).collect()
     }
 
+    /// The box's own media streams (music on hold, box media) of every call.
+    pub fn stream_ids(&self) -> Vec<crate::core::StreamId> {
+        self.streams.keys().copied().collect()
+    }
+
     /// Ids of every call (for a full comparison against what was replicated).
     pub fn call_ids(&self) -> Vec<u64> {
         self.calls.keys().copied().collect()

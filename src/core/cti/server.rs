@@ -104,7 +104,12 @@ impl Engine {
         self.cti.sessions.insert(conn, session);
         let at = self.now + self.heartbeat_window();
         self.cti.heartbeats.arm(conn, at);
-        self.out.push_back(Output::CtiSend { conn, text: wire::hello() });
+        self.out.push_back(Output::CtiSend { conn, text: wire::hello(self.pair.as_ref()) });
+    }
+
+    /// Every CTI connection with a session.
+    pub(crate) fn cti_conns(&self) -> Vec<ConnId> {
+        self.cti.sessions.keys().copied().collect()
     }
 
     /// Anything received counts as a sign of life.
@@ -205,6 +210,11 @@ impl Engine {
                 Reply::ok(id.clone())
             }
             (Some(_), None, r) => err(id, ErrorCode::Internal, format!("no client for this session's {}", r.name())),
+            (Some(_), Some(_), r) if !self.serving() => {
+                let active = self.pair.as_ref().and_then(|p| p.active.clone());
+                let where_ = active.map_or_else(|| "no unit is active yet; try again shortly".to_string(), |a| format!("the active unit is {a}"));
+                err(id, ErrorCode::NotActive, format!("this box is the standby of its pair: {} goes to the active unit ({where_})", r.name()))
+            }
             (Some(_), Some(client), r) => match r.into_command() {
                 Ok(command) => Reply::from_result(id.clone(), self.api_handle(client, command)),
                 Err(r) => err(id, ErrorCode::Internal, format!("{} handled above", r.name())),

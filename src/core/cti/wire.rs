@@ -23,13 +23,20 @@ pub const MAX_STRING: usize = 256;
 pub const MAX_MESSAGE: usize = crate::limits::CTI_MAX_LINE;
 
 /// The greeting the server sends first on every connection.
-pub fn hello() -> String {
-    Obj::new()
+/// In a pair it says the box's role, and on a standby which unit serves.
+pub fn hello(pair: Option<&crate::core::PairView>) -> String {
+    let mut o = Obj::new()
         .field("type", "hello")
         .field("server", "ctibox")
         .field("version", env!("CARGO_PKG_VERSION"))
-        .field("protocol", PROTOCOL)
-        .finish()
+        .field("protocol", PROTOCOL);
+    if let Some(p) = pair {
+        o = o.field("role", p.role);
+        if let Some(a) = &p.active {
+            o = o.field("active", a.as_str());
+        }
+    }
+    o.finish()
 }
 
 /// The `id` a request carries, echoed in its reply: an integer or a string.

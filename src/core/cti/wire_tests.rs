@@ -21,7 +21,13 @@ fn media(ip: &str, port: u16, codec: Option<Codec>) -> Media {
 #[test]
 fn hello_is_golden() {
     let v = format!(r#"{{"type":"hello","server":"ctibox","version":"{}","protocol":1}}"#, env!("CARGO_PKG_VERSION"));
-    assert_eq!(hello(), v);
+    assert_eq!(hello(None), v);
+    let standby = crate::core::PairView { role: "standby", term: 4, active: Some("192.0.2.11".into()) };
+    let v = format!(
+        r#"{{"type":"hello","server":"ctibox","version":"{}","protocol":1,"role":"standby","active":"192.0.2.11"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(hello(Some(&standby)), v);
 }
 
 /// Each request: its JSON, the typed value, and back to the same JSON.
@@ -281,6 +287,7 @@ fn every_error_code_has_a_wire_name_and_a_sentence() {
         ("capacity", "A capacity limit was reached; try again later."),
         ("unsupported_protocol", "This server speaks CTI protocol version 1 only."),
         ("throttled", "Too many failed logins from this address: wait, then try again."),
+        ("not_active", "This box is the standby of its pair: use the active one."),
         ("internal", "The server failed to handle the request."),
     ];
     assert_eq!(golden.len(), ErrorCode::ALL.len());
@@ -416,7 +423,7 @@ fn engine_greets_and_answers_errors() {
     let mut e = Engine::new(Arc::new(crate::config::embedded_default()), EngineRng::seed_from_u64(1), Time::ZERO, 0, Restored::default());
     let conn = ConnId(7);
     e.handle_input(Time::ZERO, Input::CtiOpened { conn, peer: "127.0.0.1:9".parse().unwrap(), transport: CtiTransport::Tcp });
-    assert_eq!(e.poll_output(), Some(Output::CtiSend { conn, text: hello() }));
+    assert_eq!(e.poll_output(), Some(Output::CtiSend { conn, text: hello(None) }));
     e.handle_input(Time::ZERO, Input::CtiMessage { conn, text: r#"{"id":4,"type":"open"}"#.into() });
     match e.poll_output() {
         Some(Output::CtiSend { conn: c, text }) => {

@@ -1,0 +1,299 @@
+//! The peer pair, for real: two boxes, a witness, a phone host on one bridge, each in a
+//! network namespace this test makes (root, as CI runs; addresses from 192.0.2.0/24
+//! only), and a peer link of its own between the boxes. Each test fails the active box
+//! one way and checks what a site would notice: the service address answers from the
+//! other box, phones registered before keep receiving calls, a call made before goes
+//! on (hold and hang-up after the fault get their 200s), and when the old box returns
+//! exactly one box holds the address and the phone's ARP entry points at it.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use common::netns::Lan;
+use common::sipp::{password, scenario};
+use common::{bin, http_get, BoxProc, Line, TempDir, GUARD};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+
+const KEY: &str = "6a1c3e5f7b9d0f2a4c6e8a0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f";
+const SERVICE: &str = "192.0.2.10";
+const WITNESS: &str = "192.0.2.1";
+const PHONE: &str = "192.0.2.21";
+
+struct Unit {
+    name: &'static str,
+    lan_ip: &'static str,
+    link_ip: &'static str,
+}
+
+const A: Unit = Unit { name: "a", lan_ip: "192.0.2.11", link_ip: "192.0.2.129" };
+const B: Unit = Unit { name: "b", lan_ip: "192.0.2.12", link_ip: "192.0.2.130" };
+
+fn config(me: &Unit, peer: &Unit, priority: u8) -> String {
+    let base = common::sipp::config()
+        .replace("name = \"sip-test\"", &format!("name = \"box-{}\"", me.name))
+        .replace("udp = \"127.0.0.1:0\"", "udp = \"0.0.0.0:5060\"")
+        .replace("tcp = \"127.0.0.1:0\"", "tcp = \"0.0.0.0:5060\"")
+        .replace("[cti]\nlisten = \"127.0.0.1:0\"", "[cti]\nlisten = \"0.0.0.0:2748\"")
+        .replace("[http]\nlisten = \"127.0.0.1:0\"", "[http]\nlisten = \"0.0.0.0:8080\"");
+    format!(
+        "{base}\n[peer]\naddress = \"{}:7400\"\nlisten = \"0.0.0.0:7400\"\npeer_lan_address = \"{}\"\npriority = {priority}\nservice_address = \"{SERVICE}/25\"\ninterface = \"eth0\"\nkey = \"{KEY}\"\nwitness = \"{WITNESS}\"\nheartbeat_ms = 50\ndead_after_ms = 150\n",
+        peer.link_ip, peer.lan_ip
+    )
+}
+
+struct Site {
+    lan: Lan,
+    dir: TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        assert!(Command::new("sipp").arg("-v").output().is_ok(), "sipp is not installed; scripts/deps (run by scripts/test) installs it");
+        let mut lan = Lan::new();
+        lan.host("w", &format!("{WITNESS}/25"));
+        lan.host(A.name, &format!("{}/25", A.lan_ip));
+        lan.host(B.name, &format!("{}/25", B.lan_ip));
+        lan.host("p", &format!("{PHONE}/25"));
+        lan.link(A.name, &format!("{}/30", A.link_ip), B.name, &format!("{}/30", B.link_ip));
+        Site { lan, dir: TempDir::new("pair") }
+    }
+
+    /// Starts a unit on `data` (a fresh directory, or the one it ran on before).
+    fn start(&self, me: &Unit, peer: &Unit, priority: u8, data: Option<TempDir>) -> BoxProc {
+        let file = self.dir.file(&format!("box-{}.toml", me.name));
+        std::fs::write(&file, config(me, peer, priority)).unwrap();
+        let data = data.unwrap_or_else(|| TempDir::new(&format!("pair-{}", me.name)));
+        let mut cmd = self.lan.command(&self.lan.ns(me.name), bin());
+        cmd.arg("run").arg("--config").arg(&file).arg("--data-dir").arg(data.path());
+        cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+        BoxProc::start_cmd(cmd, data)
+    }
+
+    /// /status of a unit, asked on its own LAN address.
+    fn status(&self, u: &Unit) -> serde_json::Value {
+        let addr = format!("{}:8080", u.lan_ip).parse().unwrap();
+        let body = self.lan.within(&self.lan.ns(u.name), move || http_get(addr, "/status").1);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    /// Asks a unit's /status until `pred` holds (each ask is a round trip through its
+    /// engine loop; bounded, and the failure shows the last answer).
+    fn until(&self, u: &Unit, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..3000 {
+            last = self.status(u);
+            if pred(&last) {
+                return;
+            }
+        }
+        panic!("box-{} never {what}: {last}", u.name);
+    }
+
+    /// SIPp on the phone host against the service address.
+    fn sipp(&self, scen: &str, service: &str, auth: Option<&str>, port: u16, extra: &[&str]) -> Child {
+        let err = self.dir.file(&format!("{scen}-{port}-errors.log"));
+        let mut cmd = self.lan.command(&self.lan.ns("p"), "sipp");
+        cmd.arg(format!("{SERVICE}:5060"))
+            .arg("-sf")
+            .arg(scenario(scen))
+            .args(["-s", service, "-m", "1", "-i", PHONE, "-p", &port.to_string()])
+            .args(["-mp", &(20_000 + (port - 5000) * 10).to_string(), "-timeout", "30s", "-timeout_error", "-nostdin", "-trace_err", "-error_file"])
+            .arg(&err)
+            .args(extra);
+        if let Some(user) = auth {
+            cmd.args(["-au", user, "-ap", &password(user)]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.spawn().expect("sipp")
+    }
+
+    fn expect(&self, mut c: Child, what: &str) {
+        let st = c.wait().unwrap();
+        if !st.success() {
+
+            let mut logs = String::new();
+            for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+                if e.file_name().to_string_lossy().ends_with("errors.log") {
+                    logs.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+            panic!("{what}: sipp exited {st}\n{logs}");
+        }
+    }
+
+    fn register(&self, dn: &str, port: u16) {
+        let c = self.sipp("reg_only.xml", dn, Some(dn), port, &[]);
+        self.expect(c, &format!("register {dn}"));
+    }
+
+    /// An OPTIONS from the phone host to the service address: the answer's status.
+    fn options(&self) -> String {
+        self.lan.within(&self.lan.ns("p"), || {
+            let s = UdpSocket::bind(format!("{PHONE}:0")).unwrap();
+            s.set_read_timeout(Some(GUARD)).unwrap();
+            let port = s.local_addr().unwrap().port();
+            let m = format!(
+                "OPTIONS sip:{SERVICE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE}:{port};branch=z9hG4bK-opt-{port};rport\r\nFrom: <sip:probe@{PHONE}>;tag=p{port}\r\nTo: <sip:{SERVICE}:5060>\r\nCall-ID: opt-{port}@{PHONE}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            s.send_to(m.as_bytes(), format!("{SERVICE}:5060")).unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.recv(&mut buf).expect("an answer to OPTIONS on the service address");
+            String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string()
+        })
+    }
+
+    fn holds(&self, u: &Unit) -> bool {
+        let out = self.lan.run(&self.lan.ns(u.name), &["ip", "-o", "addr", "show", "dev", "eth0"]);
+        out.contains(&format!("inet {SERVICE}/25"))
+    }
+
+    fn mac(&self, u: &Unit) -> String {
+        let out = self.lan.run(&self.lan.ns(u.name), &["cat", "/sys/class/net/eth0/address"]);
+        out.trim().to_string()
+    }
+
+    /// The phone host's ARP entry for the service address.
+    fn phone_arp(&self) -> String {
+        self.lan.run(&self.lan.ns("p"), &["ip", "neigh", "show", SERVICE])
+    }
+}
+
+fn has(text: &'static str) -> impl Fn(&Line) -> bool {
+    move |l: &Line| l.text().contains(text)
+}
+
+/// The common course of every fault: A active with B following, 1002 and 1003
+/// registered, a call 1001 -> 1002 up; then `fault` fails A; then B must serve all of
+/// it; then `heal` brings A back (or a new A) and only B holds the address.
+fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxProc) -> BoxProc) {
+    let site = Site::new();
+    let mut a = site.start(&A, &B, 200, None);
+    a.wait_line(has("pair: now active"));
+    let mut b = site.start(&B, &A, 100, None);
+    b.wait_line(has("pair: following the active unit"));
+    assert!(site.holds(&A) && !site.holds(&B));
+
+    site.register("1002", 5062);
+    site.register("1003", 5063);
+    site.until(&B, "had both registrations", |s| s["registrations"] == 2);
+    let callee = site.sipp("callee_hold.xml", "1002", None, 5062, &[]);
+    let caller = site.sipp("caller_pause_hold.xml", "1002", Some("1001"), 5061, &["-key", "caller", "1001"]);
+    site.until(&B, "had the call", |s| s["calls"] == 1);
+
+    fault(&site, &mut a);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| after_fault(&site, &mut b, caller, callee)));
+    if let Err(e) = r {
+        for (name, x) in [("a", &mut a), ("b", &mut b)] {
+            let text: Vec<String> = x.seen.iter().chain(x.lines.try_iter().collect::<Vec<_>>().iter()).map(|l| l.text().to_string()).collect();
+            eprintln!("--- box-{name}:\n{}", text.join("\n"));
+        }
+        std::panic::resume_unwind(e);
+    }
+
+    let a = heal(&site, a);
+    assert!(site.holds(&B) && !site.holds(&A), "exactly one box holds the service address");
+    let arp = site.phone_arp();
+    assert!(arp.contains(&site.mac(&B)), "the phone's ARP entry points at box-b ({}): {arp}", site.mac(&B));
+    drop(a);
+    drop(b);
+}
+
+fn after_fault(site: &Site, b: &mut BoxProc, caller: Child, callee: Child) {
+    b.wait_line(has("pair: now active"));
+    assert_eq!(site.options(), "SIP/2.0 200 OK", "the service address answers from box-b");
+    assert!(site.holds(&B), "box-b holds the service address");
+
+    // A phone registered before the fault receives a new call, without registering.
+    let callee2 = site.sipp("callee_answer.xml", "1003", None, 5063, &[]);
+    let caller2 = site.sipp("caller_call.xml", "1003", Some("1001"), 5071, &["-key", "caller", "1001"]);
+    site.expect(caller2, "a new call to 1003 after the takeover");
+    site.expect(callee2, "1003 answering after the takeover");
+    // The call made before the fault: hold, resume and hang-up after it, all 200.
+    site.expect(caller, "hold, resume and BYE of the call made before the fault");
+    site.expect(callee, "the held call's other end");
+    site.until(&B, "ended both calls", |s| s["calls"] == 0);
+}
+
+#[test]
+fn kill_9_of_the_active_box_moves_address_registrations_and_calls_to_the_standby() {
+    course(
+        |_, a| a.signal(nix::sys::signal::Signal::SIGKILL),
+        |site, mut a| {
+            let data = std::mem::replace(&mut a.data, TempDir::new("pair-spare"));
+            drop(a);
+            let mut again = site.start(&A, &B, 200, Some(data));
+            again.wait_line(has("pair: following the active unit"));
+            again
+        },
+    );
+}
+
+#[test]
+fn a_frozen_active_box_steps_down_when_it_resumes_and_takes_nothing_back() {
+    course(
+        |_, a| a.signal(nix::sys::signal::Signal::SIGSTOP),
+        |_, mut a| {
+            a.signal(nix::sys::signal::Signal::SIGCONT);
+            a.wait_line(has("pair: following the active unit"));
+            a
+        },
+    );
+}
+
+#[test]
+fn the_active_box_cut_off_from_the_lan_is_replaced_and_never_takes_back() {
+    course(
+        |site, _| {
+            site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "eth0", "down"]);
+            site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "link0", "down"]);
+        },
+        |site, mut a| {
+            site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "link0", "up"]);
+            site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "eth0", "up"]);
+            a.wait_line(has("pair: following the active unit"));
+            a
+        },
+    );
+}
+
+#[test]
+fn a_cut_peer_link_alone_moves_nothing_and_makes_no_second_active() {
+    let site = Site::new();
+    let mut a = site.start(&A, &B, 200, None);
+    a.wait_line(has("pair: now active"));
+    let mut b = site.start(&B, &A, 100, None);
+    b.wait_line(has("pair: following the active unit"));
+    site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "link0", "down"]);
+    // B's probes over the LAN find A serving: B stays standby through many dead_afters.
+    site.until(&B, "probed the peer over the LAN ten times", |s| s["pair_stats"]["probes"].as_u64().unwrap_or(0) >= 10);
+    let s = site.status(&B);
+    assert_eq!(s["pair"]["role"], "standby", "{s}");
+    assert_eq!(s["pair_stats"]["takeovers"], 0, "{s}");
+    assert!(site.holds(&A) && !site.holds(&B));
+    assert_eq!(site.options(), "SIP/2.0 200 OK");
+    site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "link0", "up"]);
+    drop(b);
+    drop(a);
+}
+
+#[test]
+fn forged_and_replayed_peer_frames_are_refused_and_counted() {
+    let site = Site::new();
+    let mut a = site.start(&A, &B, 200, None);
+    a.wait_line(has("pair: now active"));
+    // A frame signed with another key, and garbage, sent to A's peer-link port.
+    site.lan.within(&site.lan.ns("b"), || {
+        let s = UdpSocket::bind("192.0.2.130:0").unwrap();
+        let mut forged = vec![1u8, 0, 4, 0, 1, 2, 3];
+        forged.extend_from_slice(&[0u8; 32]);
+        s.send_to(&forged, "192.0.2.129:7400").unwrap();
+        s.send_to(b"hello", "192.0.2.129:7400").unwrap();
+    });
+    site.until(&A, "counted the forged frames", |s| {
+        s["pair_stats"]["refused"]["forged"].as_u64() == Some(1) && s["pair_stats"]["refused"]["short"].as_u64() == Some(1)
+    });
+    let s = site.status(&A);
+    assert_eq!(s["pair"]["role"], "active", "{s}");
+    drop(a);
+}
