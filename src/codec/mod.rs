@@ -7,6 +7,7 @@
 
 pub mod framing;
 pub mod g711;
+pub mod icmp;
 pub mod wav;
 
 /// `bytes` as lowercase hex digits (digest hashes and nonces, generated secrets).
