@@ -29,6 +29,8 @@ struct Unit {
 const A: Unit = Unit { name: "a", lan_ip: "192.0.2.11", link_ip: "192.0.2.129" };
 const B: Unit = Unit { name: "b", lan_ip: "192.0.2.12", link_ip: "192.0.2.130" };
 
+const CTI_SECRET: &str = "pair-test-application-secret";
+
 fn config(me: &Unit, peer: &Unit, priority: u8) -> String {
     let base = common::sipp::config()
         .replace("name = \"sip-test\"", &format!("name = \"box-{}\"", me.name))
@@ -36,10 +38,67 @@ fn config(me: &Unit, peer: &Unit, priority: u8) -> String {
         .replace("tcp = \"127.0.0.1:0\"", "tcp = \"0.0.0.0:5060\"")
         .replace("[cti]\nlisten = \"127.0.0.1:0\"", "[cti]\nlisten = \"0.0.0.0:2748\"")
         .replace("[http]\nlisten = \"127.0.0.1:0\"", "[http]\nlisten = \"0.0.0.0:8080\"");
+    let app = format!("\n[[app_user]]\nname = \"crm\"\nsecret = \"{}\"\ndevices = [\"phone-1002\"]\n", app_secret_hash());
     format!(
-        "{base}\n[peer]\naddress = \"{}:7400\"\nlisten = \"0.0.0.0:7400\"\npeer_lan_address = \"{}\"\npriority = {priority}\nservice_address = \"{SERVICE}/25\"\ninterface = \"eth0\"\nkey = \"{KEY}\"\nwitness = \"{WITNESS}\"\nheartbeat_ms = 50\ndead_after_ms = 150\n",
+        "{base}{app}\n[peer]\naddress = \"{}:7400\"\nlisten = \"0.0.0.0:7400\"\npeer_lan_address = \"{}\"\npriority = {priority}\nservice_address = \"{SERVICE}/25\"\ninterface = \"eth0\"\nkey = \"{KEY}\"\nwitness = \"{WITNESS}\"\nheartbeat_ms = 50\ndead_after_ms = 150\n",
         peer.link_ip, peer.lan_ip
     )
+}
+
+/// The application's Argon2 hash, made once for every box of the test binary.
+fn app_secret_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| common::hash_secret(CTI_SECRET))
+}
+
+/// `ctibox cti watch` on the phone host, given both boxes' own CTI addresses.
+struct Watcher {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<Line>,
+    seen: Vec<String>,
+}
+
+impl Watcher {
+    fn start(site: &Site) -> Watcher {
+        let mut cmd = site.lan.command(&site.lan.ns("p"), bin());
+        cmd.args(["cti", "--server", &format!("{}:2748,{}:2748", A.lan_ip, B.lan_ip), "--app", "crm", "watch", "phone-1002"]);
+        cmd.env("CTIBOX_CTI_SECRET", CTI_SECRET).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("ctibox cti");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (r, out) in [(Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, true), (Box::new(child.stderr.take().unwrap()), false)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(if out { Line::Out(l) } else { Line::Err(l) }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Watcher { child, lines: rx, seen: vec![] }
+    }
+
+    fn wait(&mut self, pred: impl Fn(&Line) -> bool) -> String {
+        loop {
+            match self.lines.recv_timeout(GUARD) {
+                Ok(l) => {
+                    self.seen.push(l.text().to_string());
+                    if pred(&l) {
+                        return l.text().to_string();
+                    }
+                }
+                Err(_) => panic!("the CTI application never saw what was awaited; saw {:#?} ({:?})", self.seen, self.child.try_wait()),
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 struct Site {
@@ -177,12 +236,37 @@ fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxP
     site.register("1002", 5062);
     site.register("1003", 5063);
     site.until(&B, "had both registrations", |s| s["registrations"] == 2);
+    let mut app = Watcher::start(&site);
+    app.wait(|l| l.text().contains(&format!("watching phone-1002 on {}:2748", A.lan_ip)));
+    site.until(&B, "knew the application's device", |s| s["pair_stats"]["deltas_applied"].as_u64().unwrap_or(0) >= 3);
+    // The standby says so in its hello, and refuses the application's commands,
+    // naming the active unit.
+    let refused = site.lan.within(&site.lan.ns("p"), || {
+        use std::io::{BufRead, Write};
+        let s = std::net::TcpStream::connect(format!("{}:2748", B.lan_ip)).unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let mut hello = String::new();
+        r.read_line(&mut hello).unwrap();
+        writeln!(w, r#"{{"type":"login","id":1,"app":"crm","secret":"{CTI_SECRET}"}}"#).unwrap();
+        let mut login = String::new();
+        r.read_line(&mut login).unwrap();
+        writeln!(w, r#"{{"type":"open","id":2,"device":"phone-1002"}}"#).unwrap();
+        let mut open = String::new();
+        r.read_line(&mut open).unwrap();
+        (hello, login, open)
+    });
+    assert!(refused.0.contains(r#""role":"standby""#) && refused.0.contains(&format!(r#""active":"{}""#, A.lan_ip)), "{}", refused.0);
+    assert!(refused.1.contains(r#""ok":true"#), "{}", refused.1);
+    assert!(refused.2.contains(r#""code":"not_active""#) && refused.2.contains(A.lan_ip), "{}", refused.2);
     let callee = site.sipp("callee_hold.xml", "1002", None, 5062, &[]);
     let caller = site.sipp("caller_pause_hold.xml", "1002", Some("1001"), 5061, &["-key", "caller", "1001"]);
     site.until(&B, "had the call", |s| s["calls"] == 1);
+    app.wait(|l| l.text().contains(r#""event":"call_connected""#) || l.text().contains(r#""event":"call_answered""#));
 
     fault(&site, &mut a);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| after_fault(&site, &mut b, caller, callee)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| after_fault(&site, &mut b, &mut app, caller, callee)));
     if let Err(e) = r {
         for (name, x) in [("a", &mut a), ("b", &mut b)] {
             let text: Vec<String> = x.seen.iter().chain(x.lines.try_iter().collect::<Vec<_>>().iter()).map(|l| l.text().to_string()).collect();
@@ -199,10 +283,17 @@ fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxP
     drop(b);
 }
 
-fn after_fault(site: &Site, b: &mut BoxProc, caller: Child, callee: Child) {
+fn after_fault(site: &Site, b: &mut BoxProc, app: &mut Watcher, caller: Child, callee: Child) {
     b.wait_line(has("pair: now active"));
     assert_eq!(site.options(), "SIP/2.0 200 OK", "the service address answers from box-b");
     assert!(site.holds(&B), "box-b holds the service address");
+    // The application is back on box-b, with a snapshot naming the live call.
+    let snap = app.wait(|l| l.text().contains(r#""event":"snapshot""#));
+    assert!(snap.contains(r#""calls":[{"call":"c1","state":"connected""#), "the snapshot names the live call: {snap}");
+    let on_b = format!("watching phone-1002 on {}:2748", B.lan_ip);
+    if !app.seen.iter().any(|l| l.contains(&on_b)) {
+        app.wait(|l| l.text().contains(&on_b));
+    }
 
     // A phone registered before the fault receives a new call, without registering.
     let callee2 = site.sipp("callee_answer.xml", "1003", None, 5063, &[]);

@@ -10,10 +10,14 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "\
-usage: ctibox cti [--connect HOST:PORT] [--app NAME] [--secret-file FILE] <command>
+usage: ctibox cti [--server HOST:PORT[,HOST:PORT]] [--app NAME] [--secret-file FILE] <command>
 
   The secret is the first line of --secret-file, else $CTIBOX_CTI_SECRET.
-  --connect defaults to 127.0.0.1:2748; --app defaults to $CTIBOX_CTI_APP.
+  --server (or --connect) defaults to 127.0.0.1:2748; --app defaults to $CTIBOX_CTI_APP.
+  With two servers (the two boxes of a pair, primary first) the client uses the one
+  that is active: a standby's hello says so, and it goes on to the other. `watch`
+  moves to the other server when its server is lost, logs in again, re-opens its
+  devices and asks for a snapshot of their calls; it stays there (no fail-back).
 
 commands:
   watch [DEVICE...]            open the devices (all the application may open when
@@ -31,13 +35,22 @@ commands:
 /// Longest wait for the box to answer anything; a guard, not a protocol timer.
 const REPLY_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
+/// How long `watch` tries to get back to a server after losing its own, and how
+/// often.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+const RECONNECT_GAP: Duration = Duration::from_millis(100);
+/// The client sends a heartbeat at least this often, and takes a server that has
+/// answered nothing for `SILENCE` for lost (frozen, or its network cut).
+const BEAT_AT_LEAST: Duration = Duration::from_secs(1);
+const SILENCE: Duration = Duration::from_secs(3);
 /// Heartbeat period when the login reply does not name the server's timeout.
 const DEFAULT_HEARTBEAT_S: u64 = 30;
 
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    pub connect: String,
+    /// The servers in order of preference (primary, backup).
+    pub servers: Vec<String>,
     pub app: Option<String>,
     pub secret_file: Option<String>,
     pub command: Command,
@@ -56,7 +69,7 @@ pub enum Command {
 
 /// Parses `ctibox cti ...` arguments (after `cti`).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut connect = "127.0.0.1:2748".to_string();
+    let mut servers = vec!["127.0.0.1:2748".to_string()];
     let mut app = std::env::var("CTIBOX_CTI_APP").ok().filter(|a| !a.is_empty());
     let mut secret_file = None;
     let mut media = None;
@@ -65,7 +78,13 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     while let Some(a) = it.next() {
         let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--connect" => connect = value()?,
+            "--connect" | "--server" => {
+                let v = value()?;
+                servers = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                if servers.is_empty() || servers.len() > 2 {
+                    return Err(format!("{a}: {v:?} is not one or two HOST:PORT separated by a comma"));
+                }
+            }
             "--app" => app = Some(value()?),
             "--secret-file" => secret_file = Some(value()?),
             "--media" => {
@@ -94,12 +113,36 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     if media.is_some() && !matches!(command, Command::Answer { .. } | Command::MakeCall { .. }) {
         return Err("cti: --media goes with answer or make-call".into());
     }
-    Ok(Options { connect, app, secret_file, command })
+    Ok(Options { servers, app, secret_file, command })
 }
 
 /// Runs a parsed command; returns the exit code, or a sentence for stderr (exit 1).
+/// Connects to the first server that answers and is not a standby (starting from
+/// `from`); returns the connection and which server it is.
+fn connect_active(o: &Options, from: usize) -> Result<(Conn, usize), String> {
+    let mut why = Vec::new();
+    for k in 0..o.servers.len() {
+        let i = (from + k) % o.servers.len();
+        match Conn::connect(&o.servers[i]) {
+            Ok(c) => {
+                let v: Value = serde_json::from_str(&c.hello).unwrap_or(Value::Null);
+                if v["role"].as_str().is_some_and(|r| r != "active") && o.servers.len() > 1 {
+                    why.push(format!("{} is {} of its pair", o.servers[i], v["role"].as_str().unwrap_or("?")));
+                    continue;
+                }
+                return Ok((c, i));
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    Err(why.join("; "))
+}
+
 pub fn run(o: &Options) -> Result<u8, String> {
-    let mut c = Conn::connect(&o.connect)?;
+    if let Command::Watch { devices } = &o.command {
+        return watch_with_failover(o, devices);
+    }
+    let (mut c, _) = connect_active(o, 0)?;
     if o.command == Command::Raw {
         if o.app.is_some() {
             c.login(o)?;
@@ -108,17 +151,7 @@ pub fn run(o: &Options) -> Result<u8, String> {
     }
     c.login(o)?;
     match &o.command {
-        Command::Watch { devices } => {
-            let devices = if devices.is_empty() { c.openable()? } else { devices.clone() };
-            if devices.is_empty() {
-                return Err("this application may open no device that is free".into());
-            }
-            for d in &devices {
-                c.open(d)?;
-            }
-            eprintln!("ctibox cti: watching {}", devices.join(", "));
-            c.watch()
-        }
+        Command::Watch { .. } => unreachable!("handled above"),
         Command::Devices => {
             let reply = c.request(&Request::ListDevices)?;
             for d in reply["devices"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -162,6 +195,57 @@ pub fn run(o: &Options) -> Result<u8, String> {
     }
 }
 
+/// `watch`: open the devices and print every event; when the server is lost, go to
+/// the other server of the pair (or the same one, alone), log in, re-open the devices
+/// and ask for a snapshot of their calls, and go on there.
+fn watch_with_failover(o: &Options, asked: &[String]) -> Result<u8, String> {
+    let (mut c, mut at) = connect_active(o, 0)?;
+    c.login(o)?;
+    let devices = if asked.is_empty() { c.openable()? } else { asked.to_vec() };
+    if devices.is_empty() {
+        return Err("this application may open no device that is free".into());
+    }
+    for d in &devices {
+        c.open(d)?;
+    }
+    eprintln!("ctibox cti: watching {} on {}", devices.join(", "), o.servers[at]);
+    loop {
+        let why = match c.watch() {
+            Ok(code) => return Ok(code),
+            Err(why) => why,
+        };
+        eprintln!("ctibox cti: {}: {why}", o.servers[at]);
+        // The other server first (the lost one may be gone for good); then both, for
+        // a while: a takeover takes a fraction of a second, a restart a few.
+        let deadline = Instant::now() + RECONNECT_FOR;
+        let next = (at + 1) % o.servers.len();
+        loop {
+            match connect_active(o, next).and_then(|(mut c2, i)| {
+                c2.login(o)?;
+                for d in &devices {
+                    c2.open(d)?;
+                }
+                for d in &devices {
+                    c2.request(&Request::Snapshot { device: Some(d.clone()) })?;
+                }
+                Ok((c2, i))
+            }) {
+                Ok((c2, i)) => {
+                    c = c2;
+                    at = i;
+                    eprintln!("ctibox cti: watching {} on {}", devices.join(", "), o.servers[at]);
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    log::debug!("cti: reconnect: {e}");
+                    std::thread::sleep(RECONNECT_GAP);
+                }
+                Err(e) => return Err(format!("no server took the application back: {e}")),
+            }
+        }
+    }
+}
+
 fn to_media(a: SocketAddr) -> Media {
     Media { ip: a.ip(), port: a.port(), codec: None }
 }
@@ -190,6 +274,8 @@ struct Conn {
     heartbeats: u64,
     every: Duration,
     last_sent: Instant,
+    /// When the server last sent anything (a heartbeat's reply at least every `every`).
+    last_heard: Instant,
     /// The server's greeting, as sent.
     hello: String,
 }
@@ -244,7 +330,7 @@ impl Conn {
         if v["type"] != "hello" || v["protocol"] != crate::core::cti::wire::PROTOCOL {
             return Err(format!("{target} greeted with {hello}; this client speaks protocol {}", crate::core::cti::wire::PROTOCOL));
         }
-        Ok(Conn { w: stream, rx, tx, next_id: 1, heartbeats: 0, every, last_sent: Instant::now(), hello })
+        Ok(Conn { w: stream, rx, tx, next_id: 1, heartbeats: 0, every, last_sent: Instant::now(), last_heard: Instant::now(), hello })
     }
 
     fn send_line(&mut self, text: &str) -> Result<(), String> {
@@ -267,10 +353,20 @@ impl Conn {
         let start = Instant::now();
         loop {
             self.beat()?;
+            if self.last_heard.elapsed() > SILENCE {
+                // A frozen server or a lost network: a TCP connection may not say so
+                // for minutes. Heartbeats are answered; silence this long is a failure.
+                return Err(format!("the server said nothing for {SILENCE:?}"));
+            }
             let slice = self.every.saturating_sub(self.last_sent.elapsed()).max(Duration::from_millis(10));
             let slice = wait.map_or(slice, |w| slice.min(w.saturating_sub(start.elapsed())));
             match self.rx.recv_timeout(slice) {
-                Ok(m) => return Ok(m),
+                Ok(m) => {
+                    if matches!(m, Msg::Net(_)) {
+                        self.last_heard = Instant::now();
+                    }
+                    return Ok(m);
+                }
                 Err(RecvTimeoutError::Disconnected) => return Err("connection lost".into()),
                 Err(RecvTimeoutError::Timeout) => {
                     if wait.is_some_and(|w| start.elapsed() >= w) {
@@ -316,7 +412,7 @@ impl Conn {
         let secret = secret(o)?;
         let reply = self.request(&Request::Login { app, secret, protocol: Some(crate::core::cti::wire::PROTOCOL) })?;
         let hb = reply["heartbeat_s"].as_u64().unwrap_or(DEFAULT_HEARTBEAT_S).max(1);
-        self.every = Duration::from_millis(hb * 1000 / 3);
+        self.every = Duration::from_millis(hb * 1000 / 3).min(BEAT_AT_LEAST);
         Ok(())
     }
 
@@ -402,7 +498,7 @@ mod tests {
     #[test]
     fn commands_parse_with_their_arguments_and_bad_ones_are_refused_with_usage() {
         let o = parse_args(&args("--connect box:2748 --app ivr answer rp1 c7 --media 192.0.2.10:4000")).unwrap();
-        assert_eq!(o.connect, "box:2748");
+        assert_eq!(o.servers, vec!["box:2748".to_string()]);
         assert_eq!(o.app.as_deref(), Some("ivr"));
         assert_eq!(o.command, Command::Answer { device: "rp1".into(), call: "c7".into(), media: Some("192.0.2.10:4000".parse().unwrap()) });
         assert_eq!(parse_args(&args("watch a b")).unwrap().command, Command::Watch { devices: vec!["a".into(), "b".into()] });

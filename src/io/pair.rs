@@ -551,7 +551,10 @@ impl PairShell {
 /// Failed replication handshakes by source: after `HANDSHAKE_FAILS` in a row, a
 /// source is refused for `HANDSHAKE_BAN` before anything is read from it.
 #[derive(Clone, Default)]
-struct Bans(Rc<std::cell::RefCell<(HashMap<IpAddr, (u32, std::time::Instant)>, u64)>>);
+struct Bans(Rc<std::cell::RefCell<BanTable>>);
+
+/// Failures and when the last one was, by source; and how many were refused.
+type BanTable = (HashMap<IpAddr, (u32, std::time::Instant)>, u64);
 
 impl Bans {
     fn failed(&self, ip: IpAddr) {
