@@ -388,3 +388,22 @@ fn forged_and_replayed_peer_frames_are_refused_and_counted() {
     assert_eq!(s["pair"]["role"], "active", "{s}");
     drop(a);
 }
+
+#[test]
+fn a_switchover_hands_the_calls_over_and_the_old_active_follows() {
+    course(
+        |site, a| {
+            let status = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "status", "--data-dir", a.data.path().to_str().unwrap()]);
+            assert!(status.contains("role: active") && status.contains("held here"), "{status}");
+            let out = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "switchover", "--data-dir", a.data.path().to_str().unwrap()]);
+            assert!(out.starts_with("ok:"), "{out}");
+        },
+        |site, mut a| {
+            a.wait_line(has("pair: following the active unit"));
+            let status = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "status", "--data-dir", a.data.path().to_str().unwrap()]);
+            assert!(!status.contains("role: active") && status.contains("not held here"), "{status}");
+            a
+        },
+    );
+}
+
