@@ -109,7 +109,7 @@ struct Site {
 impl Site {
     fn new() -> Site {
         assert!(Command::new("sipp").arg("-v").output().is_ok(), "sipp is not installed; scripts/deps (run by scripts/test) installs it");
-        let mut lan = Lan::new();
+        let lan = Lan::new();
         lan.host("w", &format!("{WITNESS}/25"));
         lan.host(A.name, &format!("{}/25", A.lan_ip));
         lan.host(B.name, &format!("{}/25", B.lan_ip));
@@ -407,3 +407,25 @@ fn a_switchover_hands_the_calls_over_and_the_old_active_follows() {
     );
 }
 
+
+#[test]
+fn the_active_box_vanishing_with_its_namespace_is_replaced_and_a_new_box_joins_as_standby() {
+    course(
+        |site, a| {
+            // The host is gone: its process, its interfaces (the bridge port and the
+            // peer link with them) and the namespace.
+            a.signal(nix::sys::signal::Signal::SIGKILL);
+            let _ = a.child.wait();
+            common::netns::ip(&["netns", "del", &site.lan.ns("a")]);
+        },
+        |site, a| {
+            drop(a);
+            // A new host in its place, on the same addresses, with an empty data dir.
+            site.lan.host(A.name, &format!("{}/25", A.lan_ip));
+            site.lan.link(A.name, &format!("{}/30", A.link_ip), B.name, &format!("{}/30", B.link_ip));
+            let mut again = site.start(&A, &B, 200, None);
+            again.wait_line(has("pair: following the active unit"));
+            again
+        },
+    );
+}

@@ -39,6 +39,9 @@ const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// often.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 const RECONNECT_GAP: Duration = Duration::from_millis(100);
+/// A server being failed over from may be gone with its host: a connection attempt
+/// that takes longer than this is given up for the other server.
+const RECONNECT_WAIT: Duration = Duration::from_secs(1);
 /// The client sends a heartbeat at least this often, and takes a server that has
 /// answered nothing for `SILENCE` for lost (frozen, or its network cut).
 const BEAT_AT_LEAST: Duration = Duration::from_secs(1);
@@ -119,11 +122,11 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
 /// Runs a parsed command; returns the exit code, or a sentence for stderr (exit 1).
 /// Connects to the first server that answers and is not a standby (starting from
 /// `from`); returns the connection and which server it is.
-fn connect_active(o: &Options, from: usize) -> Result<(Conn, usize), String> {
+fn connect_active(o: &Options, from: usize, wait: Duration) -> Result<(Conn, usize), String> {
     let mut why = Vec::new();
     for k in 0..o.servers.len() {
         let i = (from + k) % o.servers.len();
-        match Conn::connect(&o.servers[i]) {
+        match Conn::connect(&o.servers[i], wait) {
             Ok(c) => {
                 let v: Value = serde_json::from_str(&c.hello).unwrap_or(Value::Null);
                 if v["role"].as_str().is_some_and(|r| r != "active") && o.servers.len() > 1 {
@@ -142,7 +145,7 @@ pub fn run(o: &Options) -> Result<u8, String> {
     if let Command::Watch { devices } = &o.command {
         return watch_with_failover(o, devices);
     }
-    let (mut c, _) = connect_active(o, 0)?;
+    let (mut c, _) = connect_active(o, 0, CONNECT_WAIT)?;
     if o.command == Command::Raw {
         if o.app.is_some() {
             c.login(o)?;
@@ -199,7 +202,7 @@ pub fn run(o: &Options) -> Result<u8, String> {
 /// the other server of the pair (or the same one, alone), log in, re-open the devices
 /// and ask for a snapshot of their calls, and go on there.
 fn watch_with_failover(o: &Options, asked: &[String]) -> Result<u8, String> {
-    let (mut c, mut at) = connect_active(o, 0)?;
+    let (mut c, mut at) = connect_active(o, 0, CONNECT_WAIT)?;
     c.login(o)?;
     let devices = if asked.is_empty() { c.openable()? } else { asked.to_vec() };
     if devices.is_empty() {
@@ -220,7 +223,7 @@ fn watch_with_failover(o: &Options, asked: &[String]) -> Result<u8, String> {
         let deadline = Instant::now() + RECONNECT_FOR;
         let next = (at + 1) % o.servers.len();
         loop {
-            match connect_active(o, next).and_then(|(mut c2, i)| {
+            match connect_active(o, next, RECONNECT_WAIT).and_then(|(mut c2, i)| {
                 c2.login(o)?;
                 for d in &devices {
                     c2.open(d)?;
@@ -281,13 +284,13 @@ struct Conn {
 }
 
 impl Conn {
-    fn connect(target: &str) -> Result<Conn, String> {
+    fn connect(target: &str, wait: Duration) -> Result<Conn, String> {
         let addrs: Vec<SocketAddr> =
             target.to_socket_addrs().map_err(|e| format!("cannot resolve {target}: {e}"))?.collect();
         let mut last = format!("{target} resolves to no address");
         let mut stream = None;
         for a in addrs {
-            match TcpStream::connect_timeout(&a, CONNECT_WAIT) {
+            match TcpStream::connect_timeout(&a, wait) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -321,10 +324,10 @@ impl Conn {
             let _ = net.send(Msg::NetClosed("the box closed the connection".into()));
         });
         let every = Duration::from_secs(DEFAULT_HEARTBEAT_S / 3);
-        let hello = match rx.recv_timeout(CONNECT_WAIT) {
+        let hello = match rx.recv_timeout(wait) {
             Ok(Msg::Net(l)) => l,
             Ok(Msg::NetClosed(why)) => return Err(why),
-            _ => return Err(format!("{target} sent no hello within {CONNECT_WAIT:?}")),
+            _ => return Err(format!("{target} sent no hello within {wait:?}")),
         };
         let v: Value = serde_json::from_str(&hello).map_err(|_| format!("{target} is not a CTI server (it sent {hello:?})"))?;
         if v["type"] != "hello" || v["protocol"] != crate::core::cti::wire::PROTOCOL {

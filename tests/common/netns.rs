@@ -25,7 +25,7 @@ pub fn ip_try(args: &[&str]) -> Output {
 pub struct Lan {
     pub prefix: String,
     pub bridge_ns: String,
-    pub hosts: Vec<String>,
+    pub hosts: std::cell::RefCell<Vec<String>>,
 }
 
 impl Lan {
@@ -37,7 +37,7 @@ impl Lan {
         let prefix = format!("ct{}{n}", std::process::id() % 100_000);
         let bridge_ns = format!("{prefix}-lan");
         ip(&["netns", "add", &bridge_ns]);
-        let lan = Lan { prefix, bridge_ns, hosts: vec![] };
+        let lan = Lan { prefix, bridge_ns, hosts: Default::default() };
         lan.run(&lan.bridge_ns, &["ip", "link", "add", "br0", "type", "bridge"]);
         lan.run(&lan.bridge_ns, &["ip", "link", "set", "br0", "up"]);
         lan.run(&lan.bridge_ns, &["ip", "link", "set", "lo", "up"]);
@@ -49,10 +49,10 @@ impl Lan {
     }
 
     /// A host `name` with `eth0` on the bridge at `addr` (e.g. "192.0.2.11/25").
-    pub fn host(&mut self, name: &str, addr: &str) -> String {
+    pub fn host(&self, name: &str, addr: &str) -> String {
         let ns = self.ns(name);
         ip(&["netns", "add", &ns]);
-        self.hosts.push(ns.clone());
+        self.hosts.borrow_mut().push(ns.clone());
         let (h, b) = (format!("{}{name}", self.prefix), format!("{}{name}b", self.prefix));
         assert!(b.len() <= 15, "interface name {b} too long");
         ip(&["link", "add", &h, "type", "veth", "peer", "name", &b]);
@@ -114,7 +114,8 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for ns in self.hosts.iter().chain(std::iter::once(&self.bridge_ns)) {
+        let hosts = self.hosts.borrow().clone();
+        for ns in hosts.iter().chain(std::iter::once(&self.bridge_ns)) {
             // Whatever still runs in it goes first.
             if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
