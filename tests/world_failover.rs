@@ -330,3 +330,82 @@ fn registration_refreshes_are_saved_at_most_every_five_minutes_new_bindings_at_o
     w.stop();
     assert_eq!(w.persisted.len(), 8, "nothing held back any more");
 }
+
+/// The standby's side of the replication stream, as the shell runs it: deltas are
+/// applied in order; when one is lost (the stream's numbered MACs refuse what follows
+/// it), the standby reconnects and gets a whole new snapshot, applied in place with
+/// `Engine::follow`. For every seed (which deltas are lost), after every step of a call
+/// with a hold and a resume, the standby holds exactly the primary's state.
+#[test]
+fn a_standby_that_loses_deltas_catches_up_with_a_new_snapshot_whatever_is_lost() {
+    let mut total_lost = 0;
+    for seed in 0..64u64 {
+        let mut w = World::new(&config(&[], PAIRED), 1);
+        let cfg = w.engine.config().clone();
+        let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
+        standby.set_pair(ctibox::core::PairView { role: "standby", term: 1, active: Some("192.0.2.11".into()) });
+        let mut lcg = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut lost = 0;
+        let mut applied = 0;
+        let mut sync = |w: &World, standby: &mut ctibox::core::Engine, applied: &mut usize| {
+            for (_, d) in &w.replicated[*applied..] {
+                lcg = lcg.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                if (lcg >> 33) % 4 == 0 {
+                    // Lost: the rest of the stream is refused; a new snapshot replaces it.
+                    lost += 1;
+                    assert!(standby.follow(snapshot(w)));
+                    break;
+                }
+                standby.apply_delta(d.clone());
+            }
+            *applied = w.replicated.len();
+            let (mut a, mut b) = (w.engine.snapshot(), standby.snapshot());
+            a.taken_unix_ms = 0;
+            b.taken_unix_ms = 0;
+            assert_eq!(b, a, "seed {seed}: the standby holds the primary's state");
+        };
+        w.register_all();
+        sync(&w, &mut standby, &mut applied);
+        w.drive_until(secs(1.0));
+        w.dial("1001", "1002");
+        w.drive_until(secs(2.0));
+        w.answer("1002");
+        w.drive_until(secs(3.0));
+        sync(&w, &mut standby, &mut applied);
+        w.reinvite("1001", "sendonly");
+        w.drive_until(secs(4.0));
+        sync(&w, &mut standby, &mut applied);
+        w.reinvite("1001", "sendrecv");
+        w.drive_until(secs(5.0));
+        sync(&w, &mut standby, &mut applied);
+        w.hangup("1002");
+        w.settle();
+        sync(&w, &mut standby, &mut applied);
+        let out: Vec<_> = std::iter::from_fn(|| standby.poll_output()).collect();
+        assert!(out.iter().all(|o| !matches!(o, ctibox::core::Output::Transmit { .. })), "seed {seed}: a standby sends no SIP: {out:?}");
+        total_lost += lost;
+    }
+    assert!(total_lost >= 32, "the seeds lose deltas ({total_lost} lost)");
+}
+
+/// A standby that takes over (`Engine::serve`) starts the music on hold of a call held
+/// at that moment, as a restore does, and serves the call's next request.
+#[test]
+fn a_standby_taking_over_a_held_call_starts_its_music_on_hold() {
+    let mut w = World::new(&config(&[], PAIRED), 1);
+    let cfg = w.engine.config().clone();
+    let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
+    w.register_all();
+    w.drive_until(secs(1.0));
+    w.dial("1001", "1002");
+    w.drive_until(secs(2.0));
+    w.answer("1002");
+    w.drive_until(secs(3.0));
+    w.reinvite("1001", "sendonly");
+    w.drive_until(secs(4.0));
+    assert!(standby.follow(snapshot(&w)));
+    assert!(std::iter::from_fn(|| standby.poll_output()).next().is_none(), "following starts no media");
+    standby.serve();
+    let out: Vec<_> = std::iter::from_fn(|| standby.poll_output()).collect();
+    assert!(out.iter().any(|o| matches!(o, ctibox::core::Output::Media(MediaCmd::Play { .. }))), "music on hold restarted: {out:?}");
+}

@@ -212,11 +212,15 @@ impl PairShell {
             self.machine.handle_timeout(now);
         }
         self.finish_probe(now);
+        // The role machine's decisions first: a unit that wakes from a freeze steps
+        // down here, and must not announce the address it is about to drop.
+        self.pump(now, engine);
         while self.announces.front().is_some_and(|t| *t <= now) {
             self.announces.pop_front();
-            self.announce();
+            if self.serving() {
+                self.announce();
+            }
         }
-        self.pump(now, engine);
     }
 
     /// Reads every datagram queued on the peer-link socket.
@@ -498,6 +502,11 @@ impl PairShell {
         }
         let answer = p.answer;
         self.probe = None;
+        if !witness && self.serving() {
+            // Cut off from the LAN: announcing the address when the LAN comes back
+            // would pull the phones away from the unit that took over meanwhile.
+            self.announces.clear();
+        }
         log::debug!("pair: probe: witness {}, peer {}", if witness { "answers" } else { "silent" }, answer.map_or("silent", |s| s.role.name()));
         self.machine.probed(now, witness, answer);
     }
