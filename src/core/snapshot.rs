@@ -159,31 +159,10 @@ impl Engine {
     /// outputs are the `MediaCmd::Play`s that re-create music on hold and box media.
     pub fn restore(config: Arc<Config>, rng: EngineRng, now: Time, unix_at_zero_ms: u64, snapshot: EngineSnapshot) -> Engine {
         let mut e = Engine::new(config, rng, now, unix_at_zero_ms, Restored::default());
-        if snapshot.version != SNAPSHOT_VERSION {
-            log::warn!("failover: snapshot version {} is not {SNAPSHOT_VERSION}; starting empty", snapshot.version);
-            return e;
+        // What a standby does when it takes over: follow the state, then serve it.
+        if e.follow(snapshot) {
+            e.serve();
         }
-        for (device, b) in snapshot.bindings {
-            e.apply_delta(Delta::Binding { device, binding: Box::new(b) });
-        }
-        e.sip.registrar.expire(now);
-        let at = |ms: u64| from_wall(unix_at_zero_ms, now, ms);
-        for c in snapshot.calls {
-            for cmd in e.sip.b2bua.restore_call(c.clone(), &at) {
-                e.out.push_back(Output::Media(cmd));
-            }
-            e.replicated.insert(c.id, fingerprint(&c));
-        }
-        for d in snapshot.devices {
-            e.api.reserve(d);
-        }
-        e.sip.b2bua.raise_next_ids(snapshot.next_call, snapshot.next_stream);
-        log::info!(
-            "failover: restored {} registrations, {} calls, {} CTI devices held for their applications",
-            e.sip.registrar.len(),
-            e.sip.b2bua.calls(),
-            e.api.reserved_len()
-        );
         e
     }
 
