@@ -355,6 +355,15 @@ fn a_cut_peer_link_alone_moves_nothing_and_makes_no_second_active() {
     a.wait_line(has("pair: now active"));
     let mut b = site.start(&B, &A, 100, None);
     b.wait_line(has("pair: following the active unit"));
+    // A SIP request to the standby's own address changes nothing there: it is dropped
+    // unread and counted (its engine is a copy of the active's).
+    site.lan.within(&site.lan.ns("p"), || {
+        let s = UdpSocket::bind(format!("{PHONE}:0")).unwrap();
+        let m = format!("OPTIONS sip:{}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE}:9;branch=z9hG4bK-sb\r\nFrom: <sip:p@{PHONE}>;tag=1\r\nTo: <sip:b@{}>\r\nCall-ID: sb@{PHONE}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n", B.lan_ip, B.lan_ip);
+        s.send_to(m.as_bytes(), format!("{}:5060", B.lan_ip)).unwrap();
+    });
+    site.until(&B, "dropped the request to its own address", |s| s["pair_stats"]["sip_dropped"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(site.status(&B)["sip"]["received"], 0, "the standby's engine never saw it");
     site.lan.run(&site.lan.ns("a"), &["ip", "link", "set", "link0", "down"]);
     // B's probes over the LAN find A serving: B stays standby through many dead_afters.
     site.until(&B, "probed the peer over the LAN ten times", |s| s["pair_stats"]["probes"].as_u64().unwrap_or(0) >= 10);

@@ -199,6 +199,9 @@ impl Driver {
                         if let (Input::Http { .. }, Some(p)) = (&input, &self.pair) {
                             self.engine.set_pair_stats(serde_json::to_value(p.stats_now()).unwrap_or_default());
                         }
+                        if matches!(input, Input::Sip { .. }) && self.held_back() {
+                            continue;
+                        }
                         let now = self.clock.now();
                         self.engine.handle_input(now, input);
                     }
@@ -267,6 +270,9 @@ impl Driver {
                     if let Some(busy) = self.load.observe(std::time::Instant::now(), udp.waited) {
                         self.engine.handle_input(self.clock.now(), Input::Load { busy });
                     }
+                    if self.held_back() {
+                        continue;
+                    }
                     let now = self.clock.now();
                     self.engine.handle_input(now, input);
                     self.drain_once();
@@ -331,6 +337,20 @@ impl Driver {
             }
         }
         self.udp_out.clear();
+    }
+
+    /// Whether a SIP message is to be dropped (and counted) rather than handled: a
+    /// unit of a pair that does not serve keeps its engine a copy of the active's, so
+    /// a request sent to its own address (the service address is not here) changes
+    /// nothing and gets no answer.
+    fn held_back(&mut self) -> bool {
+        match self.pair.as_mut() {
+            Some(p) if !p.serving() => {
+                p.stats.sip_dropped += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A control-socket command's answer (io/control.rs).

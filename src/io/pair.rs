@@ -76,6 +76,8 @@ pub struct PairStats {
     pub handshakes_refused: u64,
     /// SIP messages a non-serving unit did not send (its engine's, while standby).
     pub held_back: u64,
+    /// SIP messages a non-serving unit received and dropped unread.
+    pub sip_dropped: u64,
 }
 
 struct Probe {
