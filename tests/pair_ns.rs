@@ -389,9 +389,19 @@ fn forged_and_replayed_peer_frames_are_refused_and_counted() {
         forged.extend_from_slice(&[0u8; 32]);
         s.send_to(&forged, "192.0.2.129:7400").unwrap();
         s.send_to(b"hello", "192.0.2.129:7400").unwrap();
+        // An authentic heartbeat (signed with the pair key), then the same bytes again:
+        // the second is a replay.
+        use ctibox::core::pair::wire::{encode, Body, Frame};
+        use ctibox::core::pair::{Role, Status};
+        let key: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&KEY[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let status = Status { term: 0, role: Role::Starting, priority: 1, unit: 1, handover: false };
+        let frame = encode(&key, &Frame { boot: 1, seq: 1, body: Body::Heartbeat(status) }).unwrap();
+        s.send_to(&frame, "192.0.2.129:7400").unwrap();
+        s.send_to(&frame, "192.0.2.129:7400").unwrap();
     });
-    site.until(&A, "counted the forged frames", |s| {
-        s["pair_stats"]["refused"]["forged"].as_u64() == Some(1) && s["pair_stats"]["refused"]["short"].as_u64() == Some(1)
+    site.until(&A, "counted the forged, short and replayed frames", |s| {
+        let r = &s["pair_stats"]["refused"];
+        r["forged"].as_u64() == Some(1) && r["short"].as_u64() == Some(1) && r["replayed"].as_u64() == Some(1)
     });
     let s = site.status(&A);
     assert_eq!(s["pair"]["role"], "active", "{s}");
