@@ -197,7 +197,9 @@ impl PairShell {
     /// When `on_timeout` should run next.
     pub fn deadline(&self) -> Time {
         let mut t = self.machine.poll_timeout();
-        if let Some(p) = &self.probe {
+        // Once the ping has answered, the peer's answer is waited for until
+        // `answer_by`; before that, the ping's own result wakes the loop.
+        if let Some(p) = self.probe.as_ref().filter(|p| p.witness.is_some()) {
             t = t.min(p.answer_by);
         }
         if let Some(a) = self.announces.front() {
