@@ -209,23 +209,33 @@ fn a_basic_call_replicates_call_up_at_the_ack_and_call_ended_at_the_bye_and_noth
     assert_eq!(deltas[1], (secs(3.01), Delta::CallEnded { id: 1 }), "ended when the BYE arrives");
 }
 
+/// A fresh engine of the same configuration, to follow `w`'s engine as its standby.
+fn standby_of(w: &World) -> ctibox::core::Engine {
+    let cfg = w.engine.config().clone();
+    ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default())
+}
+
+/// Asserts that `standby` holds `w`'s engine's state (the snapshots, less when taken).
+fn assert_follows(w: &World, standby: &ctibox::core::Engine, what: &str) {
+    let (mut a, mut b) = (w.engine.snapshot(), standby.snapshot());
+    a.taken_unix_ms = 0;
+    b.taken_unix_ms = 0;
+    assert_eq!(b, a, "{what}");
+}
+
 /// Applies every delta of `w` from index `from` to `standby`, and compares snapshots.
 fn follow(w: &World, standby: &mut ctibox::core::Engine, from: usize) -> usize {
     for (_, d) in &w.replicated[from..] {
         standby.apply_delta(d.clone());
     }
-    let (mut a, mut b) = (w.engine.snapshot(), standby.snapshot());
-    a.taken_unix_ms = 0;
-    b.taken_unix_ms = 0;
-    assert_eq!(b, a, "the standby follows the primary");
+    assert_follows(w, standby, "the standby follows the primary");
     w.replicated.len()
 }
 
 #[test]
 fn a_standby_applying_the_deltas_holds_the_primarys_snapshot_through_a_call_hold_resume_and_hang_up() {
     let mut w = World::new(&config(&[], PAIRED), 1);
-    let cfg = w.engine.config().clone();
-    let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
+    let mut standby = standby_of(&w);
     w.register_all();
     let mut n = follow(&w, &mut standby, 0);
     w.drive_until(secs(1.0));
@@ -341,8 +351,7 @@ fn a_standby_that_loses_deltas_catches_up_with_a_new_snapshot_whatever_is_lost()
     let mut total_lost = 0;
     for seed in 0..64u64 {
         let mut w = World::new(&config(&[], PAIRED), 1);
-        let cfg = w.engine.config().clone();
-        let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
+        let mut standby = standby_of(&w);
         standby.set_pair(ctibox::core::PairView { role: "standby", term: 1, active: Some("192.0.2.11".into()) });
         let mut lcg = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut lost = 0;
@@ -359,10 +368,7 @@ fn a_standby_that_loses_deltas_catches_up_with_a_new_snapshot_whatever_is_lost()
                 standby.apply_delta(d.clone());
             }
             *applied = w.replicated.len();
-            let (mut a, mut b) = (w.engine.snapshot(), standby.snapshot());
-            a.taken_unix_ms = 0;
-            b.taken_unix_ms = 0;
-            assert_eq!(b, a, "seed {seed}: the standby holds the primary's state");
+            assert_follows(w, standby, &format!("seed {seed}: the standby holds the primary's state"));
         };
         w.register_all();
         sync(&w, &mut standby, &mut applied);
@@ -393,8 +399,7 @@ fn a_standby_that_loses_deltas_catches_up_with_a_new_snapshot_whatever_is_lost()
 #[test]
 fn a_standby_taking_over_a_held_call_starts_its_music_on_hold() {
     let mut w = World::new(&config(&[], PAIRED), 1);
-    let cfg = w.engine.config().clone();
-    let mut standby = ctibox::core::Engine::new(cfg, ctibox::core::rng::EngineRng::seed_from_u64(9), Time::ZERO, 0, Default::default());
+    let mut standby = standby_of(&w);
     w.register_all();
     w.drive_until(secs(1.0));
     w.dial("1001", "1002");

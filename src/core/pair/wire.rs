@@ -205,11 +205,14 @@ impl StreamSide {
         self.max = max.min(MAX_STREAM_BODY);
     }
 
-    fn tag(&self, signed: &[u8]) -> Hmac<Sha256> {
+    /// The MAC of the next frame: its direction, its number, then `parts` (the frame).
+    fn tag(&self, parts: &[&[u8]]) -> Hmac<Sha256> {
         let mut m = mac(&self.key);
         m.update(&[self.dir as u8]);
         m.update(&self.seq.to_be_bytes());
-        m.update(signed);
+        for p in parts {
+            m.update(p);
+        }
         m
     }
 
@@ -224,7 +227,7 @@ impl StreamSide {
         out.push(VERSION);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&body);
-        let t = self.tag(&out).finalize().into_bytes();
+        let t = self.tag(&[&out]).finalize().into_bytes();
         out.extend_from_slice(&t);
         self.seq += 1;
         Some(out)
@@ -251,12 +254,7 @@ impl StreamSide {
             return Err(Refused::Length);
         }
         let (body, tag) = rest.split_at(need - MAC);
-        let mut m = mac(&self.key);
-        m.update(&[self.dir as u8]);
-        m.update(&self.seq.to_be_bytes());
-        m.update(head);
-        m.update(body);
-        m.verify_slice(tag).map_err(|_| Refused::Forged)?;
+        self.tag(&[head, body]).verify_slice(tag).map_err(|_| Refused::Forged)?;
         self.seq += 1;
         postcard::from_bytes::<StreamMsg>(body).map_err(|_| Refused::Malformed)
     }
