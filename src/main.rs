@@ -17,9 +17,17 @@ commands:
   cti [--connect HOST:PORT] [--app NAME] [--secret-file FILE] <command>
         a command-line CTI application: watch, devices, answer, redirect, drop,
         make-call, raw (`ctibox cti help` for details)
-  peer status|switchover [--config FILE] [--data-dir DIR]
+  peer status|switchover|release [--force] [--wait-s N] [--config FILE] [--data-dir DIR]
         ask the running box (over its control socket in the data directory) for
-        its pair role, or make the active box hand over to its standby
+        its pair role, or make the active box hand over to its standby; a
+        switchover waits up to N s (10) for calls in setup, which a handover
+        would lose; --force hands over at once; release takes the service
+        address off the interface (after the box has stopped: ExecStopPost)
+  analog [--config FILE] [--data-dir DIR] status|hook PORT off|on|flash PORT|
+         dtmf PORT DIGITS|dial PORT DIGITS
+        the simulated board's FXS ports: show them, or lift, hang up, flash and
+        dial as a subscriber would (DTMF as the port's detector reports it, or
+        rotary pulses at 10 pps)
   hash-secret
         read a CTI application secret from stdin (one line) and print its Argon2id
         PHC string for an [[app_user]] secret
@@ -66,6 +74,7 @@ fn dispatch(args: &[String]) -> Result<u8, String> {
         }
         "cti" => cti(rest),
         "peer" => peer(rest),
+        "analog" => analog(rest),
         "hash-secret" => {
             if !rest.is_empty() {
                 return Err("hash-secret takes no arguments; it reads the secret from stdin".into());
@@ -131,25 +140,99 @@ fn hash_secret() -> Result<u8, String> {
     }
 }
 
+/// `ctibox peer release`: takes the service address off the interface, for when the
+/// box's process is gone (the unit's ExecStopPost): the host's kernel would otherwise
+/// go on answering ARP for it after a crash, pulling phones away from the peer that
+/// took over, until the box restarts and removes it.
+fn release(cfg: &ctibox::config::Config) -> Result<u8, String> {
+    let Some(p) = &cfg.peer else {
+        println!("no [peer]: nothing to release");
+        return Ok(0);
+    };
+    let sa = p.service_address;
+    match ctibox::io::pairnet::remove_address(&p.interface, sa.addr, sa.prefix) {
+        Ok(true) => println!("released {}/{} from {}", sa.addr, sa.prefix, p.interface),
+        Ok(false) => println!("{}/{} was not on {}", sa.addr, sa.prefix, p.interface),
+        Err(e) => {
+            eprintln!("ctibox: cannot remove {}/{} from {}: {e}", sa.addr, sa.prefix, p.interface);
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}
+
 /// `ctibox peer status|switchover`: one command to the running box's control socket.
 fn peer(args: &[String]) -> Result<u8, String> {
-    let Some((what, rest)) = args.split_first() else { return Err("peer needs status or switchover".into()) };
-    if !matches!(what.as_str(), "status" | "switchover") {
-        return Err(format!("peer: unknown command {what:?} (status, switchover)"));
+    let Some((what, rest)) = args.split_first() else { return Err("peer needs status, switchover or release".into()) };
+    if !matches!(what.as_str(), "status" | "switchover" | "release") {
+        return Err(format!("peer: unknown command {what:?} (status, switchover, release)"));
     }
     let mut o = RunOptions::default();
+    let (mut force, mut wait_s) = (false, 10u64);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
+        if flag == "--force" && what == "switchover" {
+            force = true;
+            continue;
+        }
         let value = it.next().cloned().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--config" | "-c" => o.config = Some(PathBuf::from(value)),
             "--data-dir" => o.data_dir = Some(PathBuf::from(value)),
+            "--wait-s" if what == "switchover" => wait_s = value.parse().map_err(|_| format!("--wait-s {value:?}: not a number of seconds"))?,
             other => return Err(format!("peer: unknown option {other:?}")),
         }
     }
     let cfg = o.load().map_err(|e| format!("configuration refused: {e}"))?;
+    if what == "release" {
+        return release(&cfg);
+    }
     let dir = ctibox::io::run::data_dir(&o, &cfg);
-    match ctibox::io::control::request(&dir, &format!("peer {what}")) {
+    let command = if force { format!("peer {what} --force") } else { format!("peer {what}") };
+    // A switchover waits (up to --wait-s) for the calls in setup to be answered or
+    // ended: the standby holds established calls only.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(wait_s);
+    let answer = loop {
+        match ctibox::io::control::request(&dir, &command) {
+            Ok(a) if a.starts_with("busy:") && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(a) if a.starts_with("busy:") => {
+                break Ok(format!("error: no switchover: {} after {wait_s} s (--force hands over anyway)\n", a["busy: ".len()..].trim_end()));
+            }
+            other => break other,
+        }
+    };
+    match answer {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(if answer.starts_with("error:") { 1 } else { 0 })
+        }
+        Err(e) => {
+            eprintln!("ctibox: {e}");
+            Ok(1)
+        }
+    }
+}
+
+/// `ctibox analog ...`: one command to the running box's control socket.
+fn analog(args: &[String]) -> Result<u8, String> {
+    let mut o = RunOptions::default();
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => o.config = Some(PathBuf::from(it.next().ok_or("--config needs a value")?)),
+            "--data-dir" => o.data_dir = Some(PathBuf::from(it.next().ok_or("--data-dir needs a value")?)),
+            w => words.push(w.to_string()),
+        }
+    }
+    if words.is_empty() {
+        return Err("analog needs a command: status, hook, flash, dtmf, dial".into());
+    }
+    let cfg = o.load().map_err(|e| format!("configuration refused: {e}"))?;
+    let dir = ctibox::io::run::data_dir(&o, &cfg);
+    match ctibox::io::control::request(&dir, &format!("analog {}", words.join(" "))) {
         Ok(answer) => {
             print!("{answer}");
             Ok(if answer.starts_with("error:") { 1 } else { 0 })

@@ -69,16 +69,19 @@ impl Media {
     }
 }
 
-/// A UDP port pair (even RTP, RTCP above) free right now.
+/// A UDP port pair (even RTP, RTCP above) free right now, never handed out before in
+/// this process. Pairs come from below the kernel's ephemeral range (32768 up), so a
+/// socket bound to port 0 meanwhile, by this test or a parallel one, cannot take a port
+/// that was handed to the media thread before its bind.
 fn free_pair() -> u16 {
-    for _ in 0..1000 {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = s.local_addr().unwrap().port();
-        if p.is_multiple_of(2) && p < 65534 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(20_000);
+    loop {
+        let p = NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        assert!(p < 32_000, "no free port pair below the ephemeral range");
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
             return p;
         }
     }
-    panic!("no free port pair");
 }
 
 /// A test peer: RTP and RTCP sockets on a port pair.

@@ -1,4 +1,5 @@
-//! The peer pair, for real: two boxes, a witness, a phone host on one bridge, each in a
+//! The peer pair, for real: two boxes, a witness, a phone host (SIPp and baresip) and
+//! an application host (a CTI client) on one bridge, each in a
 //! network namespace this test makes (root, as CI runs; addresses from 192.0.2.0/24
 //! only), and a peer link of its own between the boxes. Each test fails the active box
 //! one way and checks what a site would notice: the service address answers from the
@@ -9,6 +10,7 @@
 
 mod common;
 
+use common::baresip::Phone;
 use common::netns::Lan;
 use common::sipp::{password, scenario};
 use common::{bin, http_get, BoxProc, Line, TempDir, GUARD};
@@ -19,6 +21,8 @@ const KEY: &str = "6a1c3e5f7b9d0f2a4c6e8a0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f0a2c4e6b8
 const SERVICE: &str = "192.0.2.10";
 const WITNESS: &str = "192.0.2.1";
 const PHONE: &str = "192.0.2.21";
+/// The CTI application's host.
+const APP: &str = "192.0.2.31";
 
 struct Unit {
     name: &'static str,
@@ -32,7 +36,8 @@ const B: Unit = Unit { name: "b", lan_ip: "192.0.2.12", link_ip: "192.0.2.130" }
 const CTI_SECRET: &str = "pair-test-application-secret";
 
 fn config(me: &Unit, peer: &Unit, priority: u8) -> String {
-    let base = common::sipp::config()
+    // baresip answers only an all-MD5 challenge (see tests/baresip.rs).
+    let base = common::sipp::sip_config_digest(r#"digest_algorithms = ["md5"]"#, "")
         .replace("name = \"sip-test\"", &format!("name = \"box-{}\"", me.name))
         .replace("udp = \"127.0.0.1:0\"", "udp = \"0.0.0.0:5060\"")
         .replace("tcp = \"127.0.0.1:0\"", "tcp = \"0.0.0.0:5060\"")
@@ -51,7 +56,7 @@ fn app_secret_hash() -> &'static str {
     H.get_or_init(|| common::hash_secret(CTI_SECRET))
 }
 
-/// `ctibox cti watch` on the phone host, given both boxes' own CTI addresses.
+/// `ctibox cti watch` on the application host, given both boxes' own CTI addresses.
 struct Watcher {
     child: Child,
     lines: std::sync::mpsc::Receiver<Line>,
@@ -60,7 +65,7 @@ struct Watcher {
 
 impl Watcher {
     fn start(site: &Site) -> Watcher {
-        let mut cmd = site.lan.command(&site.lan.ns("p"), bin());
+        let mut cmd = site.lan.command(&site.lan.ns("c"), bin());
         cmd.args(["cti", "--server", &format!("{}:2748,{}:2748", A.lan_ip, B.lan_ip), "--app", "crm", "watch", "phone-1002"]);
         cmd.env("CTIBOX_CTI_SECRET", CTI_SECRET).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("ctibox cti");
@@ -108,25 +113,39 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        let site = Site::without_peer_link();
+        site.lan.link(A.name, &format!("{}/30", A.link_ip), B.name, &format!("{}/30", B.link_ip));
+        site
+    }
+
+    /// The hosts on the LAN, but no peer link between the boxes yet.
+    fn without_peer_link() -> Site {
         assert!(Command::new("sipp").arg("-v").output().is_ok(), "sipp is not installed; scripts/deps (run by scripts/test) installs it");
         let lan = Lan::new();
         lan.host("w", &format!("{WITNESS}/25"));
         lan.host(A.name, &format!("{}/25", A.lan_ip));
         lan.host(B.name, &format!("{}/25", B.lan_ip));
         lan.host("p", &format!("{PHONE}/25"));
-        lan.link(A.name, &format!("{}/30", A.link_ip), B.name, &format!("{}/30", B.link_ip));
+        lan.host("c", &format!("{APP}/25"));
         Site { lan, dir: TempDir::new("pair") }
     }
 
     /// Starts a unit on `data` (a fresh directory, or the one it ran on before).
     fn start(&self, me: &Unit, peer: &Unit, priority: u8, data: Option<TempDir>) -> BoxProc {
+        let mut b = self.spawn(me, peer, priority, data);
+        b.read_banner();
+        b
+    }
+
+    /// As `start`, without waiting for the banner.
+    fn spawn(&self, me: &Unit, peer: &Unit, priority: u8, data: Option<TempDir>) -> BoxProc {
         let file = self.dir.file(&format!("box-{}.toml", me.name));
         std::fs::write(&file, config(me, peer, priority)).unwrap();
         let data = data.unwrap_or_else(|| TempDir::new(&format!("pair-{}", me.name)));
         let mut cmd = self.lan.command(&self.lan.ns(me.name), bin());
         cmd.arg("run").arg("--config").arg(&file).arg("--data-dir").arg(data.path());
         cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
-        BoxProc::start_cmd(cmd, data)
+        BoxProc::spawn_cmd(cmd, data)
     }
 
     /// /status of a unit, asked on its own LAN address.
@@ -187,18 +206,28 @@ impl Site {
     }
 
     /// An OPTIONS from the phone host to the service address: the answer's status.
+    /// Sent as a UA sends it over UDP, again at Timer E's intervals (500 ms, doubling
+    /// to 4 s) until answered: the first copy may still reach the old box's MAC
+    /// before the new one's announcement has.
     fn options(&self) -> String {
         self.lan.within(&self.lan.ns("p"), || {
             let s = UdpSocket::bind(format!("{PHONE}:0")).unwrap();
-            s.set_read_timeout(Some(GUARD)).unwrap();
             let port = s.local_addr().unwrap().port();
             let m = format!(
                 "OPTIONS sip:{SERVICE}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PHONE}:{port};branch=z9hG4bK-opt-{port};rport\r\nFrom: <sip:probe@{PHONE}>;tag=p{port}\r\nTo: <sip:{SERVICE}:5060>\r\nCall-ID: opt-{port}@{PHONE}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             );
-            s.send_to(m.as_bytes(), format!("{SERVICE}:5060")).unwrap();
+            let (mut wait, mut waited) = (std::time::Duration::from_millis(500), std::time::Duration::ZERO);
             let mut buf = [0u8; 4096];
-            let n = s.recv(&mut buf).expect("an answer to OPTIONS on the service address");
-            String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string()
+            loop {
+                s.send_to(m.as_bytes(), format!("{SERVICE}:5060")).unwrap();
+                s.set_read_timeout(Some(wait)).unwrap();
+                match s.recv(&mut buf) {
+                    Ok(n) => return String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string(),
+                    Err(e) => assert!(waited < GUARD, "no answer to OPTIONS on the service address: {e}"),
+                }
+                waited += wait;
+                wait = (wait * 2).min(std::time::Duration::from_secs(4));
+            }
         })
     }
 
@@ -234,14 +263,19 @@ fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxP
     assert!(site.holds(&A) && !site.holds(&B));
 
     site.register("1002", 5062);
-    site.register("1003", 5063);
-    site.until(&B, "had both registrations", |s| s["registrations"] == 2);
+    // 1003 is baresip, registered to the service address from the phone host.
+    let stdbuf = site.lan.command(&site.lan.ns("p"), "stdbuf");
+    let mut phone = Phone::start_with(stdbuf, &format!("{SERVICE}:5060"), PHONE, "1003", &password("1003")).await_registered();
+    let registers = |p: &Phone| p.seen.iter().filter(|l| l.starts_with("REGISTER sip:")).count();
+    let registered = registers(&phone);
+    site.register("1004", 5064);
+    site.until(&B, "had the registrations", |s| s["registrations"] == 3);
     let mut app = Watcher::start(&site);
     app.wait(|l| l.text().contains(&format!("watching phone-1002 on {}:2748", A.lan_ip)));
     site.until(&B, "knew the application's device", |s| s["pair_stats"]["deltas_applied"].as_u64().unwrap_or(0) >= 3);
     // The standby says so in its hello, and refuses the application's commands,
     // naming the active unit.
-    let refused = site.lan.within(&site.lan.ns("p"), || {
+    let refused = site.lan.within(&site.lan.ns("c"), || {
         use std::io::{BufRead, Write};
         let s = std::net::TcpStream::connect(format!("{}:2748", B.lan_ip)).unwrap();
         s.set_read_timeout(Some(GUARD)).unwrap();
@@ -264,16 +298,23 @@ fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxP
     let caller = site.sipp("caller_pause_hold.xml", "1002", Some("1001"), 5061, &["-key", "caller", "1001"]);
     site.until(&B, "had the call", |s| s["calls"] == 1);
     app.wait(|l| l.text().contains(r#""event":"call_connected""#) || l.text().contains(r#""event":"call_answered""#));
+    // And a call still ringing at the fault: lost, and counted by the new active.
+    let ringing = [
+        site.sipp("callee_ring_cancel.xml", "1004", None, 5064, &[]),
+        site.sipp("caller_call.xml", "1004", Some("1001"), 5065, &["-key", "caller", "1001"]),
+    ];
+    site.until(&B, "heard of the call in setup", |s| s["pair_stats"]["peer_calls"] == 2);
 
     fault(&site, &mut a);
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| after_fault(&site, &mut b, &mut app, caller, callee)));
-    if let Err(e) = r {
-        for (name, x) in [("a", &mut a), ("b", &mut b)] {
-            let text: Vec<String> = x.seen.iter().chain(x.lines.try_iter().collect::<Vec<_>>().iter()).map(|l| l.text().to_string()).collect();
-            eprintln!("--- box-{name}:\n{}", text.join("\n"));
-        }
-        std::panic::resume_unwind(e);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| after_fault(&site, &mut b, &mut app, &mut phone, caller, callee)));
+    for mut c in ringing {
+        let _ = c.kill();
+        let _ = c.wait();
     }
+    if let Err(e) = r {
+        std::panic::resume_unwind(e); // the boxes show their output as they drop
+    }
+    assert_eq!(registers(&phone), registered, "baresip did not register again after the fault");
 
     let a = heal(&site, a);
     assert!(site.holds(&B) && !site.holds(&A), "exactly one box holds the service address");
@@ -283,9 +324,11 @@ fn course(fault: impl FnOnce(&Site, &mut BoxProc), heal: impl FnOnce(&Site, BoxP
     drop(b);
 }
 
-fn after_fault(site: &Site, b: &mut BoxProc, app: &mut Watcher, caller: Child, callee: Child) {
+fn after_fault(site: &Site, b: &mut BoxProc, app: &mut Watcher, phone: &mut Phone, caller: Child, callee: Child) {
     b.wait_line(has("pair: now active"));
     assert_eq!(site.options(), "SIP/2.0 200 OK", "the service address answers from box-b");
+    let st = site.status(&B);
+    assert_eq!(st["pair_stats"]["calls_lost_in_setup"], 1, "the ringing call is counted as lost: {st}");
     assert!(site.holds(&B), "box-b holds the service address");
     // The application is back on box-b, with a snapshot naming the live call.
     let snap = app.wait(|l| l.text().contains(r#""event":"snapshot""#));
@@ -295,11 +338,13 @@ fn after_fault(site: &Site, b: &mut BoxProc, app: &mut Watcher, caller: Child, c
         app.wait(|l| l.text().contains(&on_b));
     }
 
-    // A phone registered before the fault receives a new call, without registering.
-    let callee2 = site.sipp("callee_answer.xml", "1003", None, 5063, &[]);
-    let caller2 = site.sipp("caller_call.xml", "1003", Some("1001"), 5071, &["-key", "caller", "1001"]);
-    site.expect(caller2, "a new call to 1003 after the takeover");
-    site.expect(callee2, "1003 answering after the takeover");
+    // A phone registered before the fault (baresip) receives a new call, without
+    // registering again; SIPp checks the answer is baresip's and hangs up.
+    let caller2 = site.sipp("caller_call_baresip.xml", "1003", Some("1001"), 5071, &["-key", "caller", "1001"]);
+    site.expect(caller2, "a new call to baresip (1003) after the takeover");
+    phone.wait("Call established");
+    phone.hung_up_on();
+
     // The call made before the fault: hold, resume and hang-up after it, all 200.
     site.expect(caller, "hold, resume and BYE of the call made before the fault");
     site.expect(callee, "the held call's other end");
@@ -311,6 +356,14 @@ fn kill_9_of_the_active_box_moves_address_registrations_and_calls_to_the_standby
     course(
         |_, a| a.signal(nix::sys::signal::Signal::SIGKILL),
         |site, mut a| {
+            let _ = a.child.wait();
+            // The dead box's host still has the address (its kernel would answer ARP
+            // for it): `ctibox peer release`, the unit's ExecStopPost, takes it off.
+            assert!(site.holds(&A), "kill -9 leaves the address on the interface");
+            let file = site.dir.file("box-a.toml");
+            let out = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "release", "--config", file.to_str().unwrap(), "--data-dir", a.data.path().to_str().unwrap()]);
+            assert!(out.starts_with(&format!("released {SERVICE}/25 from eth0")), "{out}");
+            assert!(!site.holds(&A));
             let data = std::mem::replace(&mut a.data, TempDir::new("pair-spare"));
             drop(a);
             let mut again = site.start(&A, &B, 200, Some(data));
@@ -385,7 +438,7 @@ fn forged_and_replayed_peer_frames_are_refused_and_counted() {
     // A frame signed with another key, and garbage, sent to A's peer-link port.
     site.lan.within(&site.lan.ns("b"), || {
         let s = UdpSocket::bind("192.0.2.130:0").unwrap();
-        let mut forged = vec![1u8, 0, 4, 0, 1, 2, 3];
+        let mut forged = vec![ctibox::core::pair::wire::VERSION, 0, 4, 0, 1, 2, 3];
         forged.extend_from_slice(&[0u8; 32]);
         s.send_to(&forged, "192.0.2.129:7400").unwrap();
         s.send_to(b"hello", "192.0.2.129:7400").unwrap();
@@ -395,7 +448,7 @@ fn forged_and_replayed_peer_frames_are_refused_and_counted() {
         use ctibox::core::pair::{Role, Status};
         let key: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&KEY[2 * i..2 * i + 2], 16).unwrap()).collect();
         let status = Status { term: 0, role: Role::Starting, priority: 1, unit: 1, handover: false };
-        let frame = encode(&key, &Frame { boot: 1, seq: 1, body: Body::Heartbeat(status) }).unwrap();
+        let frame = encode(&key, &Frame { boot: 1, seq: 1, body: Body::Heartbeat { status, calls: 0 } }).unwrap();
         s.send_to(&frame, "192.0.2.129:7400").unwrap();
         s.send_to(&frame, "192.0.2.129:7400").unwrap();
     });
@@ -414,7 +467,14 @@ fn a_switchover_hands_the_calls_over_and_the_old_active_follows() {
         |site, a| {
             let status = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "status", "--data-dir", a.data.path().to_str().unwrap()]);
             assert!(status.contains("role: active") && status.contains("held here"), "{status}");
-            let out = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "switchover", "--data-dir", a.data.path().to_str().unwrap()]);
+            // The call ringing to 1004 would be lost: the switchover waits for it, and
+            // with no wait refuses, naming it; --force hands over all the same.
+            let dir = a.data.path().to_str().unwrap();
+            let out = site.lan.try_run(&site.lan.ns("a"), &[bin(), "peer", "switchover", "--wait-s", "0", "--data-dir", dir]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(!out.status.success() && text.starts_with("error: no switchover: 1 call(s) in setup"), "{text}");
+            assert_eq!(site.status(&A)["pair"]["role"], "active", "still active");
+            let out = site.lan.run(&site.lan.ns("a"), &[bin(), "peer", "switchover", "--force", "--data-dir", dir]);
             assert!(out.starts_with("ok:"), "{out}");
         },
         |site, mut a| {
@@ -447,4 +507,62 @@ fn the_active_box_vanishing_with_its_namespace_is_replaced_and_a_new_box_joins_a
             again
         },
     );
+}
+
+#[test]
+fn a_box_that_restarts_never_takes_a_term_it_held_before() {
+    let site = Site::new();
+    // A alone (its peer never starts): it takes over at term 2, unit 0's first.
+    let mut a = site.start(&A, &B, 200, None);
+    let first = a.wait_line(has("pair: now active")).text().to_string();
+    assert!(first.contains("(term 2)"), "{first}");
+    // A clean stop, and a crash, each with the same data directory: every start takes
+    // a term past the last, though no peer is there to tell it.
+    let mut a = restart_a(&site, a, nix::sys::signal::Signal::SIGTERM);
+    let second = a.wait_line(has("pair: now active")).text().to_string();
+    assert!(second.contains("(term 4)"), "{second}");
+    let st = site.status(&A);
+    assert_eq!(st["pair"]["term"], 4, "{st}");
+    // The persist thread writes the term off the engine loop: kill only once it has.
+    let file = a.data.path().join("pair-term");
+    let start = std::time::Instant::now();
+    while saved_term(&file) != Some(4) {
+        assert!(start.elapsed() < GUARD, "pair-term never held term 4: {:?}", saved_term(&file));
+        std::thread::yield_now();
+    }
+    let mut a = restart_a(&site, a, nix::sys::signal::Signal::SIGKILL);
+    let third = a.wait_line(has("pair: now active")).text().to_string();
+    assert!(third.contains("(term 6)"), "{third}");
+}
+
+/// The term in a unit's `pair-term` file, if it is there and whole.
+fn saved_term(file: &std::path::Path) -> Option<u64> {
+    let bytes = std::fs::read(file).ok()?;
+    let payload = ctibox::persist::unseal(&bytes).ok()?;
+    Some(u64::from_le_bytes(payload.try_into().ok()?))
+}
+
+#[test]
+fn a_box_whose_peer_link_has_no_route_yet_waits_for_it_serving_nothing_then_starts() {
+    let site = Site::without_peer_link();
+    let mut a = site.spawn(&A, &B, 200, None);
+    a.wait_line(has("pair: no route to the peer 192.0.2.130:7400 yet"));
+    assert!(!site.holds(&A), "nothing served while the peer link has no route");
+    // The link comes up (as at boot, once the network is configured): A starts and,
+    // with no peer there, takes over after dead_after and a probe.
+    site.lan.link(A.name, &format!("{}/30", A.link_ip), B.name, &format!("{}/30", B.link_ip));
+    a.wait_line(has("pair: the peer link has a route to 192.0.2.130:7400 now"));
+    a.read_banner();
+    a.wait_line(has("pair: now active (term 2)"));
+    assert_eq!(site.options(), "SIP/2.0 200 OK");
+    assert!(site.holds(&A));
+}
+
+/// Ends box A with `sig` and starts it again on the same data directory.
+fn restart_a(site: &Site, mut a: BoxProc, sig: nix::sys::signal::Signal) -> BoxProc {
+    a.signal(sig);
+    let _ = a.child.wait();
+    let data = std::mem::replace(&mut a.data, TempDir::new("pair-spare"));
+    drop(a);
+    site.start(&A, &B, 200, Some(data))
 }

@@ -414,3 +414,89 @@ fn a_standby_taking_over_a_held_call_starts_its_music_on_hold() {
     let out: Vec<_> = std::iter::from_fn(|| standby.poll_output()).collect();
     assert!(out.iter().any(|o| matches!(o, ctibox::core::Output::Media(MediaCmd::Play { .. }))), "music on hold restarted: {out:?}");
 }
+
+/// CFOF and CFNA around a takeover, as the seed's CTI redundancy has them: an
+/// application that fails on the active has its offered call forwarded on failure
+/// (1004); on the unit that takes over, its route point is still out of service, so a
+/// new call follows CFNA (1003) until the application logs in there and opens it
+/// again, when calls reach it once more. The call CFOF made carries on across the
+/// takeover and ends with a BYE answered on both legs.
+#[test]
+fn cfof_and_cfna_of_a_failed_application_carry_on_across_the_takeover_until_it_returns() {
+    let offered = |w: &World| w.app("ivr").events().iter().filter(|(_, e)| e == "call_offered").count();
+    let mut w = World::new(&config(&[], PAIRED), 1);
+    w.register_all();
+    w.app_login("ivr", &["rp-2000"]);
+    w.drive_until(secs(1.0));
+    w.dial("1001", "2000");
+    w.drive_until(secs(2.0));
+    assert_eq!(offered(&w), 1);
+    w.app_crash("ivr");
+    w.drive_until(secs(3.0));
+    assert_eq!(w.find("box", "1004", "INVITE").len(), 1, "CFOF when the application fails");
+    w.answer("1004");
+    w.drive_until(secs(20.0));
+    assert!(snapshot(&w).devices.is_empty(), "the failed application's device is not held for it");
+    let mut w = fail_over(w);
+    // The route point is out of service on the new active too: CFNA.
+    w.phone_mut("1003").answer = Answer::Busy;
+    w.dial("1005", "2000");
+    w.drive_until(secs(25.0));
+    assert_eq!(w.find("box", "1003", "INVITE").len(), 1, "CFNA while the application is away");
+    // The application returns, on the new active, and takes calls again.
+    w.app_login("ivr", &["rp-2000"]);
+    w.dial("1006", "2000");
+    w.drive_until(secs(27.0));
+    assert_eq!(offered(&w), 2, "the next call is offered to the application");
+    assert_eq!(w.find("box", "1003", "INVITE").len(), 1, "no CFNA once it is back");
+    // The call CFOF set up before the takeover ends cleanly on the new active.
+    w.hangup("1004");
+    w.drive_until(secs(28.0));
+    assert_eq!(w.find("box", "1001", "BYE").len(), 1, "the caller's leg gets the BYE");
+    assert_eq!(w.phone("1001").history.last().map(|h| h.1.as_str()), Some("ended by the box"));
+    assert_eq!(w.phone("1004").history.last().map(|h| h.1.as_str()), Some("hung up"));
+    assert_eq!(w.find("box", "1004", "200 BYE").len(), 1, "the box answers the BYE of the leg CFOF made");
+    assert_eq!(w.find("1001", "box", "200 BYE").len(), 1, "the caller answers the box's BYE");
+}
+
+/// The standby holds the active's configuration stamp: its generation, and the digest
+/// of its dial plan, which the standby compares with its own (a pair whose dial plans
+/// differ would route calls differently after a takeover: it says so on /status).
+#[test]
+fn the_standby_holds_the_actives_configuration_generation_and_knows_when_its_dial_plan_differs() {
+    let mut w = World::new(&config(&[], PAIRED), 1);
+    let mut standby = standby_of(&w);
+    assert!(standby.follow(snapshot(&w)));
+    let stamp = w.engine.config_stamp();
+    assert_eq!((stamp.generation, stamp.digest.len()), (1, 16));
+    assert_eq!(standby.active_config(), Some(&stamp), "same file: same stamp");
+    // The active reloads a configuration that forwards 1001: the standby hears of it.
+    let before = w.replicated.len();
+    let mut changed = ctibox::config::parse_str(&config(&[("1001", "all = \"1002\"")], PAIRED), "world.toml").unwrap();
+    changed.app_users = w.engine.config().app_users.clone();
+    w.feed(ctibox::core::Input::Reload(std::sync::Arc::new(changed)));
+    w.drive();
+    let deltas: Vec<_> = w.replicated[before..].iter().map(|(_, d)| d.clone()).collect();
+    assert!(matches!(deltas.as_slice(), [Delta::Config(s)] if s.generation == 2 && s.digest != stamp.digest), "{deltas:?}");
+    for d in deltas {
+        standby.apply_delta(d);
+    }
+    let a = standby.active_config().expect("the active's stamp");
+    assert_eq!(a, &w.engine.config_stamp());
+    assert_ne!(a.digest, standby.config_stamp().digest, "the standby's own dial plan is the old one");
+    let status = standby_status(&mut standby);
+    assert_eq!(status["active_config"]["generation"], 2, "{status}");
+    assert_ne!(status["active_config"]["digest"], status["dial_plan"], "{status}");
+}
+
+/// A standalone engine's /status.
+fn standby_status(e: &mut ctibox::core::Engine) -> serde_json::Value {
+    use ctibox::core::{ConnId, HttpRequest, Input, Output};
+    let conn = ConnId(77);
+    e.handle_input(Time::ZERO, Input::Http { conn, request: HttpRequest { method: "GET".into(), path: "/status".into(), body: vec![] } });
+    let body = std::iter::from_fn(|| e.poll_output()).find_map(|o| match o {
+        Output::HttpResponse { body, .. } => Some(body),
+        _ => None,
+    });
+    serde_json::from_slice(&body.expect("a /status answer")).expect("JSON")
+}

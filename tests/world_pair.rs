@@ -141,7 +141,7 @@ impl World {
                 Output::Send(s) => {
                     let u = &mut self.units[i];
                     u.seq += 1;
-                    let bytes = wire::encode(KEY, &Frame { boot: u.boot, seq: u.seq, body: Body::Heartbeat(s) }).expect("a heartbeat fits");
+                    let bytes = wire::encode(KEY, &Frame { boot: u.boot, seq: u.seq, body: Body::Heartbeat { status: s, calls: 0 } }).expect("a heartbeat fits");
                     if self.link_up() && !self.chance(self.loss) {
                         let copies = if self.chance(self.dup) { 2 } else { 1 };
                         for _ in 0..copies {
@@ -150,10 +150,12 @@ impl World {
                         }
                     }
                 }
-                Output::Probe => {
-                    // A lost answer never comes: the machine gives the probe up.
+                Output::Probe { until } => {
+                    // A lost answer never comes: the machine gives the probe up. The
+                    // shell hands the result over at `until` unless the peer answers;
+                    // here it is judged then.
                     if !self.chance(self.loss) {
-                        let at = self.now + self.delay(PROBE_RTT);
+                        let at = (self.now + self.delay(PROBE_RTT)).max(until);
                         self.flight.push((at, i, Event::ProbeAnswer));
                     }
                 }
@@ -190,7 +192,7 @@ impl World {
                 let frame = wire::decode(KEY, &bytes).expect("the test's own frames are authentic");
                 // As the shell does: a duplicate or a frame overtaken by a later one is dropped.
                 if self.units[i].guard.accept(&frame).is_ok() {
-                    let Body::Heartbeat(s) = frame.body else { panic!("only heartbeats cross this link") };
+                    let Body::Heartbeat { status: s, .. } = frame.body else { panic!("only heartbeats cross this link") };
                     if let Some(p) = self.units[i].pair.as_mut() {
                         p.handle_frame(now, s);
                     }

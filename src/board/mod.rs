@@ -45,12 +45,72 @@ pub struct GpioLine {
     pub active_low: bool,
 }
 
+/// What an FXO port's ring detector gives while the line rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingSignal {
+    /// Active for the whole ring (a DAA that filters the ring itself).
+    Level,
+    /// A pulse per half cycle of the ring voltage (a bare optocoupler behind a bridge:
+    /// twice the ring frequency), or per cycle behind a single diode.
+    Pulses,
+}
+
+impl RingSignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            RingSignal::Level => "level",
+            RingSignal::Pulses => "pulses",
+        }
+    }
+}
+
+/// The GPIO lines of a port. Only GPIO-driven parts for now; SPI parts (ProSLIC,
+/// Si3050) would be another variant, with their bus and chip select instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signals {
-    /// hook: input, active while off-hook; ring: output, active while ringing.
-    Fxs { hook: GpioLine, ring: GpioLine },
-    /// relay: output, active to seize (go off-hook); ring_detect: input, active while the line rings.
-    Fxo { relay: GpioLine, ring_detect: GpioLine },
+    /// A low-power SLIC of the Ag1171 / KS0835F kind.
+    Fxs {
+        /// SHK, input: active while off-hook (and on ring-trip).
+        hook: GpioLine,
+        /// RM, output: active to put the ring voltage on the line.
+        ring_mode: GpioLine,
+        /// F/R, output: toggled at the ring frequency while ringing; at rest, active
+        /// means reversed polarity.
+        fwd_rev: GpioLine,
+        /// PD, output, optional: active to power the SLIC down.
+        power_down: Option<GpioLine>,
+    },
+    /// A DAA of the hobby kind.
+    Fxo {
+        /// Input: the optocoupler across the line.
+        ring_detect: GpioLine,
+        ring_signal: RingSignal,
+        /// Output: active to close the loop (off-hook).
+        seize: GpioLine,
+        /// Input, optional: active while loop current flows (its drop is a disconnect).
+        loop_current: Option<GpioLine>,
+        /// Input, optional: the line's polarity (a reversal is answer or disconnect).
+        polarity: Option<GpioLine>,
+    },
+}
+
+impl Signals {
+    /// Every GPIO line of the port with its board-file key, inputs and outputs alike.
+    pub fn lines(&self) -> Vec<(&'static str, &GpioLine)> {
+        let mut v = Vec::new();
+        match self {
+            Signals::Fxs { hook, ring_mode, fwd_rev, power_down } => {
+                v.extend([("hook", hook), ("ring_mode", ring_mode), ("fwd_rev", fwd_rev)]);
+                v.extend(power_down.iter().map(|l| ("power_down", l)));
+            }
+            Signals::Fxo { ring_detect, seize, loop_current, polarity, .. } => {
+                v.extend([("ring_detect", ring_detect), ("seize", seize)]);
+                v.extend(loop_current.iter().map(|l| ("loop_current", l)));
+                v.extend(polarity.iter().map(|l| ("polarity", l)));
+            }
+        }
+        v
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! other wire codecs live in `core` next to their users; docs/ARCHITECTURE.md lists
 //! every codec and its entry function.
 
+pub mod callerid;
 pub mod framing;
 pub mod g711;
 pub mod icmp;

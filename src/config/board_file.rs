@@ -2,7 +2,7 @@
 //! GPIO lines and ALSA PCMs used once. Errors carry file:line:column like the config.
 
 use super::{from_toml, ConfigError, Ctx, Reason};
-use crate::board::{Board, Driver, GpioLine, Port, PortKind, Signals, BUILTIN};
+use crate::board::{Board, Driver, GpioLine, Port, PortKind, RingSignal, Signals, BUILTIN};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -49,10 +49,28 @@ struct RawPort {
     kind: S<String>,
     playback: S<String>,
     capture: S<String>,
+    // FXS (a SLIC)
     hook: Option<S<RawGpio>>,
-    ring: Option<S<RawGpio>>,
-    relay: Option<S<RawGpio>>,
+    ring_mode: Option<S<RawGpio>>,
+    fwd_rev: Option<S<RawGpio>>,
+    power_down: Option<S<RawGpio>>,
+    // FXO (a DAA)
     ring_detect: Option<S<RawGpio>>,
+    ring_signal: Option<S<String>>,
+    seize: Option<S<RawGpio>>,
+    loop_current: Option<S<RawGpio>>,
+    polarity: Option<S<RawGpio>>,
+    // The earlier model's keys, refused with what replaced them.
+    ring: Option<S<toml::Value>>,
+    relay: Option<S<toml::Value>>,
+}
+
+/// Whether a port of a kind must, may or must not have a signal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    Optional,
+    Forbidden,
 }
 
 #[derive(Deserialize)]
@@ -114,20 +132,40 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Board, Vec<ConfigError>> {
                 }
             }
         }
-        let (need, forbid) = match kind {
-            PortKind::Fxs => ([("hook", &p.hook), ("ring", &p.ring)], [("relay", &p.relay), ("ring_detect", &p.ring_detect)]),
-            PortKind::Fxo => ([("relay", &p.relay), ("ring_detect", &p.ring_detect)], [("hook", &p.hook), ("ring", &p.ring)]),
-        };
-        for (key, v) in forbid {
+        for (key, v, by) in [
+            ("ring", &p.ring, "a SLIC rings through `ring_mode` (RM) and `fwd_rev` (F/R)"),
+            ("relay", &p.relay, "an FXO port's off-hook relay is `seize`"),
+        ] {
             if let Some(v) = v {
-                c.err(v.span(), Reason::NotForPort { key, kind: kind.name() });
+                c.err(v.span(), Reason::ReplacedBoardKey { key, by });
             }
         }
-        let mut got = Vec::new();
-        for (key, v) in need {
-            match v {
-                None => c.err(p.name.span(), Reason::RequiredForPort { key, kind: kind.name() }),
-                Some(g) => {
+        use Need::*;
+        let fxs = kind == PortKind::Fxs;
+        let (on_fxs, on_fxo) = ([Required, Required, Required, Optional, Forbidden, Forbidden, Forbidden, Forbidden], [Forbidden, Forbidden, Forbidden, Forbidden, Required, Required, Optional, Optional]);
+        let keys = ["hook", "ring_mode", "fwd_rev", "power_down", "ring_detect", "seize", "loop_current", "polarity"];
+        let values = [&p.hook, &p.ring_mode, &p.fwd_rev, &p.power_down, &p.ring_detect, &p.seize, &p.loop_current, &p.polarity];
+        let mut got: Vec<Option<GpioLine>> = Vec::new();
+        for ((key, v), need) in keys.into_iter().zip(values).zip(if fxs { on_fxs } else { on_fxo }) {
+            match (v, need) {
+                (Some(v), Forbidden) => {
+                    c.err(v.span(), Reason::NotForPort { key, kind: kind.name() });
+                    got.push(None);
+                }
+                (None, Required) => {
+                    // An earlier key in its place has said what to write instead.
+                    let replaced = match key {
+                        "ring_mode" | "fwd_rev" => p.ring.is_some(),
+                        "seize" => p.relay.is_some(),
+                        _ => false,
+                    };
+                    if !replaced {
+                        c.err(p.name.span(), Reason::RequiredForPort { key, kind: kind.name() });
+                    }
+                    got.push(None);
+                }
+                (None, _) => got.push(None),
+                (Some(g), _) => {
                     let g = g.get_ref();
                     let line = g.line.get_ref();
                     if line.is_empty() {
@@ -137,16 +175,38 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Board, Vec<ConfigError>> {
                     } else {
                         gpios.insert(line.clone(), pname.clone());
                     }
-                    got.push(GpioLine { line: line.clone(), active_low: g.active_low });
+                    got.push(Some(GpioLine { line: line.clone(), active_low: g.active_low }));
                 }
             }
         }
+        let ring_signal = match (&p.ring_signal, fxs) {
+            (Some(v), true) => {
+                c.err(v.span(), Reason::NotForPort { key: "ring_signal", kind: kind.name() });
+                None
+            }
+            (None, false) => {
+                c.err(p.name.span(), Reason::RequiredForPort { key: "ring_signal", kind: kind.name() });
+                None
+            }
+            (None, true) => None,
+            (Some(v), false) => c.choice(v, "ring_signal", &["level", "pulses"], |s| match s {
+                "level" => Some(RingSignal::Level),
+                "pulses" => Some(RingSignal::Pulses),
+                _ => None,
+            }),
+        };
         let mut got = got.into_iter();
-        if let (Some(a), Some(b)) = (got.next(), got.next()) {
-            let signals = match kind {
-                PortKind::Fxs => Signals::Fxs { hook: a, ring: b },
-                PortKind::Fxo => Signals::Fxo { relay: a, ring_detect: b },
-            };
+        let mut next = || got.next().flatten();
+        let (hook, ring_mode, fwd_rev, power_down) = (next(), next(), next(), next());
+        let (ring_detect, seize, loop_current, polarity) = (next(), next(), next(), next());
+        let signals = match (kind, hook, ring_mode, fwd_rev, ring_detect, ring_signal, seize) {
+            (PortKind::Fxs, Some(hook), Some(ring_mode), Some(fwd_rev), ..) => Some(Signals::Fxs { hook, ring_mode, fwd_rev, power_down }),
+            (PortKind::Fxo, _, _, _, Some(ring_detect), Some(ring_signal), Some(seize)) => {
+                Some(Signals::Fxo { ring_detect, ring_signal, seize, loop_current, polarity })
+            }
+            _ => None,
+        };
+        if let Some(signals) = signals {
             ports.push(Port { name: pname, kind, playback: p.playback.get_ref().clone(), capture: p.capture.get_ref().clone(), signals });
         }
     }

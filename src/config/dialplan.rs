@@ -123,6 +123,26 @@ impl Pattern {
         j == n.len()
     }
 
+    /// Whether some number longer than `prefix` that starts with it matches (the
+    /// prefix is not yet all a caller would dial).
+    pub fn could_extend(&self, prefix: &str) -> bool {
+        let n = prefix.as_bytes();
+        for (j, e) in self.elems.iter().filter(|e| **e != Elem::Dot).enumerate() {
+            if j == n.len() {
+                // The prefix is used up with an element left: one more digit fits.
+                return true;
+            }
+            match e {
+                Elem::Rest => return n[j..].iter().all(u8::is_ascii_digit),
+                Elem::Lit(c) if n[j] == *c => {}
+                Elem::Any if n[j].is_ascii_digit() => {}
+                Elem::Class(set) if digit(n[j]).is_some_and(|d| set & (1 << d) != 0) => {}
+                _ => return false,
+            }
+        }
+        false
+    }
+
     /// Number of dialled characters before the `.` (0 without one).
     pub fn pre_dot_len(&self) -> usize {
         self.elems.iter().position(|e| *e == Elem::Dot).unwrap_or(0)
@@ -177,6 +197,22 @@ fn parse_class(inner: &[u8]) -> Result<u16, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_could_extend_while_a_longer_number_matches() {
+        let p = Pattern::parse("9.1XXX").unwrap();
+        assert!(p.could_extend(""));
+        assert!(p.could_extend("9"));
+        assert!(p.could_extend("91"));
+        assert!(p.could_extend("9123"));
+        assert!(!p.could_extend("91234"), "complete: nothing longer matches");
+        assert!(!p.could_extend("8"));
+        let r = Pattern::parse("0!").unwrap();
+        assert!(r.could_extend("0"));
+        assert!(r.could_extend("0123"));
+        assert!(!r.could_extend("0#"));
+        assert!(!r.could_extend("1"));
+    }
 
     #[test]
     fn directory_numbers_are_1_to_32_digits_star_or_hash_with_an_optional_leading_plus() {

@@ -66,6 +66,8 @@ pub enum Reason {
     BadPairKey,
     WeakPassword { name: String, why: &'static str },
     NotForPort { key: &'static str, kind: &'static str },
+    /// A board key of an earlier model.
+    ReplacedBoardKey { key: &'static str, by: &'static str },
     RequiredForPort { key: &'static str, kind: &'static str },
     GpioTaken { gpio: String, port: String },
     PcmTaken { pcm: String, port: String },
@@ -158,6 +160,7 @@ impl fmt::Display for Reason {
             BadPairKey => write!(f, "peer.key must be \"generate\" or 64 hex digits (32 bytes; the other box's generated key, copied from its secrets.toml)"),
             WeakPassword { name, why } => write!(f, "{name}: password refused: {why}"),
             NotForPort { key, kind } => write!(f, "`{key}` does not apply to an {kind} port"),
+            ReplacedBoardKey { key, by } => write!(f, "`{key}` is no longer a board key: {by} (board/README.md)"),
             RequiredForPort { key, kind } => write!(f, "an {kind} port needs `{key}`"),
             GpioTaken { gpio, port } => write!(f, "GPIO line {gpio:?} is already used by port {port:?}"),
             PcmTaken { pcm, port } => write!(f, "ALSA PCM {pcm:?} is already used by port {port:?}"),

@@ -237,16 +237,27 @@ fn board_file_mistakes_are_refused_with_their_position_and_message() {
     use crate::board::Board;
     let head = "name = \"x\"\ndriver = \"linux\"\ngpio_chip = \"gpiochip0\"\n";
     let port = "[[port]]\nname = \"fxs1\"\nkind = \"fxs\"\nplayback = \"hw:1\"\ncapture = \"hw:1\"\n";
+    let fxs = "hook = { line = \"GPIO17\" }\nring_mode = { line = \"GPIO27\" }\nfwd_rev = { line = \"GPIO22\" }\n";
     let cases = [
         ("name = \"x\"\ndriver = \"linux\"\n", "b.toml:2:10: `driver = \"linux\"` needs `gpio_chip`"),
-        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring = {{ line = \"GPIO27\" }}\nrelay = {{ line = \"GPIO22\" }}\n") as &str,
-            "b.toml:11:9: `relay` does not apply to an fxs port"),
-        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\n"), "b.toml:5:8: an fxs port needs `ring`"),
-        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring = {{ line = \"GPIO17\" }}\n"),
-            "b.toml:10:17: GPIO line \"GPIO17\" is already used by port \"fxs1\""),
+        (&format!("{head}{port}{fxs}seize = {{ line = \"GPIO24\" }}\n") as &str, "b.toml:12:9: `seize` does not apply to an fxs port"),
+        (&format!("{head}{port}{fxs}ring_signal = \"pulses\"\n") as &str, "b.toml:12:15: `ring_signal` does not apply to an fxs port"),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring_mode = {{ line = \"GPIO27\" }}\n"), "b.toml:5:8: an fxs port needs `fwd_rev`"),
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring_mode = {{ line = \"GPIO17\" }}\nfwd_rev = {{ line = \"GPIO22\" }}\n"),
+            "b.toml:10:22: GPIO line \"GPIO17\" is already used by port \"fxs1\""),
         (&format!("{head}{port}hook = {{ line = \"GPIO17\", active = true }}\n"), "b.toml:9:27: unknown key `active` in [[port]] (expected one of: line, active_low)"),
-        (&format!("{head}{port}hook = {{ line = \"A\" }}\nring = {{ line = \"B\" }}\n{port}hook = {{ line = \"C\" }}\nring = {{ line = \"D\" }}\n"),
-            "b.toml:12:8: duplicate port \"fxs1\" (first defined on line 5)"),
+        (&format!("{head}{port}{fxs}{port}{fxs}").replace("GPIO", "X") .replacen("X17", "A", 1).replacen("X27", "B", 1).replacen("X22", "C", 1),
+            "b.toml:13:8: duplicate port \"fxs1\" (first defined on line 5)"),
+        // The earlier model's keys name what replaced them.
+        (&format!("{head}{port}hook = {{ line = \"GPIO17\" }}\nring = {{ line = \"GPIO27\" }}\n"),
+            "b.toml:10:8: `ring` is no longer a board key: a SLIC rings through `ring_mode` (RM) and `fwd_rev` (F/R) (board/README.md)"),
+        (&format!("{head}{}ring_detect = {{ line = \"GPIO23\" }}\nring_signal = \"pulses\"\nrelay = {{ line = \"GPIO22\" }}\n", port.replace("fxs", "fxo")),
+            "b.toml:11:9: `relay` is no longer a board key: an FXO port's off-hook relay is `seize` (board/README.md)"),
+        // An FXO port must say what its ring detector gives, and say it right.
+        (&format!("{head}{}ring_detect = {{ line = \"GPIO23\" }}\nseize = {{ line = \"GPIO24\" }}\n", port.replace("fxs", "fxo")),
+            "b.toml:5:8: an fxo port needs `ring_signal`"),
+        (&format!("{head}{}ring_detect = {{ line = \"GPIO23\" }}\nring_signal = \"sine\"\nseize = {{ line = \"GPIO24\" }}\n", port.replace("fxs", "fxo")),
+            "b.toml:10:15: ring_signal = \"sine\" is not one of: level, pulses"),
     ];
     for (text, want) in cases {
         assert_eq!(Board::parse_str(text, "b.toml").unwrap_err().to_string(), want, "{text}");
@@ -256,7 +267,7 @@ fn board_file_mistakes_are_refused_with_their_position_and_message() {
 #[test]
 fn a_board_file_named_by_the_config_is_loaded_and_its_errors_name_that_file() {
     let dir = temp_dir("board");
-    let board = "name = \"custom\"\ndriver = \"sim\"\n[[port]]\nname = \"line1\"\nkind = \"fxs\"\nplayback = \"a\"\ncapture = \"a\"\nhook = { line = \"H\" }\nring = { line = \"R\" }\n";
+    let board = "name = \"custom\"\ndriver = \"sim\"\n[[port]]\nname = \"line1\"\nkind = \"fxs\"\nplayback = \"a\"\ncapture = \"a\"\nhook = { line = \"H\" }\nring_mode = { line = \"R\" }\nfwd_rev = { line = \"F\" }\n";
     std::fs::write(dir.join("myboard.toml"), board).unwrap();
     let cfg = dir.join("c.toml");
     let text = with("[board]\nfile = \"myboard.toml\"\n[[device]]\nname = \"a1\"\ntype = \"analog_fxs\"\nport = \"line1\"\nlines = [\"1001\"]\n");

@@ -329,9 +329,12 @@ fn peer(c: &mut Ctx, r: &RawPeer) -> Option<PeerConfig> {
     }
     let hb = c.int(&r.heartbeat_ms, "peer.heartbeat_ms", 200, 20, 1000);
     let dead = c.int(&r.dead_after_ms, "peer.dead_after_ms", 1000, 30, 60_000);
-    if dead < 3 * hb {
+    // A heartbeat lost or late must leave room for a probe that the live peer answers
+    // before `dead_after`: at least a quarter heartbeat (core::pair::probe_window).
+    let least = (3 * hb + 1) / 2;
+    if dead < least {
         let s = r.dead_after_ms.as_ref().or(r.heartbeat_ms.as_ref()).map_or(0..0, |s| s.span());
-        c.err(s, Reason::Order { low_key: "3 * peer.heartbeat_ms", low: 3 * hb, high_key: "peer.dead_after_ms", high: dead });
+        c.err(s, Reason::Order { low_key: "1.5 * peer.heartbeat_ms", low: least, high_key: "peer.dead_after_ms", high: dead });
     }
     let key = super::secrets::PairKey::parse(r.key.get_ref());
     if key.is_none() {

@@ -51,8 +51,17 @@ pub enum Command {
     Hold { call: String },
     Unhold { call: String },
     Drop { call: String },
-    /// Places a call from `device` to `to`.
-    MakeCall { device: String, to: String, media: Option<Media> },
+    /// Places a call from `device` to `to`. `caller` is for in-process clients that
+    /// place a call for someone outside the box (an FXO port: the PSTN caller's
+    /// number and name); only an analog_fxo device's calls take it, and the CTI wire
+    /// never sets it.
+    MakeCall {
+        device: String,
+        to: String,
+        media: Option<Media>,
+        #[serde(default)]
+        caller: Option<Caller>,
+    },
     /// The box plays `prompt` (a WAV file in `[media] prompts_dir`, a tone name, or
     /// `moh`) to the far end of a call.
     Play { call: String, prompt: String },
@@ -146,6 +155,14 @@ pub struct Media {
     pub ip: IpAddr,
     pub port: u16,
     pub codec: Option<Codec>,
+}
+
+/// The calling party of a call placed for someone outside the box.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// Digits (and `+`), or `anonymous` (withheld) or `unavailable`.
+    pub number: String,
+    pub name: Option<String>,
 }
 
 /// Why a request failed. Append-only: applications match on [`ErrorCode::as_str`].

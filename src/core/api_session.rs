@@ -37,6 +37,10 @@ pub struct ApiSession {
 }
 
 impl ApiSession {
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
     /// The name the client authenticated as (an `[[app_user]]` for CTI applications).
     pub fn principal(&self) -> &str {
         &self.principal
@@ -210,7 +214,7 @@ impl Engine {
         let cfg = self.config.clone();
         let now = self.now;
         let d = device.to_string();
-        let is_cti = cfg.device(device).is_some_and(|x| matches!(x.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. }));
+        let is_cti = cfg.device(device).is_some_and(|x| matches!(x.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }));
         if is_cti {
             // Offered calls must not wait for a client that is gone: on failure they
             // follow Call Forward On Failure, on a deliberate close No Answer.
@@ -268,7 +272,7 @@ impl Engine {
             }
             Command::StopMedia { call } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_stop_media(&call, ok))),
             Command::SendDigits { call, digits } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_send_digits(&call, &digits, ok))),
-            Command::MakeCall { device, to, media } => {
+            Command::MakeCall { device, to, media, caller } => {
                 let owned = self.api_owned(client);
                 let Some(static_media) = owned.get(&device) else {
                     return Err(ApiError::new(ErrorCode::DeviceNotOpen, format!("device {device:?} is not open")));
@@ -276,7 +280,7 @@ impl Engine {
                 let m = media.map(AppMedia::from).or(*static_media).or_else(|| config_static(&self.config, &device));
                 let cfg = self.config.clone();
                 let now = self.now;
-                let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_make_call(cx, &device, &to, m));
+                let r = self.sip.cti_command(now, &cfg, &mut self.rng, &mut self.out, |b, cx| b.cti_make_call(cx, &device, &to, m, caller));
                 if let Ok(call) = &r {
                     self.sip.touch_call(call);
                 }
@@ -318,7 +322,7 @@ impl Engine {
             .devices
             .iter()
             .filter(|d| self.api_may_open(client, &d.name))
-            .filter(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. }))
+            .filter(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }))
             .map(|d| {
                 let owner = self.api.owner(&d.name);
                 DeviceInfo {
@@ -345,8 +349,8 @@ impl Engine {
                 return fail(ErrorCode::BadField, "media: a route point takes media per call (answer or set_media), not at open".into());
             }
             (DeviceKind::SipPhone { .. }, Some(_)) => return fail(ErrorCode::BadField, "media: a phone terminates its own media".into()),
-            (DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. }, _) => {}
-            _ => return fail(ErrorCode::BadField, format!("device {device:?} is a {}, which applications cannot open", d.kind.type_name())),
+            (DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }, Some(_)) => return fail(ErrorCode::BadField, "media: an analog port's media is the port's own".into()),
+            (DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }, _) => {}
         }
         match self.api.owner(device) {
             Some(o) if o == client => return fail(ErrorCode::InvalidState, format!("device {device:?} is already open")),

@@ -35,11 +35,49 @@ impl Algorithm {
             _ => None,
         }
     }
-    fn hash(self, data: &str) -> String {
-        match self {
-            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+    /// The hash of `parts` joined with ':', in lowercase hex, without an allocation
+    /// (each authenticated request takes three of these).
+    fn hash_parts(self, parts: &[&[u8]]) -> HexDigest {
+        fn feed<D: Digest>(mut h: D, parts: &[&[u8]]) -> HexDigest {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    h.update(b":");
+                }
+                h.update(p);
+            }
+            HexDigest::of(&h.finalize())
         }
+        match self {
+            Algorithm::Md5 => feed(Md5::new(), parts),
+            Algorithm::Sha256 => feed(Sha256::new(), parts),
+        }
+    }
+}
+
+/// A digest in lowercase hex, on the stack (SHA-256 has 64 digits).
+struct HexDigest {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl HexDigest {
+    fn of(bytes: &[u8]) -> HexDigest {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut d = HexDigest { buf: [0; 64], len: 0 };
+        for (&x, out) in bytes.iter().zip(d.buf.chunks_exact_mut(2)) {
+            out[0] = DIGITS[usize::from(x >> 4)];
+            out[1] = DIGITS[usize::from(x & 0xf)];
+            d.len += 2;
+        }
+        d
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
 
@@ -133,20 +171,32 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, AuthError> {
 
 /// H(A1) for a user: what a line's password is reduced to.
 pub fn ha1(alg: Algorithm, username: &str, realm: &str, password: &str) -> String {
-    alg.hash(&format!("{username}:{realm}:{password}"))
+    ha1_hex(alg, username, realm, password).as_str().to_string()
+}
+
+fn ha1_hex(alg: Algorithm, username: &str, realm: &str, password: &str) -> HexDigest {
+    alg.hash_parts(&[username.as_bytes(), realm.as_bytes(), password.as_bytes()])
 }
 
 /// The expected `response` for credentials (RFC 7616 §3.4.1, qop=auth or none).
 pub fn expected_response(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
-    let ha2 = alg.hash(&format!("{method}:{}", c.uri));
+    expected_hex(alg, ha1.as_bytes(), method, c).as_str().to_string()
+}
+
+fn expected_hex(alg: Algorithm, ha1: &[u8], method: &str, c: &Credentials) -> HexDigest {
+    let ha2 = alg.hash_parts(&[method.as_bytes(), c.uri.as_bytes()]);
     match (&c.qop, &c.nc, &c.cnonce) {
-        (Some(q), Some(nc), Some(cn)) => alg.hash(&format!("{ha1}:{}:{nc}:{cn}:{q}:{ha2}", c.nonce)),
-        _ => alg.hash(&format!("{ha1}:{}:{ha2}", c.nonce)),
+        (Some(q), Some(nc), Some(cn)) => {
+            alg.hash_parts(&[ha1, c.nonce.as_bytes(), nc.as_bytes(), cn.as_bytes(), q.as_bytes(), ha2.as_bytes()])
+        }
+        _ => alg.hash_parts(&[ha1, c.nonce.as_bytes(), ha2.as_bytes()]),
     }
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Constant-time equality, `b` compared as ASCII case-insensitively when `fold`.
+fn ct_eq_bytes(a: &[u8], b: &[u8], fold: bool) -> bool {
+    let lower = |x: u8| if fold { x.to_ascii_lowercase() } else { x };
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ lower(*y))) == 0
 }
 
 /// Issues and checks nonces: stateless to verify (an HMAC over issue time and the
@@ -217,15 +267,15 @@ impl NonceBook {
             Some(_) => return Err(AuthError::UnsupportedQop),
         };
         let raw = unhex(&c.nonce).filter(|r| r.len() == 28).ok_or(AuthError::UnknownNonce)?;
-        if !ct_eq(&hex(&self.mac(&raw[..16], source)), &hex(&raw[16..])) {
+        if !ct_eq_bytes(&self.mac(&raw[..16], source), &raw[16..], false) {
             return Err(AuthError::UnknownNonce);
         }
         let issued = Time(u64::from_be_bytes(raw[..8].try_into().expect("8 bytes")));
         if issued < self.floor || now.since(issued) > NONCE_LIFETIME {
             return Err(AuthError::Stale);
         }
-        let expected = expected_response(alg, &ha1(alg, &c.username, realm, password), method, c);
-        if !ct_eq(&expected, &c.response.to_ascii_lowercase()) {
+        let expected = expected_hex(alg, ha1_hex(alg, &c.username, realm, password).as_bytes(), method, c);
+        if !ct_eq_bytes(expected.as_bytes(), c.response.as_bytes(), true) {
             return Err(AuthError::BadResponse);
         }
         let id: [u8; 16] = raw[..16].try_into().expect("16 bytes");

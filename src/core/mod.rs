@@ -1,6 +1,7 @@
 //! The pure engine: owns all call, registration, CTI and failover state. It must not
 //! touch a clock, socket, file, thread or global; see the crate docs for the contract.
 
+pub mod analog;
 pub mod api;
 pub mod api_session;
 pub mod call;
@@ -130,6 +131,8 @@ pub enum Input {
     /// requests of calls in progress (ACK, BYE, CANCEL) are still served instead of
     /// being lost with everything else in an overflowing socket buffer.
     Load { busy: bool },
+    /// An analog port's GPIO edge or detected digit (`analog::engine`).
+    Analog(analog::engine::AnalogInput),
 }
 
 /// A secret check the engine hands to the shell: Argon2 is slow on purpose (tens of
@@ -233,6 +236,8 @@ pub enum Output {
     VerifySecret(VerifyJob),
     /// A replicated fact changed, for the standby (src/core/snapshot.rs).
     Replicate(snapshot::Delta),
+    /// Drive an analog port: GPIO levels, what it plays, caller ID, its audio bridge.
+    Analog(analog::engine::AnalogOutput),
 }
 
 /// What the engine knows of its pair, from the shell's role machine (`core::pair`).
@@ -289,6 +294,12 @@ pub struct Engine {
     pair: Option<PairView>,
     /// The shell's peer-link counters, for /status (`pair_stats`).
     pair_stats: serde_json::Value,
+    /// `snapshot::dial_plan_digest` of the configuration in force (in a pair).
+    dial_plan: Option<String>,
+    /// On a standby: the active's configuration, as replicated.
+    active_config: Option<snapshot::ConfigStamp>,
+    /// The board's analog ports, a built-in client of the API.
+    analog: analog::engine::AnalogPorts,
 }
 
 impl Engine {
@@ -303,7 +314,10 @@ impl Engine {
         }
         let cti = cti::server::CtiSessions::new(&config);
         let api = api_session::ApiSessions::default();
-        Engine {
+        let dial_plan = snapshot::dial_plan_digest(&config);
+        let mut e = Engine {
+            dial_plan,
+            active_config: None,
             config,
             generation: 1,
             started: now,
@@ -318,7 +332,10 @@ impl Engine {
             replicated: Default::default(),
             pair: None,
             pair_stats: serde_json::Value::Null,
-        }
+            analog: Default::default(),
+        };
+        e.analog_configure();
+        e
     }
 
     /// The shell's peer-link counters, shown on /status as they are.
@@ -327,6 +344,16 @@ impl Engine {
     }
 
     /// Whether this engine serves (it is not the standby of a pair).
+    /// Calls held now (on a standby: the established calls replicated to it).
+    pub fn call_count(&self) -> usize {
+        self.sip.b2bua.calls()
+    }
+
+    /// Calls not yet established: a handover to the peer would lose them.
+    pub fn calls_in_setup(&self) -> usize {
+        self.sip.b2bua.calls_in_setup()
+    }
+
     pub fn serving(&self) -> bool {
         self.pair.as_ref().is_none_or(|p| p.role == "active")
     }
@@ -388,7 +415,9 @@ impl Engine {
             Input::Media(ev) => self.handle_media(ev),
             Input::Stop => self.sip.stopping(self.now, &mut self.out),
             Input::Load { busy } => self.sip.set_busy(busy),
+            Input::Analog(a) => self.analog_input(a),
         }
+        self.analog_pump();
         self.replicate_calls();
     }
 
@@ -408,7 +437,7 @@ impl Engine {
     /// When to feed `Input::Timeout` next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.timers.next(), self.sip.next_timeout(), self.cti.next_timeout()].into_iter().flatten().min()
+        [self.timers.next(), self.sip.next_timeout(), self.cti.next_timeout(), self.analog.next_timeout()].into_iter().flatten().min()
     }
 
     fn handle_timeouts(&mut self) {
@@ -430,6 +459,9 @@ impl Engine {
         self.sip.handle_timeout(self.now, &cfg, &mut self.rng, &mut self.out);
         self.cti_timeouts();
         self.api_deliver();
+        if self.analog.next_timeout().is_some_and(|t| t <= self.now) {
+            self.analog_timeouts();
+        }
     }
 
     /// Media events go to the call that owns the stream (src/core/call/box_media.rs).
@@ -446,7 +478,12 @@ impl Engine {
         log::info!("config: generation {} applied from {}", self.generation, config.source);
         self.sip.reconfigure(&config);
         self.cti.reconfigure(&config);
+        self.dial_plan = snapshot::dial_plan_digest(&config);
         self.config = config;
+        self.analog_configure();
+        if self.config.peer.is_some() {
+            self.out.push_back(Output::Replicate(snapshot::Delta::Config(self.config_stamp())));
+        }
     }
 
     // ---- API front ends ----
@@ -524,6 +561,8 @@ impl Engine {
             "cti": self.cti.stats,
             "pair": self.pair,
             "pair_stats": self.pair_stats,
+            "dial_plan": self.dial_plan,
+            "active_config": self.active_config,
         });
         serde_json::to_vec(&v).unwrap_or_default()
     }

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Format of `EngineSnapshot` (and `Delta`); a standby refuses another.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 /// Everything a standby needs to take over.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,33 @@ pub struct EngineSnapshot {
     /// The counters calls and box streams are numbered from (never reused).
     pub next_call: u64,
     pub next_stream: u64,
+    /// The active's configuration: its generation (reloads applied) and the digest of
+    /// its dial plan (`dial_plan_digest`), so a standby knows whether it would route
+    /// calls the same way after a takeover.
+    pub config: ConfigStamp,
+}
+
+/// Which configuration an engine runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigStamp {
+    pub generation: u64,
+    pub digest: String,
+}
+
+/// A digest of what decides how calls are routed and who may do what: partitions,
+/// calling search spaces, lines, devices, pools, route patterns, trunks and
+/// application users (not the unit's own name, listeners or `[peer]`, which differ
+/// between the two units of a pair). SHA-256, the first 8 bytes in hex. None for a
+/// box with no `[peer]`: nothing compares it, so it costs nothing at start or reload.
+pub fn dial_plan_digest(c: &Config) -> Option<String> {
+    use sha2::Digest;
+    c.peer.as_ref()?;
+    let text = format!(
+        "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
+        c.partitions, c.calling_search_spaces, c.lines, c.devices, c.device_pools, c.route_patterns, c.trunks, c.app_users
+    );
+    let d = sha2::Sha256::digest(text.as_bytes());
+    Some(crate::codec::hex(&d[..8]))
 }
 
 /// A registration without its TCP connection: over TCP it is reached at its Contact
@@ -83,6 +110,8 @@ pub enum Delta {
     DeviceOpened(DeviceOwner),
     /// A CTI device was closed (by the application, its logout or its failure).
     DeviceClosed { device: String },
+    /// The active applied a configuration (at a reload).
+    Config(ConfigStamp),
 }
 
 impl BindingSnapshot {
@@ -150,7 +179,29 @@ impl Engine {
             devices: self.api.owners_by_name(),
             next_call,
             next_stream,
+            config: self.config_stamp(),
         }
+    }
+
+    /// This engine's configuration generation and dial-plan digest.
+    pub fn config_stamp(&self) -> ConfigStamp {
+        ConfigStamp { generation: self.generation(), digest: self.dial_plan.clone().unwrap_or_default() }
+    }
+
+    /// On a standby: the active's configuration stamp, as last replicated.
+    pub fn active_config(&self) -> Option<&ConfigStamp> {
+        self.active_config.as_ref()
+    }
+
+    fn note_active_config(&mut self, stamp: ConfigStamp) {
+        if self.dial_plan.as_deref() != Some(stamp.digest.as_str()) && self.active_config.as_ref().is_none_or(|s| s.digest != stamp.digest) {
+            log::warn!(
+                "pair: the active's dial plan (digest {}) differs from this unit's ({}): calls may route differently after a takeover",
+                stamp.digest,
+                self.dial_plan.as_deref().unwrap_or("none")
+            );
+        }
+        self.active_config = Some(stamp);
     }
 
     /// A fresh engine carrying on from `snapshot`, its clock at `now` with the wall
@@ -191,6 +242,7 @@ impl Engine {
             }
             Delta::DeviceOpened(d) => self.api.reserve(d),
             Delta::DeviceClosed { device } => self.api.unreserve(&device),
+            Delta::Config(stamp) => self.note_active_config(stamp),
         }
     }
 
@@ -222,6 +274,7 @@ impl Engine {
             self.api.reserve(d);
         }
         self.sip.b2bua.raise_next_ids(snapshot.next_call, snapshot.next_stream);
+        self.note_active_config(snapshot.config);
         log::info!(
             "pair: following the active unit: {} registrations, {} calls, {} CTI devices",
             self.sip.registrar.len(),

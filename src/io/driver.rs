@@ -28,6 +28,8 @@ pub enum Event {
     /// A clean stop: the engine saves what it holds back (`Input::Stop`), its outputs
     /// are drained into the persist queue, then the sender is told.
     Stop(tokio::sync::oneshot::Sender<()>),
+    /// A simulated port finished sending digits or a flash (io/analog.rs).
+    SimDone { port: String },
 }
 
 /// Maps the shell's monotonic clock onto engine time.
@@ -150,6 +152,8 @@ pub struct Driver {
     pub busy: Vec<u64>,
     /// The peer pair, with a `[peer]` section.
     pub pair: Option<super::pair::PairShell>,
+    /// The analog ports' drivers (the sim board's twin; io/analog.rs).
+    pub analog: Option<super::analog::AnalogShell>,
 }
 
 /// Resolves when a peer-pair socket may be read.
@@ -182,6 +186,13 @@ impl Driver {
         if let Some(p) = self.pair.as_mut() {
             p.pump(self.clock.now(), &mut self.engine);
         }
+        // The simulated board's ports are driven from the start.
+        let ups = self.analog.as_ref().map(|s| s.ups()).unwrap_or_default();
+        for up in ups {
+            let now = self.clock.now();
+            self.engine.handle_input(now, up);
+        }
+        self.drain().await;
         loop {
             self.heartbeat.beat();
             let idle = Instant::now() + tick;
@@ -217,6 +228,11 @@ impl Driver {
                     Some(Event::Pair(ev)) => {
                         if let Some(p) = self.pair.as_mut() {
                             p.on_event(self.clock.now(), ev, &mut self.engine);
+                        }
+                    }
+                    Some(Event::SimDone { port }) => {
+                        if let Some(s) = self.analog.as_mut() {
+                            s.done(&port);
                         }
                     }
                     Some(Event::Control { command, reply }) => {
@@ -356,17 +372,30 @@ impl Driver {
     /// A control-socket command's answer (io/control.rs).
     fn control(&mut self, command: &str) -> String {
         let now = self.clock.now();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        if let Some((&"analog", rest)) = words.split_first() {
+            let lines = self.engine.analog_lines();
+            return match self.analog.as_mut() {
+                Some(s) => s.control(rest, &lines),
+                None => "error: no analog ports here\n".into(),
+            };
+        }
         match (command.trim(), self.pair.as_mut()) {
             (_, None) => "error: this box has no [peer] section: it runs alone\n".into(),
             ("peer status", Some(p)) => p.status_text(now),
-            ("peer switchover", Some(p)) => {
+            (c @ ("peer switchover" | "peer switchover --force"), Some(p)) => {
+                let setup = self.engine.calls_in_setup();
+                if setup > 0 && p.serving() && !c.ends_with("--force") {
+                    // The standby holds established calls only: wait for these.
+                    return format!("busy: {setup} call(s) in setup here would be lost by a handover now\n");
+                }
                 if p.switchover(now, &mut self.engine) {
                     "ok: handing over to the standby; this box stands by\n".into()
                 } else {
                     format!("error: no switchover: this box is {} and the peer must be a live standby\n", p.role().name())
                 }
             }
-            (c, Some(_)) => format!("error: unknown command {c:?} (peer status, peer switchover)\n"),
+            (c, Some(_)) => format!("error: unknown command {c:?} (peer status, peer switchover [--force])\n"),
         }
     }
 
@@ -451,6 +480,10 @@ impl Driver {
                         }
                     }
                     None => log::debug!("media path not running; dropped {cmd:?}"),
+                },
+                Output::Analog(a) => match self.analog.as_mut() {
+                    Some(s) => s.output(a),
+                    None => log::debug!("analog: no port driver; dropped {a:?}"),
                 },
             }
         }

@@ -116,14 +116,25 @@ pub fn bind(plan: &ListenPlan) -> Result<Bound, String> {
 pub struct UdpIn {
     sock: Rc<UdpSocket>,
     bound: SocketAddr,
-    buf: Vec<u8>,
-    /// Room for the receive timestamp and (on a wildcard bind) IP_PKTINFO, kept
-    /// between reads.
-    cmsg: Vec<u8>,
+    /// `RECV_BURST` buffers of `SIP_MAX_MESSAGE + 1` bytes, one after the other: one
+    /// `recvmmsg` fills as many as there are datagrams queued.
+    bufs: Vec<u8>,
+    /// Per buffer: room for the receive timestamp and (on a wildcard bind)
+    /// IP_PKTINFO, and the sender's address.
+    cmsgs: Vec<[u8; CMSG_ROOM]>,
+    names: Vec<nix::libc::sockaddr_storage>,
+    /// What the last `recvmmsg` read and `try_recv` has not handed out yet, with how
+    /// long each waited.
+    ready: std::collections::VecDeque<(Received, std::time::Duration)>,
     /// How long the last datagram read waited in the socket (its kernel receive
     /// timestamp against the clock at the read): the load meter's input.
     pub waited: std::time::Duration,
 }
+
+/// Datagrams one `recvmmsg` may read.
+const RECV_BURST: usize = 8;
+/// Control-message room per datagram: an `in6_pktinfo` and a `timespec`, with headers.
+const CMSG_ROOM: usize = 96;
 
 /// What one read of the SIP UDP socket gave.
 pub enum Received {
@@ -145,9 +156,22 @@ impl UdpIn {
             };
             r.map_err(|e| format!("SIP udp: cannot enable packet info: {e}"))?;
         }
-        setsockopt(&*sock, sockopt::ReceiveTimestampns, &true).map_err(|e| format!("SIP udp: cannot enable receive timestamps: {e}"))?;
-        let cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::timespec);
-        Ok(UdpIn { sock, bound, buf: vec![0u8; limits::SIP_MAX_MESSAGE + 1], cmsg, waited: std::time::Duration::ZERO })
+        if let Err(e) = setsockopt(&*sock, sockopt::ReceiveTimestampns, &true) {
+            // Some emulators (qemu-user) lack it: the load meter then sees no queueing
+            // delay, only how long the socket takes to drain.
+            log::warn!("SIP udp: no receive timestamps ({e}); the overload check goes by drain times alone");
+        }
+        debug_assert!(nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::timespec).len() <= CMSG_ROOM);
+        Ok(UdpIn {
+            sock,
+            bound,
+            bufs: vec![0u8; RECV_BURST * (limits::SIP_MAX_MESSAGE + 1)],
+            cmsgs: vec![[0u8; CMSG_ROOM]; RECV_BURST],
+            // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
+            names: vec![unsafe { std::mem::zeroed() }; RECV_BURST],
+            ready: std::collections::VecDeque::with_capacity(RECV_BURST),
+            waited: std::time::Duration::ZERO,
+        })
     }
 
     /// Waits until a datagram may be there.
@@ -156,60 +180,130 @@ impl UdpIn {
     }
 
     /// Reads one datagram without waiting: `Err(WouldBlock)` when none is queued,
-    /// another `Err` when the socket is broken.
+    /// another `Err` when the socket is broken. Datagrams come off the socket in
+    /// bursts of up to `RECV_BURST` (one `recvmmsg`), handed out one per call.
     pub fn try_recv(&mut self) -> std::io::Result<Received> {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
-        use std::io::IoSliceMut;
+        if self.ready.is_empty() {
+            match self.read_burst() {
+                Ok(()) => {}
+                // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(Received::Skipped),
+                Err(e) => return Err(e),
+            }
+        }
+        match self.ready.pop_front() {
+            Some((r, waited)) => {
+                self.waited = waited;
+                Ok(r)
+            }
+            None => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    /// One `recvmmsg` into the buffers; what it read goes to `ready`.
+    fn read_burst(&mut self) -> std::io::Result<()> {
+        use nix::libc;
         use std::os::fd::AsRawFd;
-        let (sock, bound, buf, cmsg, waited) = (&self.sock, self.bound, &mut self.buf, &mut self.cmsg, &mut self.waited);
-        let got = sock.try_io(tokio::io::Interest::READABLE, || {
-            let fd = sock.as_raw_fd();
-            let mut iov = [IoSliceMut::new(buf)];
-            let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(cmsg), MsgFlags::MSG_DONTWAIT)
-                .map_err(std::io::Error::from)?;
-            let mut local = bound;
-            *waited = std::time::Duration::ZERO;
-            for c in msg.cmsgs().into_iter().flatten() {
-                match c {
-                    ControlMessageOwned::ScmTimestampns(ts) => {
-                        if let Ok(now) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME) {
-                            let d = now - ts;
-                            if d.tv_sec() >= 0 {
-                                *waited = std::time::Duration::from(d);
+        const ROOM: usize = limits::SIP_MAX_MESSAGE + 1;
+        let (sock, bufs, cmsgs, names) = (&self.sock, &mut self.bufs, &mut self.cmsgs, &mut self.names);
+        let mut iovs: heapless::Vec<libc::iovec, RECV_BURST> = bufs
+            .chunks_exact_mut(ROOM)
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: ROOM })
+            .collect();
+        let mut hdrs: heapless::Vec<libc::mmsghdr, RECV_BURST> = iovs
+            .iter_mut()
+            .zip(cmsgs.iter_mut())
+            .zip(names.iter_mut())
+            .map(|((iov, c), name)| {
+                // SAFETY: an all-zero mmsghdr is a valid empty one (it may have padding
+                // fields, so it is not built field by field).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+                h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = CMSG_ROOM as _;
+                h
+            })
+            .collect();
+        let n = sock.try_io(tokio::io::Interest::READABLE, || {
+            // SAFETY: every header points at a buffer of `ROOM` bytes, a control area of
+            // `CMSG_ROOM` bytes and an address (`bufs`, `cmsgs`, `names`, borrowed for
+            // the call), and `hdrs.len()` headers are passed.
+            let n = unsafe {
+                libc::recvmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), hdrs.len() as _, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })?;
+        // One clock reading for the burst: each datagram's wait is against it.
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).ok();
+        for (i, h) in hdrs.iter().enumerate().take(n) {
+            let mut local = self.bound;
+            let mut waited = std::time::Duration::ZERO;
+            let m = &h.msg_hdr;
+            // SAFETY: `m` is a header the kernel filled in: its control area is ours
+            // and `msg_controllen` says how much of it holds messages; CMSG_FIRSTHDR
+            // and CMSG_NXTHDR stay within it, and each data pointer is read unaligned
+            // within its message.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(m);
+                while !c.is_null() {
+                    let data = libc::CMSG_DATA(c);
+                    match ((*c).cmsg_level, (*c).cmsg_type) {
+                        (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                            let ts: libc::timespec = std::ptr::read_unaligned(data.cast());
+                            if let Some(now) = now {
+                                let d = now - nix::sys::time::TimeSpec::from(ts);
+                                if d.tv_sec() >= 0 {
+                                    waited = std::time::Duration::from(d);
+                                }
                             }
                         }
+                        (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                            let pi: libc::in_pktinfo = std::ptr::read_unaligned(data.cast());
+                            local = SocketAddr::new(std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr)).into(), self.bound.port());
+                        }
+                        (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                            let pi: libc::in6_pktinfo = std::ptr::read_unaligned(data.cast());
+                            local = SocketAddr::new(std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr).into(), self.bound.port());
+                        }
+                        _ => {}
                     }
-                    ControlMessageOwned::Ipv4PacketInfo(pi) => {
-                        let ip = std::net::Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
-                        local = SocketAddr::new(ip.into(), bound.port());
-                    }
-                    ControlMessageOwned::Ipv6PacketInfo(pi) => {
-                        let ip = std::net::Ipv6Addr::from(pi.ipi6_addr.s6_addr);
-                        local = SocketAddr::new(ip.into(), bound.port());
-                    }
-                    _ => {}
+                    c = libc::CMSG_NXTHDR(m, c);
                 }
             }
-            let from = msg.address.and_then(|a: SockaddrStorage| {
-                a.as_sockaddr_in().map(|v4| SocketAddr::from((v4.ip(), v4.port())))
-                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
-            });
-            Ok((msg.bytes, from, local))
-        });
-        let (n, from, local) = match got {
-            Ok((n, Some(from), local)) => (n, from, local),
-            Ok((_, None, _)) => return Ok(Received::Skipped),
-            // ICMP port unreachable from an earlier send surfaces here on Linux; not fatal.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(Received::Skipped),
-            Err(e) => return Err(e),
-        };
-        if n > limits::SIP_MAX_MESSAGE {
-            log::debug!("sip: datagram from {from} over {} bytes dropped", limits::SIP_MAX_MESSAGE);
-            return Ok(Received::Skipped);
+            let from = sockaddr_of(&self.names[i], m.msg_namelen);
+            let len = h.msg_len as usize;
+            let r = match from {
+                None => Received::Skipped,
+                Some(from) if len > limits::SIP_MAX_MESSAGE || m.msg_flags & libc::MSG_TRUNC != 0 => {
+                    log::debug!("sip: datagram from {from} over {} bytes dropped", limits::SIP_MAX_MESSAGE);
+                    Received::Skipped
+                }
+                Some(from) => {
+                    let bytes = self.bufs[i * ROOM..i * ROOM + len].to_vec();
+                    Received::Input(Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes })
+                }
+            };
+            self.ready.push_back((r, waited));
         }
-        let bytes = self.buf[..n].to_vec();
-        Ok(Received::Input(Input::Sip { transport: Transport::Udp, conn: None, from, local, bytes }))
+        Ok(())
     }
+}
+
+/// The address the kernel wrote into `s` (`len` bytes of it), if it is IPv4 or IPv6.
+fn sockaddr_of(s: &nix::libc::sockaddr_storage, len: nix::libc::socklen_t) -> Option<SocketAddr> {
+    use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+    // SAFETY: `s` is a whole sockaddr_storage of which the kernel filled `len` bytes.
+    let a = unsafe { SockaddrStorage::from_raw((s as *const nix::libc::sockaddr_storage).cast(), Some(len)) }?;
+    a.as_sockaddr_in()
+        .map(|v4| SocketAddr::from((v4.ip(), v4.port())))
+        .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port()))))
 }
 
 /// Accepts SIP over TCP forever; each connection frames by Content-Length.
@@ -286,3 +380,51 @@ pub async fn cti_loop(listener: TcpListener, inbox: mpsc::Sender<Event>) -> Resu
 }
 
 pub use super::http::http_loop;
+
+#[cfg(test)]
+#[allow(clippy::disallowed_types)] // a real socket sends the datagrams: this is the shell's reader
+mod tests {
+    use super::*;
+
+    /// More datagrams than one burst, of different sizes (one of them the largest an
+    /// IPv4 datagram can carry): every one comes out whole, in order, with its sender
+    /// and the address it reached, then WouldBlock.
+    #[test]
+    fn a_burst_of_datagrams_is_read_whole_and_in_order_across_recvmmsg_calls() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let sock = Rc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+            // Room for all of them at once, as the listener has (limits::SIP_UDP_RECV_BUFFER).
+            nix::sys::socket::setsockopt(&*sock, nix::sys::socket::sockopt::RcvBuf, &limits::SIP_UDP_RECV_BUFFER).unwrap();
+            let to = sock.local_addr().unwrap();
+            let mut udp = UdpIn::new(sock.clone()).unwrap();
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let sizes: Vec<usize> = (0..3 * RECV_BURST + 1).map(|i| if i == 5 { 65_507 } else { 1 + i * 97 }).collect();
+            for (i, n) in sizes.iter().enumerate() {
+                let d: Vec<u8> = (0..*n).map(|j| (i + j) as u8).collect();
+                tx.send_to(&d, to).unwrap();
+            }
+            let mut got = Vec::new();
+            while got.len() < sizes.len() {
+                udp.readable().await.unwrap();
+                loop {
+                    match udp.try_recv() {
+                        Ok(Received::Input(Input::Sip { from, local, bytes, .. })) => {
+                            assert_eq!((from, local), (tx.local_addr().unwrap(), to));
+                            got.push(bytes);
+                        }
+                        Ok(Received::Skipped) => panic!("a datagram was skipped"),
+                        Ok(Received::Input(other)) => panic!("{other:?}"),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            for (i, (n, b)) in sizes.iter().zip(&got).enumerate() {
+                assert_eq!(b.len(), *n, "datagram {i}");
+                assert!(b.iter().enumerate().all(|(j, x)| *x == (i + j) as u8), "datagram {i}'s bytes");
+            }
+            assert!(matches!(udp.try_recv(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+        });
+    }
+}

@@ -3,6 +3,7 @@
 //! call or CTI state of its own.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // the shell is where the clock, files, sockets and threads are
 
+pub mod analog;
 pub mod control;
 pub mod cti_client;
 pub mod driver;

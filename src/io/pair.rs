@@ -7,8 +7,10 @@
 //!   whose process is gone (its port closed) shows at the next heartbeat as "port
 //!   unreachable" (`Pair::peer_gone`), without waiting out `dead_after`.
 //! - A probe pings the witness (`pairnet::ping`) and asks the peer over the LAN
-//!   (`peer_lan_address`) for its status with a nonce; it is decided when the ping
-//!   has answered or timed out and the peer has answered or `probe_wait` has passed.
+//!   (`peer_lan_address`) for its status with a nonce (three times, a third of the
+//!   wait apart, in case a datagram is lost); it is decided when the ping has answered or timed out
+//!   and the peer has answered or the probe's `until` has come (the instant the peer's
+//!   silence reaches `dead_after`: the probe runs in the last `probe_window` of it).
 //! - Replication: a standby dials the active unit; the active sends a challenge, the
 //!   standby subscribes, and the active sends its whole state (`Engine::snapshot`),
 //!   then every `Output::Replicate` in order. A standby that loses the stream (or a
@@ -16,7 +18,7 @@
 //!   queue to the standby is bounded: a standby that cannot keep up is dropped and
 //!   catches up with a snapshot.
 
-use super::driver::Event;
+use super::driver::{Event, PersistQueue};
 use super::pairnet;
 use crate::config::model::PeerConfig;
 use crate::core::pair::wire::{self, Body, Dir, Frame, ReplayGuard, StreamMsg, StreamSide};
@@ -31,6 +33,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
+
+/// Errors of a connect to the peer's link address that mean "no route yet".
+const NO_ROUTE: [i32; 3] = [nix::libc::ENETUNREACH, nix::libc::EHOSTUNREACH, nix::libc::EADDRNOTAVAIL];
 
 /// Frames queued for the standby before it counts as unable to keep up.
 const REPL_QUEUE: usize = 8192;
@@ -50,8 +55,9 @@ pub enum PairEvent {
     Subscriber { tx: mpsc::Sender<Vec<u8>>, side: StreamSide, from: SocketAddr },
     /// On a standby: a message of the replication stream.
     Stream(StreamMsg),
-    /// On a standby: the replication stream ended.
-    StreamEnded(String),
+    /// On a standby: the replication stream ended; `closed` if the active's side
+    /// closed or reset the connection at a frame's start (its process may be gone).
+    StreamEnded { why: String, closed: bool },
 }
 
 /// Counters on /status ("pair").
@@ -78,6 +84,14 @@ pub struct PairStats {
     pub held_back: u64,
     /// SIP messages a non-serving unit received and dropped unread.
     pub sip_dropped: u64,
+    /// Calls the peer held in setup when this unit took over from it, which it could
+    /// not carry on: the peer's calls in its last heartbeat less the established calls
+    /// replicated here (an estimate: calls begun or ended since that heartbeat, at
+    /// most `heartbeat_ms` before the fault, are not in it).
+    pub calls_lost_in_setup: u64,
+    /// The calls the peer said it held in its last heartbeat while active (0 if it
+    /// is not active).
+    pub peer_calls: u64,
 }
 
 struct Probe {
@@ -85,7 +99,14 @@ struct Probe {
     witness: Option<bool>,
     answer: Option<Status>,
     answer_by: Time,
+    /// When the query goes out again (a new frame, so not a replay), and how many
+    /// more times.
+    requery_at: Time,
+    requeries: u8,
 }
+
+/// How many times a probe's query goes out in all, spread over its wait.
+const PROBE_QUERIES: u8 = 3;
 
 struct Subscriber {
     tx: mpsc::Sender<Vec<u8>>,
@@ -102,7 +123,6 @@ pub struct PairShell {
     seq: u64,
     guard: ReplayGuard,
     probe: Option<Probe>,
-    probe_wait: Duration,
     announces: VecDeque<Time>,
     last_heard: Option<Time>,
     subscriber: Option<Subscriber>,
@@ -111,8 +131,14 @@ pub struct PairShell {
     bans: Bans,
     inbox: mpsc::Sender<Event>,
     nonce: u64,
+    /// Where the highest term seen goes (the persist thread writes it to `pair-term`).
+    persist: PersistQueue,
     pub stats: PairStats,
 }
+
+/// The file in the data directory holding the highest term this unit has seen, so a
+/// unit that restarts never takes a term it or its peer held before.
+pub const TERM_FILE: &str = "pair-term";
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -120,8 +146,17 @@ fn unix_ms() -> u64 {
 
 impl PairShell {
     /// Removes a stale service address (a crash or power loss can leave it), binds the
-    /// peer link and starts its listener. `now` is engine time.
-    pub async fn start(cfg: &PeerConfig, key: [u8; 32], now: Time, nonce_seed: u64, inbox: mpsc::Sender<Event>) -> Result<PairShell, String> {
+    /// peer link and starts its listener. `now` is engine time; `term` the highest term
+    /// an earlier run saved (0 if none).
+    pub async fn start(
+        cfg: &PeerConfig,
+        key: [u8; 32],
+        now: Time,
+        term: u64,
+        nonce_seed: u64,
+        inbox: mpsc::Sender<Event>,
+        persist: PersistQueue,
+    ) -> Result<PairShell, String> {
         let sa = cfg.service_address;
         match pairnet::remove_address(&cfg.interface, sa.addr, sa.prefix) {
             Ok(true) => log::warn!("pair: removed a stale service address {}/{} from {}", sa.addr, sa.prefix, cfg.interface),
@@ -132,7 +167,25 @@ impl PairShell {
         let local_ip = if cfg.listen.ip().is_unspecified() { None } else { Some(cfg.listen.ip()) };
         let hb_bind = SocketAddr::new(local_ip.unwrap_or(if cfg.address.is_ipv4() { IpAddr::from([0, 0, 0, 0]) } else { IpAddr::from([0u16; 8]) }), 0);
         let hb = UdpSocket::bind(hb_bind).await.map_err(|e| format!("pair: cannot bind {hb_bind}: {e}"))?;
-        hb.connect(cfg.address).await.map_err(|e| format!("pair: cannot reach {}: {e}", cfg.address))?;
+        // At boot the peer link may have no address or route yet: wait for one (the
+        // unit number comes from this side's address on it), serving nothing meanwhile.
+        let mut warned = false;
+        loop {
+            match hb.connect(cfg.address).await {
+                Ok(()) => break,
+                Err(e) if matches!(e.raw_os_error(), Some(libc_err) if NO_ROUTE.contains(&libc_err)) => {
+                    if !warned {
+                        log::warn!("pair: no route to the peer {} yet ({e}); waiting for one before anything is served", cfg.address);
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("pair: cannot reach {}: {e}", cfg.address)),
+            }
+        }
+        if warned {
+            log::info!("pair: the peer link has a route to {} now", cfg.address);
+        }
         let mine = hb.local_addr().map_err(|e| e.to_string())?.ip();
         // Unit 0 is the one with the lower peer-link address (distinct on a pair).
         let unit = u64::from(mine > cfg.address.ip());
@@ -143,7 +196,6 @@ impl PairShell {
             priority: cfg.priority,
             unit,
         };
-        let probe_wait = (settings.heartbeat / 2).clamp(Duration::from_millis(10), Duration::from_millis(100));
         log::info!(
             "pair: unit {unit} ({mine}), peer {} (LAN {}), heartbeat {} ms, dead after {} ms, witness {}",
             cfg.address,
@@ -157,14 +209,13 @@ impl PairShell {
         Ok(PairShell {
             cfg: cfg.clone(),
             key,
-            machine: Pair::new(settings, now, 0),
+            machine: Pair::new(settings, now, term),
             sock: Rc::new(sock),
             hb: Rc::new(hb),
             boot: unix_ms(),
             seq: 0,
             guard: ReplayGuard::default(),
             probe: None,
-            probe_wait,
             announces: VecDeque::new(),
             last_heard: None,
             subscriber: None,
@@ -173,6 +224,7 @@ impl PairShell {
             bans,
             inbox,
             nonce: nonce_seed,
+            persist,
             stats: PairStats::default(),
         })
     }
@@ -202,6 +254,9 @@ impl PairShell {
         if let Some(p) = self.probe.as_ref().filter(|p| p.witness.is_some()) {
             t = t.min(p.answer_by);
         }
+        if let Some(p) = self.probe.as_ref().filter(|p| p.requeries > 0 && p.answer.is_none()) {
+            t = t.min(p.requery_at);
+        }
         if let Some(a) = self.announces.front() {
             t = t.min(*a);
         }
@@ -215,6 +270,7 @@ impl PairShell {
         if now >= self.machine.poll_timeout() {
             self.machine.handle_timeout(now);
         }
+        self.requery(now);
         self.finish_probe(now);
         // The role machine's decisions first: a unit that wakes from a freeze steps
         // down here, and must not announce the address it is about to drop.
@@ -271,11 +327,13 @@ impl PairShell {
         };
         self.stats.frames_received += 1;
         match frame.body {
-            Body::Heartbeat(status) => {
+            Body::Heartbeat { status, calls } => {
                 if let Err(r) = self.guard.accept(&frame) {
                     return self.refused(r, from);
                 }
                 self.heard(now);
+                let serving = status.role == Role::Active || status.handover;
+                self.stats.peer_calls = if serving { u64::from(calls) } else { 0 };
                 self.machine.handle_frame(now, status);
             }
             Body::Query { nonce } => {
@@ -364,8 +422,13 @@ impl PairShell {
                 }
                 StreamMsg::Subscribe { .. } => {}
             },
-            PairEvent::StreamEnded(why) => {
+            PairEvent::StreamEnded { why, closed } => {
                 log::info!("pair: replication stream ended: {why}");
+                if closed && self.machine.peer().is_some_and(|(_, p)| p.role == Role::Active) {
+                    // The kernel closes a dead process's connections at once: probe now
+                    // rather than wait out the silence (the probe still decides).
+                    self.machine.peer_gone(now);
+                }
                 self.follower = None;
                 self.follow_after = now + Duration::from_millis(self.cfg.heartbeat_ms.into());
             }
@@ -445,7 +508,8 @@ impl PairShell {
         while let Some(out) = self.machine.poll_output() {
             match out {
                 PairOut::Send(status) => {
-                    if let Some(bytes) = self.frame(Body::Heartbeat(status)) {
+                    let calls = u32::try_from(engine.call_count()).unwrap_or(u32::MAX);
+                    if let Some(bytes) = self.frame(Body::Heartbeat { status, calls }) {
                         if let Err(e) = self.hb.try_send(&bytes) {
                             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                                 self.machine.peer_gone(now);
@@ -453,7 +517,7 @@ impl PairShell {
                         }
                     }
                 }
-                PairOut::Probe => self.start_probe(now),
+                PairOut::Probe { until } => self.start_probe(now, until),
                 PairOut::Role { role, term } => self.role_changed(now, role, term, engine),
             }
         }
@@ -482,19 +546,41 @@ impl PairShell {
         PairView { role: self.machine.role().name(), term: self.machine.term(), active }
     }
 
-    fn start_probe(&mut self, now: Time) {
+    fn start_probe(&mut self, now: Time, until: Time) {
         self.stats.probes += 1;
         let nonce = self.next_nonce();
-        self.probe = Some(Probe { nonce, witness: None, answer: None, answer_by: now + self.probe_wait });
-        if let Some(bytes) = self.frame(Body::Query { nonce }) {
-            let to = SocketAddr::new(self.cfg.peer_lan_address, self.cfg.address.port());
-            let _ = self.sock.try_send_to(&bytes, to);
-        }
-        let (witness, wait, inbox) = (self.cfg.witness, self.probe_wait, self.inbox.clone());
+        let wait = until.since(now).max(Duration::from_millis(5));
+        let gap = wait / u32::from(PROBE_QUERIES);
+        let requeries = PROBE_QUERIES - 1;
+        self.probe = Some(Probe { nonce, witness: None, answer: None, answer_by: until, requery_at: now + gap, requeries });
+        self.send_query(nonce);
+        let (witness, inbox) = (self.cfg.witness, self.inbox.clone());
         tokio::task::spawn_local(async move {
             let ok = pairnet::ping(witness, wait).await;
             let _ = inbox.send(Event::Pair(PairEvent::Witness { nonce, ok })).await;
         });
+    }
+
+    /// Asks the peer over the LAN for its status, for the probe `nonce`.
+    fn send_query(&mut self, nonce: u64) {
+        if let Some(bytes) = self.frame(Body::Query { nonce }) {
+            let to = SocketAddr::new(self.cfg.peer_lan_address, self.cfg.address.port());
+            let _ = self.sock.try_send_to(&bytes, to);
+        }
+    }
+
+    /// Sends the probe's query again once its time has come, in case a query or its
+    /// answer was lost: spread over the wait, each a new frame (the peer refuses the
+    /// same bytes twice as a replay).
+    fn requery(&mut self, now: Time) {
+        let Some(p) = self.probe.as_mut().filter(|p| p.requeries > 0 && p.answer.is_none() && now >= p.requery_at) else {
+            return;
+        };
+        p.requeries -= 1;
+        let gap = p.answer_by.since(now) / u32::from(p.requeries + 1);
+        p.requery_at = now + gap.max(Duration::from_millis(1));
+        let nonce = p.nonce;
+        self.send_query(nonce);
     }
 
     /// Hands a probe's result to the role machine once it is known.
@@ -516,10 +602,25 @@ impl PairShell {
     }
 
     fn role_changed(&mut self, now: Time, role: Role, term: u64, engine: &mut Engine) {
-        log::warn!("pair: now {} (term {term})", role.name());
+        // Why, as far as the last word from the peer tells: an operator reading the log
+        // after a takeover wants the silence it followed.
+        let peer = match self.machine.peer() {
+            Some((at, p)) => format!(": the peer last heard {} ms ago, {} (term {})", now.since(at).as_millis(), p.role.name(), p.term),
+            None => String::from(": the peer not heard yet"),
+        };
+        log::warn!("pair: now {} (term {term}){peer}", role.name());
+        self.persist.push(TERM_FILE, self.machine.highest_term().to_le_bytes().to_vec());
         let sa = self.cfg.service_address;
         if role == Role::Active {
             self.stats.takeovers += 1;
+            if !engine.serving() {
+                let lost = self.stats.peer_calls.saturating_sub(u64::try_from(engine.call_count()).unwrap_or(u64::MAX));
+                if lost > 0 {
+                    log::warn!("pair: the peer had about {lost} call(s) in setup, which this unit cannot carry on");
+                }
+                self.stats.calls_lost_in_setup += lost;
+                self.stats.peer_calls = 0;
+            }
             engine.serve();
             if let Err(e) = pairnet::add_address(&self.cfg.interface, sa.addr, sa.prefix) {
                 self.stats.address_errors += 1;
@@ -623,12 +724,22 @@ async fn replication_listener(l: TcpListener, key: [u8; 32], inbox: mpsc::Sender
 }
 
 async fn read_frame(s: &mut (impl AsyncReadExt + Unpin), side: &mut StreamSide) -> Result<StreamMsg, String> {
+    read_frame_or_end(s, side).await.map_err(|(why, _)| why)
+}
+
+/// As `read_frame`, and whether the stream was closed or reset before a frame began.
+async fn read_frame_or_end(s: &mut (impl AsyncReadExt + Unpin), side: &mut StreamSide) -> Result<StreamMsg, (String, bool)> {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, UnexpectedEof};
     let mut head = [0u8; wire::STREAM_HEAD];
-    s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
-    let n = side.rest_len(&head).map_err(|r| format!("frame refused: {}", r.name()))?;
+    s.read_exact(&mut head).await.map_err(|e| (e.to_string(), matches!(e.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted)))?;
+    read_rest(s, side, &head).await.map_err(|why| (why, false))
+}
+
+async fn read_rest(s: &mut (impl AsyncReadExt + Unpin), side: &mut StreamSide, head: &[u8; wire::STREAM_HEAD]) -> Result<StreamMsg, String> {
+    let n = side.rest_len(head).map_err(|r| format!("frame refused: {}", r.name()))?;
     let mut rest = vec![0u8; n];
     s.read_exact(&mut rest).await.map_err(|e| e.to_string())?;
-    side.open(&head, &rest).map_err(|r| format!("frame refused: {}", r.name()))
+    side.open(head, &rest).map_err(|r| format!("frame refused: {}", r.name()))
 }
 
 /// One standby's connection (on the active): challenge, subscription, then frames.
@@ -680,14 +791,25 @@ async fn serve_standby(mut s: TcpStream, from: SocketAddr, key: [u8; 32], inbox:
 
 /// On a standby: dials the active and feeds its stream to the engine loop.
 async fn follow(addr: SocketAddr, key: [u8; 32], unit: u64, inbox: mpsc::Sender<Event>) {
-    let why = match follow_inner(addr, key, unit, &inbox).await {
-        Ok(()) => "closed".to_string(),
+    let (why, closed) = match follow_inner(addr, key, unit, &inbox).await {
+        Ok(()) => ("closed".to_string(), false),
         Err(e) => e,
     };
-    let _ = inbox.send(Event::Pair(PairEvent::StreamEnded(why))).await;
+    let _ = inbox.send(Event::Pair(PairEvent::StreamEnded { why, closed })).await;
 }
 
-async fn follow_inner(addr: SocketAddr, key: [u8; 32], unit: u64, inbox: &mpsc::Sender<Event>) -> Result<(), String> {
+async fn follow_inner(addr: SocketAddr, key: [u8; 32], unit: u64, inbox: &mpsc::Sender<Event>) -> Result<(), (String, bool)> {
+    let (mut s, mut rx) = follow_handshake(addr, key, unit).await.map_err(|why| (why, false))?;
+    loop {
+        let msg = read_frame_or_end(&mut s, &mut rx).await?;
+        if inbox.send(Event::Pair(PairEvent::Stream(msg))).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Dials the active, answers its challenge and subscribes: the stream and its side.
+async fn follow_handshake(addr: SocketAddr, key: [u8; 32], unit: u64) -> Result<(TcpStream, StreamSide), String> {
     let mut s = tokio::time::timeout(HANDSHAKE, TcpStream::connect(addr)).await.map_err(|_| "connect timed out".to_string())?.map_err(|e| e.to_string())?;
     let _ = s.set_nodelay(true);
     let mut c = [0u8; wire::CHALLENGE_LEN];
@@ -698,10 +820,5 @@ async fn follow_inner(addr: SocketAddr, key: [u8; 32], unit: u64, inbox: &mpsc::
     s.write_all(&sub).await.map_err(|e| e.to_string())?;
     let mut rx = StreamSide::new(k, Dir::ToStandby);
     rx.allow(wire::MAX_STREAM_BODY);
-    loop {
-        let msg = read_frame(&mut s, &mut rx).await?;
-        if inbox.send(Event::Pair(PairEvent::Stream(msg))).await.is_err() {
-            return Ok(());
-        }
-    }
+    Ok((s, rx))
 }

@@ -135,6 +135,20 @@ fn resolve_secrets(cfg: &mut Config, dir: &Path) -> Result<Vec<String>, String> 
     config::resolve_generated(cfg, dir, &mut fill)
 }
 
+/// The highest pair term an earlier run saw (0 if none or unreadable: the peer's frames
+/// then carry it).
+fn load_term(dir: &Path) -> u64 {
+    let path = dir.join(super::pair::TERM_FILE);
+    let Ok(bytes) = std::fs::read(&path) else { return 0 };
+    match crate::persist::unseal(&bytes).map(<[u8; 8]>::try_from) {
+        Ok(Ok(b)) => u64::from_le_bytes(b),
+        _ => {
+            log::warn!("pair: {} is damaged; starting from term 0", path.display());
+            0
+        }
+    }
+}
+
 /// Registrations saved by an earlier run, if the file is there and whole.
 fn load_registrations(dir: &Path) -> Option<crate::core::endpoint::SavedRegistrations> {
     let path = dir.join("registrations");
@@ -199,6 +213,7 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         udp_out: Vec::new(),
         busy: Vec::new(),
         pair: None,
+        analog: Some(super::analog::AnalogShell::new(&cfg.board.def, clock, inbox_tx.clone())),
     };
     let mut driver = driver;
     if let Some(peer) = &cfg.peer {
@@ -208,7 +223,8 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         };
         let s = seed();
         let nonce_seed = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
-        match super::pair::PairShell::start(peer, key, clock.now(), nonce_seed, inbox_tx.clone()).await {
+        let term = load_term(&dir);
+        match super::pair::PairShell::start(peer, key, clock.now(), term, nonce_seed, inbox_tx.clone(), persist.clone()).await {
             Ok(p) => driver.pair = Some(p),
             Err(e) => {
                 eprintln!("ctibox: {e}");

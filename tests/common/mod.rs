@@ -3,6 +3,7 @@
 //! and waits on its output lines (never on the clock) for what a test expects.
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod baresip;
 pub mod netns;
 pub mod sipp;
 
@@ -125,19 +126,29 @@ impl BoxProc {
 
     /// Starts `cmd` (a `ctibox run` however it is wrapped, e.g. in a network
     /// namespace) and waits for its banner; `data` is removed with the box.
-    pub fn start_cmd(mut cmd: Command, data: TempDir) -> BoxProc {
+    pub fn start_cmd(cmd: Command, data: TempDir) -> BoxProc {
+        let mut b = BoxProc::spawn_cmd(cmd, data);
+        b.read_banner();
+        b
+    }
+
+    /// Starts `cmd` without waiting for anything (then `read_banner`).
+    pub fn spawn_cmd(mut cmd: Command, data: TempDir) -> BoxProc {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ctibox");
         let (tx, rx) = mpsc::channel();
         pump(child.stdout.take().unwrap(), tx.clone(), true);
         pump(child.stderr.take().unwrap(), tx, false);
-        let mut b = BoxProc { child, lines: rx, seen: vec![], sip: "0.0.0.0:0".parse().unwrap(), cti: "0.0.0.0:0".parse().unwrap(), http: "0.0.0.0:0".parse().unwrap(), data };
-        b.wait_line(|l| matches!(l, Line::Out(s) if s.starts_with("ready in")));
-        let banner = b.seen.clone();
-        b.sip = field(&banner, "sip", 2);
-        b.cti = field(&banner, "cti", 2);
-        b.http = field(&banner, "http", 1);
-        b
+        BoxProc { child, lines: rx, seen: vec![], sip: "0.0.0.0:0".parse().unwrap(), cti: "0.0.0.0:0".parse().unwrap(), http: "0.0.0.0:0".parse().unwrap(), data }
+    }
+
+    /// Waits for the banner and takes the bound addresses from it.
+    pub fn read_banner(&mut self) {
+        self.wait_line(|l| matches!(l, Line::Out(s) if s.starts_with("ready in")));
+        let banner = self.seen.clone();
+        self.sip = field(&banner, "sip", 2);
+        self.cti = field(&banner, "cti", 2);
+        self.http = field(&banner, "http", 1);
     }
 
     /// Waits for a line matching `pred` and returns it; fails the test if the box
@@ -179,6 +190,12 @@ impl Drop for BoxProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failing test shows what the box said (its banner names its config).
+            let rest: Vec<Line> = self.lines.try_iter().collect();
+            let text: Vec<&str> = self.seen.iter().chain(rest.iter()).map(|l| l.text()).collect();
+            eprintln!("--- output of the box (pid {}):\n{}", self.child.id(), text.join("\n"));
+        }
     }
 }
 

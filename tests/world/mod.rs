@@ -215,6 +215,8 @@ pub struct World {
     pub log: Vec<Entry>,
     /// Media commands the engine gave, with their time.
     pub media: Vec<(Time, MediaCmd)>,
+    /// What the engine asked of analog ports, with the time.
+    pub analog: Vec<(Time, ctibox::core::analog::engine::AnalogOutput)>,
     /// State blobs the engine asked to save.
     pub persisted: Vec<(Time, &'static str, usize)>,
     /// Replicated facts the engine reported, with their time.
@@ -276,6 +278,7 @@ impl World {
             apps,
             log: Vec::new(),
             media: Vec::new(),
+            analog: Vec::new(),
             persisted: Vec::new(),
             replicated: Vec::new(),
             shift: 0,
@@ -425,6 +428,7 @@ impl World {
             apps,
             log: self.log,
             media: Vec::new(),
+            analog: Vec::new(),
             persisted: Vec::new(),
             replicated: Vec::new(),
             shift: start.0 as i64 - now.0 as i64,
@@ -446,7 +450,7 @@ impl World {
         w
     }
 
-    fn feed(&mut self, input: Input) {
+    pub fn feed(&mut self, input: Input) {
         let t = self.engine_time(self.now);
         self.engine.handle_input(t, input);
         while let Some(o) = self.engine.poll_output() {
@@ -475,6 +479,10 @@ impl World {
             Output::Media(cmd) => {
                 self.remember(format!("media {cmd:?}"));
                 self.media.push((self.now, cmd));
+            }
+            Output::Analog(a) => {
+                self.remember(format!("analog {a:?}"));
+                self.analog.push((self.now, a));
             }
             other => self.fail(&format!("the harness does not handle this engine output: {other:?}")),
         }

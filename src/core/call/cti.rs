@@ -132,10 +132,10 @@ impl B2bua {
         }
         let (limit, timeout) = match &dev.kind {
             DeviceKind::CtiRoutePoint { max_calls, answer_timeout_s } => (*max_calls as usize, *answer_timeout_s),
-            DeviceKind::CtiPort { .. } => (1, line.forward.no_answer_timeout_s),
+            DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } => (1, line.forward.no_answer_timeout_s),
             _ => return false,
         };
-        let busy = self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count() >= limit;
+        let busy = self.busy_devices.contains(device) || self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count() >= limit;
         if busy {
             if let Some(n) = &line.forward.busy {
                 self.forward(cx, id, key, n, "busy");
@@ -253,9 +253,14 @@ impl B2bua {
             return Err((ErrorCode::InvalidState, format!("call {call:?} is already answered")));
         }
         let box_media = box_port.map(|port| AppMedia { ip: a_local.ip(), port, codec: None });
-        let Some(m) = box_media.or(media).or(end.media).or(static_media) else {
+        let Some(mut m) = box_media.or(media).or(end.media).or(static_media) else {
             return Err((ErrorCode::MediaRequired, format!("call {call:?} has no media termination: give media in answer or set_media first")));
         };
+        // The box's own address toward the caller, for a termination inside the box
+        // (an analog port) that does not know it.
+        if m.ip.is_unspecified() {
+            m.ip = a_local.ip();
+        }
         let Some((stx, a_req)) = c.a_invite.take() else { return Err((ErrorCode::InvalidState, format!("call {call:?} is no longer ringing"))) };
         let Some(offer) = sdp::parse_audio(&a_req.body) else {
             c.a_invite = Some((stx, a_req));
@@ -320,6 +325,7 @@ impl B2bua {
         let id = self.cti_call(call, device_ok)?;
         let c = &self.calls[&id];
         let offered = c.cti().is_some_and(|e| e.state == CtiState::Offered) || (c.cti().is_none() && !c.state.is_established());
+        let outgoing = c.cti().is_some_and(|e| e.outgoing);
         if let Some(e) = c.cti() {
             let d = e.device.clone();
             let media = e.agreed.is_some();
@@ -328,7 +334,13 @@ impl B2bua {
             }
             self.note(&d, id, EventKind::CallEnded { reason: EndReason::Dropped });
         }
-        if offered {
+        if offered && outgoing {
+            // The application's own call, not answered yet: the called party's
+            // INVITE is cancelled (it rings no more), and the call ends.
+            log::info!("call {id}: the application at its device gives up its call");
+            self.cancel_b(cx, id);
+            self.remove(id);
+        } else if offered {
             self.fail(id, 603, "Decline (dropped by the application)");
         } else {
             let watchers = self.calls[&id].watchers.clone();
@@ -448,21 +460,24 @@ impl B2bua {
 
     /// `make_call` from a CTI port or route point: the application is the calling
     /// party and terminates the media; the number is routed with the device's CSS.
-    pub fn cti_make_call(&mut self, cx: &mut Ctx<'_>, device: &str, to: &str, media: Option<AppMedia>) -> Result<String, CtiError> {
+    pub fn cti_make_call(&mut self, cx: &mut Ctx<'_>, device: &str, to: &str, media: Option<AppMedia>, caller: Option<crate::core::api::Caller>) -> Result<String, CtiError> {
         let Some(dev) = cx.cfg.device(device) else { return Err((ErrorCode::UnknownDevice, format!("no device named {device:?}"))) };
+        if caller.is_some() && !matches!(dev.kind, DeviceKind::AnalogFxo { .. }) {
+            return Err((ErrorCode::BadField, "caller: only an FXO port's calls carry a calling party from outside the box".into()));
+        }
         if matches!(dev.kind, DeviceKind::SipPhone { .. }) {
             if media.is_some() {
                 return Err((ErrorCode::BadField, "media: a phone carries its own audio".into()));
             }
             return self.phone_make_call(cx, device, to);
         }
-        if !matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::CtiRoutePoint { .. }) {
+        if !matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::CtiRoutePoint { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) {
             return Err((ErrorCode::InvalidState, format!("make_call from a {} is not available", dev.kind.type_name())));
         }
         let Some(m) = media else {
             return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
         };
-        if matches!(dev.kind, DeviceKind::CtiPort { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
+        if matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
         if self.at_capacity(cx.cfg) {
@@ -472,9 +487,18 @@ impl B2bua {
         let dest = dialplan::resolve(cx.cfg, css.as_deref(), to).map_err(|e| {
             (ErrorCode::InvalidState, format!("{to:?} cannot be reached from {device}'s calling search space {:?}: {}", css.as_deref().unwrap_or("(none)"), e.reason()))
         })?;
-        let line = dev.lines.first().cloned().ok_or((ErrorCode::InvalidState, format!("{device} has no line to call from")))?;
+        // An FXO port's calls come from its inbound line (they have no line of their own).
+        let line = match &dev.kind {
+            DeviceKind::AnalogFxo { inbound, .. } => Some(inbound.clone()),
+            _ => dev.lines.first().cloned(),
+        };
+        let line = line.ok_or((ErrorCode::InvalidState, format!("{device} has no line to call from")))?;
         let display = cx.cfg.line(&line).and_then(|l| l.display_name.clone());
         let id = self.new_outgoing_call(device, &line, display, to, m);
+        if let (Some(c), Some(who)) = (self.calls.get_mut(&id), caller) {
+            c.caller_dn = who.number;
+            c.caller_display = who.name;
+        }
         log::info!("call {id}: {device} (application) calls {to}");
         self.place(cx, id, dest);
         if !self.calls.contains_key(&id) {

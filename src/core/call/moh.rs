@@ -43,7 +43,13 @@ pub fn is_hold_offer(body: &[u8]) -> bool {
 impl B2bua {
     /// A free even RTP port from `[media]`'s range.
     pub(super) fn allocate_port(&mut self, cx: &Ctx<'_>) -> Option<u16> {
-        let (lo, hi) = (cx.cfg.media.rtp_port_min, cx.cfg.media.rtp_port_max);
+        self.book_port(cx.cfg)
+    }
+
+    /// Books an even RTP port of `[media]`'s range for a media end outside the call
+    /// table (an analog port's call); `free_port` gives it back.
+    pub fn book_port(&mut self, cfg: &crate::config::Config) -> Option<u16> {
+        let (lo, hi) = (cfg.media.rtp_port_min, cfg.media.rtp_port_max);
         let mut p = lo + (lo % 2);
         while p < hi {
             if !self.media_ports.contains(&p) {
@@ -54,6 +60,10 @@ impl B2bua {
             p = p.checked_add(2)?;
         }
         None
+    }
+
+    pub fn free_port(&mut self, port: u16) {
+        self.media_ports.remove(&port);
     }
 
     /// `holder` put the other party on hold with `req` (its server transaction `stx`).

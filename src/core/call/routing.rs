@@ -205,9 +205,10 @@ impl B2bua {
         if let Some(all) = &line.forward.all {
             return self.forward(cx, id, &key, all, "all");
         }
-        // A CTI device on the line takes the call.
+        // A CTI device on the line takes the call; so does an analog (FXS) port, which
+        // the box's analog-ports client has open like a CTI port (analog/engine.rs).
         let cti_dev = dialplan::devices_of(cx.cfg, &key)
-            .find(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. }))
+            .find(|d| matches!(d.kind, DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. }))
             .map(|d| d.name.clone());
         if let Some(dev) = cti_dev {
             if self.ring_cti(cx, id, &key, &dev) {
@@ -218,19 +219,21 @@ impl B2bua {
         let mut other_kind = None;
         let mut target = None;
         let mut phone = None;
-        // Analog ports are ends not built yet (`End::AnalogLine`): refused below, 480.
+        // FXO ports and FXS ports the board does not have are not in service: 480 below.
         for d in dialplan::devices_of(cx.cfg, &key) {
             if !matches!(d.kind, DeviceKind::SipPhone { .. }) {
                 other_kind.get_or_insert(d.kind.type_name());
                 continue;
             }
             if let Some(b) = cx.registrar.contacts(&d.name).first() {
-                target = Some(b.clone());
+                // What the INVITE needs of the binding, not all of it.
+                let peer = Origin { source: b.send_to(), transport: b.transport, conn: b.conn, local: b.local };
+                target = Some((b.uri.clone(), peer));
                 phone = Some(d.name.clone());
                 break;
             }
         }
-        let Some(binding) = target else {
+        let Some((uri, peer)) = target else {
             if let Some(u) = &line.forward.unregistered {
                 return self.forward(cx, id, &key, u, "unregistered");
             }
@@ -241,10 +244,9 @@ impl B2bua {
             return self.fail(id, 480, &why);
         };
         let to = match &line.display_name {
-            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, AddrText::socket(binding.local)),
-            None => format!("<sip:{}@{}>", key.dn, AddrText::socket(binding.local)),
+            Some(n) => format!("\"{n}\" <sip:{}@{}>", key.dn, AddrText::socket(peer.local)),
+            None => format!("<sip:{}@{}>", key.dn, AddrText::socket(peer.local)),
         };
-        let peer = Origin { source: binding.send_to(), transport: binding.transport, conn: binding.conn, local: binding.local };
         if let Some(c) = self.calls.get_mut(&id) {
             c.ringing_line = Some(key.clone());
         }
@@ -258,7 +260,7 @@ impl B2bua {
             let redirected_from = self.calls.get(&id).and_then(|c| c.visited.first().filter(|f| **f != key).map(|f| f.dn.clone()));
             self.note(&p, id, crate::core::cti::wire::EventKind::CallOffered { from, from_name, to: key.dn.clone(), redirected_from });
         }
-        self.invite_b(cx, id, binding.uri.clone(), to, peer, Some(line));
+        self.invite_b(cx, id, uri, to, peer, Some(line));
     }
 
     /// Sends the INVITE of a (new) B leg, cancelling any previous one.
@@ -277,6 +279,11 @@ impl B2bua {
         let mut req = Request::new(Method::Invite, req_uri, &leg::via(peer.local, tcp, &branch(cx.rng)), &from, &to, &call_id, 1, call.max_forwards);
         leg::set_contact(&mut req.headers, leg::contact(&call.caller_dn, peer.local, tcp));
         req.headers.add(HeaderName::Allow, crate::core::sip::ALLOW);
+        // A termination inside the box (an analog port) offers the box's own address
+        // toward this party.
+        if let Some(m) = call.cti_mut().and_then(|e| e.offer_media.as_mut()).filter(|m| m.ip.is_unspecified()) {
+            m.ip = peer.local.ip();
+        }
         if let Some((_, a_req)) = &call.a_invite {
             copy_body(&a_req.headers, &a_req.body, &mut req);
         } else if let Some(offer) = call.cti().and_then(|e| e.outgoing_offer(id, &cx.cfg.media.codecs)) {

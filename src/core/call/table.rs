@@ -120,6 +120,10 @@ pub struct B2bua {
     /// `tend_map`'s notes on the six tables `shrink` tends, in its order.
     #[serde(skip)]
     rooms: [crate::core::Room; 6],
+    /// Devices that cannot take a call now (an analog port off hook or ringing): a call
+    /// to one is busy, as to a CTI port that has its call.
+    #[serde(skip)]
+    pub busy_devices: std::collections::BTreeSet<String>,
 }
 
 /// An INVITE the box cancelled, until its final answer.
@@ -184,6 +188,11 @@ impl B2bua {
 
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls not yet established (ringing, being routed or forwarded).
+    pub fn calls_in_setup(&self) -> usize {
+        self.calls.values().filter(|c| !c.state.is_established()).count()
     }
 
     /// `[sip] max_calls` are up: new calls are refused.

@@ -174,7 +174,7 @@ impl Request {
             Request::Hold { call } => Command::Hold { call },
             Request::Unhold { call } => Command::Unhold { call },
             Request::Drop { call } => Command::Drop { call },
-            Request::MakeCall { device, to, media } => Command::MakeCall { device, to, media },
+            Request::MakeCall { device, to, media } => Command::MakeCall { device, to, media, caller: None },
             Request::Snapshot { device } => Command::Snapshot { device },
             Request::Play { call, prompt } => Command::Play { call, prompt },
             Request::CollectDigits { call, max, terminator, inter_digit_timeout_ms, first_digit_timeout_ms } => {

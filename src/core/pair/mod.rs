@@ -13,7 +13,11 @@
 //! - Of two units that are both active, the one with the lower (term, unit) steps down
 //!   as soon as it hears the other.
 //! - A standby takes over only when the peer has been silent for `dead_after` **and**
-//!   a probe says the witness answers and the peer does not. A probe (`Output::Probe`)
+//!   a probe says the witness answers and the peer does not. The probe starts
+//!   `probe_window` before the silence reaches `dead_after` (once a heartbeat is a
+//!   quarter heartbeat overdue) and lasts until it does,
+//!   so the takeover follows `dead_after` at once and the peer's silence over the LAN
+//!   is part of the silence counted. A probe (`Output::Probe`)
 //!   tests the witness (an address both units reach, such as the gateway) and asks
 //!   the peer over the LAN, not over the peer link, for its role: so a cut peer link
 //!   while both units still serve the LAN is no reason to take over, and a unit cut
@@ -57,7 +61,9 @@ impl Role {
 pub struct Settings {
     /// How often a heartbeat goes to the peer.
     pub heartbeat: Duration,
-    /// Silence after which the peer counts as gone (at least twice `heartbeat`).
+    /// Silence after which the peer counts as gone (at least 1.5 `heartbeat`: a
+    /// heartbeat lost or late costs a probe, which the live peer answers over the
+    /// LAN, not a takeover).
     pub dead_after: Duration,
     /// Decides only between two units of which neither is active: the higher serves.
     pub priority: u8,
@@ -83,9 +89,10 @@ pub struct Status {
 pub enum Output {
     /// Send this heartbeat to the peer over the peer link.
     Send(Status),
-    /// Test the witness and ask the peer over the LAN for its status; answer with
-    /// `Pair::probed`.
-    Probe,
+    /// Test the witness and ask the peer over the LAN for its status, waiting for
+    /// the peer's answer until `until`; answer with `Pair::probed` then (or as soon as
+    /// the peer answers).
+    Probe { until: Time },
     /// The role changed: an `Active` unit adds the service address (and announces
     /// it); any other removes it.
     Role { role: Role, term: u64 },
@@ -122,6 +129,23 @@ pub struct Pair {
     out: VecDeque<Output>,
 }
 
+/// How long before the peer's silence reaches `dead_after` a probe starts: as soon
+/// as a heartbeat is a quarter heartbeat overdue (a heartbeat merely on time starts
+/// none), and at least `least_probe_window` before `dead_after`. The peer's answer
+/// over the LAN is waited for through the whole window, so a peer that serves but is
+/// heard only over the LAN (a cut peer link) has most of `dead_after` to answer, not
+/// a scheduling slice: a busy host's late answer is not taken for a dead peer.
+pub fn probe_window(heartbeat: Duration, dead_after: Duration) -> Duration {
+    dead_after.saturating_sub(heartbeat + heartbeat / 4).max(least_probe_window(heartbeat)).min(dead_after)
+}
+
+/// The shortest probe: a quarter heartbeat, 5-50 ms, long enough for a ping of the
+/// witness and a query over the LAN to come back. A probe after the peer's port was
+/// found closed (its process is gone) waits no longer than this for the peer's answer.
+pub fn least_probe_window(heartbeat: Duration) -> Duration {
+    (heartbeat / 4).clamp(Duration::from_millis(5), Duration::from_millis(50))
+}
+
 impl Pair {
     /// A unit starting at `now`, with the highest term it remembers (0 if none).
     pub fn new(cfg: Settings, now: Time, term: u64) -> Pair {
@@ -153,6 +177,12 @@ impl Pair {
         self.term
     }
 
+    /// The highest term this unit has held or seen: what it must remember across a
+    /// restart.
+    pub fn highest_term(&self) -> u64 {
+        self.term.max(self.seen_term)
+    }
+
     pub fn status(&self) -> Status {
         Status { term: self.term, role: self.role, priority: self.cfg.priority, unit: self.cfg.unit, handover: self.handover }
     }
@@ -176,13 +206,9 @@ impl Pair {
             t = t.min(self.down_until);
         }
         if self.probing.is_none() && self.role != Role::SteppingDown {
-            // The instant the peer's silence reaches `dead_after` (or the next probe).
-            let dead_at = if self.gone.is_some_and(|g| g >= self.silent_since()) {
-                self.silent_since()
-            } else {
-                self.silent_since() + self.cfg.dead_after
-            };
-            let due = dead_at.max(self.next_probe);
+            // The instant a probe for the peer's silence is due (or the next probe).
+            let from = if self.role == Role::Active { self.dead_at() } else { self.probe_from() };
+            let due = from.max(self.next_probe);
             t = t.min(due);
         }
         t
@@ -250,10 +276,40 @@ impl Pair {
         self.decide(now);
     }
 
+    /// The peer's silence, from `silent_since`, after which it counts as dead: none
+    /// if its port was found closed since it was last heard.
+    fn silence_allowed(&self) -> Duration {
+        if self.gone.is_some_and(|g| g >= self.silent_since()) {
+            Duration::ZERO
+        } else {
+            self.cfg.dead_after
+        }
+    }
+
+    /// When the peer's silence reaches `dead_after` (at once if its port is closed).
+    fn dead_at(&self) -> Time {
+        self.silent_since() + self.silence_allowed()
+    }
+
+    /// When a probe for the peer's silence should start: `probe_window` before
+    /// `dead_at` (at once if the port is closed).
+    fn probe_from(&self) -> Time {
+        self.silent_since() + self.silence_allowed().saturating_sub(self.window())
+    }
+
     /// Whether the peer counts as silent for `dead_after` at `now`.
     fn peer_dead(&self, now: Time) -> bool {
-        let since = self.silent_since();
-        now.since(since) >= self.cfg.dead_after || self.gone.is_some_and(|g| g >= since)
+        now >= self.dead_at()
+    }
+
+    /// How long a probe waits for the peer's answer: the short window once the peer's
+    /// port was found closed, else the long one.
+    fn window(&self) -> Duration {
+        if self.silence_allowed().is_zero() {
+            least_probe_window(self.cfg.heartbeat)
+        } else {
+            probe_window(self.cfg.heartbeat, self.cfg.dead_after)
+        }
     }
 
     /// Notes that the machine runs at `now`, and what a jump of the clock means.
@@ -326,42 +382,41 @@ impl Pair {
             Role::Active => {
                 if self.live_peer(now).is_none() {
                     // The peer is silent on the peer link: look for it over the LAN.
-                    self.probe(now, self.cfg.dead_after / 2);
+                    self.probe(now, self.cfg.dead_after / 2, now + self.window());
                 }
             }
-            Role::Starting | Role::Standby => match self.live_peer(now) {
-                Some(p) if p.role == Role::Active => {
-                    if self.role == Role::Starting {
+            Role::Starting | Role::Standby => {
+                match self.live_peer(now) {
+                    Some(p) if p.role == Role::Active && self.role == Role::Starting => {
                         self.set_role(now, Role::Standby);
                     }
-                }
-                Some(p) => {
-                    if self.outranks(p) {
-                        // Nobody serves and this unit should: once the witness answers.
-                        self.probe_for_takeover(now);
-                    } else if self.role == Role::Starting {
-                        self.set_role(now, Role::Standby);
+                    Some(p) if p.role != Role::Active => {
+                        if self.outranks(p) {
+                            // Nobody serves and this unit should: once the witness answers
+                            // (the peer is heard on the link: no long wait for it).
+                            self.probe(now, self.cfg.heartbeat, now + least_probe_window(self.cfg.heartbeat));
+                        } else if self.role == Role::Starting {
+                            self.set_role(now, Role::Standby);
+                        }
                     }
+                    _ => {}
                 }
-                None => {
-                    if self.peer_dead(now) {
-                        self.probe_for_takeover(now);
-                    }
+                if now >= self.probe_from() {
+                    // Silent for nearly `dead_after`: the probe ends when it is (or,
+                    // past it, a short window on).
+                    let until = self.dead_at().max(now + least_probe_window(self.cfg.heartbeat));
+                    self.probe(now, self.cfg.heartbeat, until);
                 }
-            },
+            }
         }
     }
 
-    fn probe_for_takeover(&mut self, now: Time) {
-        self.probe(now, self.cfg.heartbeat);
-    }
-
     /// Sends a probe unless one is out, and allows the next one `gap` later.
-    fn probe(&mut self, now: Time, gap: Duration) {
+    fn probe(&mut self, now: Time, gap: Duration, until: Time) {
         if self.probing.is_none() && now >= self.next_probe {
             self.probing = Some(now);
             self.next_probe = now + gap;
-            self.out.push_back(Output::Probe);
+            self.out.push_back(Output::Probe { until });
         }
     }
 

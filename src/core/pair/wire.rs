@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The frame format; a unit refuses another.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest body accepted (a heartbeat is about 20 bytes).
 pub const MAX_BODY: usize = 1024;
 const HEAD: usize = 3;
@@ -38,8 +38,10 @@ pub struct Frame {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// Over the peer link, every `heartbeat_ms`.
-    Heartbeat(Status),
+    /// Over the peer link, every `heartbeat_ms`: the sender's status and how many
+    /// calls it holds (on the active: established and in setup), so a standby that
+    /// takes over knows how many calls in setup it could not carry on.
+    Heartbeat { status: Status, calls: u32 },
     /// A probe over the LAN: "what is your status?" (the answer echoes the nonce).
     Query { nonce: u64 },
     Answer { nonce: u64, status: Status },
@@ -268,7 +270,7 @@ mod tests {
     const KEY: &[u8] = b"pair key of thirty-two bytes ok!";
 
     fn frame(boot: u64, seq: u64) -> Frame {
-        Frame { boot, seq, body: Body::Heartbeat(Status { term: 7, role: Role::Active, priority: 100, unit: 1, handover: false }) }
+        Frame { boot, seq, body: Body::Heartbeat { status: Status { term: 7, role: Role::Active, priority: 100, unit: 1, handover: false }, calls: 3 } }
     }
 
     #[test]
@@ -290,9 +292,11 @@ mod tests {
     fn short_long_and_other_versions_are_refused_before_the_mac_is_computed() {
         let bytes = encode(KEY, &frame(1, 1)).unwrap();
         assert_eq!(decode(KEY, &bytes[..10]), Err(Refused::Short));
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(decode(KEY, &v2), Err(Refused::Version(2)));
+        for other in [VERSION - 1, VERSION + 1] {
+            let mut v = bytes.clone();
+            v[0] = other;
+            assert_eq!(decode(KEY, &v), Err(Refused::Version(other)));
+        }
         let mut long = bytes.clone();
         long[1..3].copy_from_slice(&u16::MAX.to_be_bytes());
         assert_eq!(decode(KEY, &long), Err(Refused::Length));

@@ -1,0 +1,582 @@
+//! An FXS port's line, at the level of calls: what the subscriber hears and what the
+//! port asks of the call engine. Pure and on the engine's clock. It takes what the
+//! hook switch says (`hook::HookEvent`: lifted, hung up, flashed, a rotary digit), the
+//! DTMF digits detected in the port's capture, and what happens to the port's calls
+//! (offered, ringing at the far end, answered, ended); it gives the sounds the port
+//! plays, the ringer on and off, the caller ID to send, and the calls to make, answer
+//! or drop (`FxsOut`). The engine (`analog::engine`) carries those out through the
+//! typed API, as a built-in client that has the port's device open.
+//!
+//! The subscriber's side, as on a central-office line:
+//! - **Off hook** from idle: dial tone. The first digit stops it; digits (DTMF or
+//!   rotary) collect until the dial plan says the number is complete (`Dial::Now`),
+//!   `#` ends it, or `inter_digit` passes; a number nothing can match gives reorder at
+//!   once. No digit within `first_digit`: reorder ("permanent signal").
+//! - **Calling**: silence, ringback once the far end rings, the call's audio once it
+//!   is answered (`Connect`). Busy gives busy tone, any other failure reorder.
+//! - **The far end hangs up**: busy tone. Any tone left playing (busy, reorder) turns
+//!   into the howler after `release_tone`, and the howler into silence after
+//!   `howler` (the line stays parked until the handset goes down).
+//! - **On hook**: the call, if any, is dropped; the line is idle.
+//! - **An offered call** on an idle line rings it with the country's cadence; caller ID
+//!   goes after the first ring (Bell 202) or before it (`cid_first`, ETSI); lifting the
+//!   handset (ring-trip) answers. The caller giving up stops the ringer. A line that is
+//!   not idle is busy: the engine does not offer it calls (`busy()`).
+//! - **Hook flash** is reported and otherwise ignored (call waiting and consultation
+//!   are not built yet).
+
+use crate::codec::callerid::Field;
+use crate::core::media::tone::ToneKind;
+use crate::core::Time;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// What a dialled prefix is, to the dial plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dial {
+    /// Complete: nothing longer could match. Dial it now.
+    Now,
+    /// Could be complete or could go on: wait for more digits (dial at the timeout).
+    Wait,
+    /// Nothing can match it, however it goes on.
+    Never,
+}
+
+/// What the port plays toward the subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sound {
+    Silence,
+    Tone(ToneKind),
+    /// The off-hook warning (receiver off hook): loud, four tones, 0.1 s on and off.
+    Howler,
+}
+
+/// The caller ID of an offered call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cid {
+    pub number: Field,
+    pub name: Field,
+}
+
+/// What the line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FxsOut {
+    Play(Sound),
+    /// The ringer on (from the cadence's start) or off.
+    Ring(bool),
+    /// Send caller ID now (on hook, between rings or before the first).
+    CallerId(Cid),
+    /// Join the port's audio to the call's media.
+    Connect { call: String },
+    /// Leave the call's media (the port plays what `Play` says again).
+    Disconnect,
+    MakeCall { to: String },
+    Answer { call: String },
+    Drop { call: String },
+    /// Something the subscriber did that nothing uses yet (logged).
+    Ignored(&'static str),
+}
+
+/// Timing of the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FxsSettings {
+    pub first_digit: Duration,
+    pub inter_digit: Duration,
+    /// How long busy or reorder plays before the howler.
+    pub release_tone: Duration,
+    pub howler: Duration,
+    /// Caller ID before the first ring (ETSI) instead of after it (Bell).
+    pub cid_first: bool,
+    /// How long the subscriber may have to wait for a reply to `MakeCall` before the
+    /// call is taken as failed (the engine answers at once; this is a bound).
+    pub call_setup: Duration,
+}
+
+impl Default for FxsSettings {
+    fn default() -> Self {
+        FxsSettings {
+            first_digit: Duration::from_secs(15),
+            inter_digit: Duration::from_secs(4),
+            release_tone: Duration::from_secs(30),
+            howler: Duration::from_secs(60),
+            cid_first: false,
+            call_setup: Duration::from_secs(180),
+        }
+    }
+}
+
+/// The longest number the line collects (the dial plan's own limit).
+pub const MAX_DIALLED: usize = crate::config::dialplan::MAX_DIGITS;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    Idle,
+    /// An offered call rings the line.
+    Alerting { call: String, cid: Option<Cid>, cid_sent: bool },
+    /// Off hook: dial tone until the first digit, then digits.
+    Dialling { digits: String },
+    /// `MakeCall` went out; the call's name once the engine gave it.
+    Calling { call: Option<String>, alerted: bool },
+    Talking { call: String },
+    /// No call; a tone (busy, reorder), then the howler, then silence.
+    Parked { sound: Sound },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Timer {
+    Digit,
+    Setup,
+    Tone,
+}
+
+/// How a call ended, as the line needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The far end hung up (or the caller gave up, for an offered call).
+    Hangup,
+    Busy,
+    /// Refused, unreachable, not answered, failed.
+    Failed,
+}
+
+#[derive(Debug)]
+pub struct FxsLine {
+    s: FxsSettings,
+    state: State,
+    off_hook: bool,
+    timer: Option<(Time, Timer)>,
+    out: VecDeque<FxsOut>,
+}
+
+impl FxsLine {
+    pub fn new(s: FxsSettings) -> FxsLine {
+        FxsLine { s, state: State::Idle, off_hook: false, timer: None, out: VecDeque::new() }
+    }
+
+    pub fn poll_output(&mut self) -> Option<FxsOut> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timer.map(|(t, _)| t)
+    }
+
+    /// Not free for a new call: off hook, or already ringing.
+    pub fn busy(&self) -> bool {
+        self.off_hook || self.state != State::Idle
+    }
+
+    /// The call the line has, if any.
+    pub fn call(&self) -> Option<&str> {
+        match &self.state {
+            State::Alerting { call, .. } | State::Talking { call } => Some(call),
+            State::Calling { call, .. } => call.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A short name of where the line stands (status, logs).
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            State::Idle => "idle",
+            State::Alerting { .. } => "ringing",
+            State::Dialling { .. } => "dialling",
+            State::Calling { .. } => "calling",
+            State::Talking { .. } => "talking",
+            State::Parked { sound: Sound::Howler } => "howler",
+            State::Parked { .. } => "parked",
+        }
+    }
+
+    fn play(&mut self, s: Sound) {
+        self.out.push_back(FxsOut::Play(s));
+    }
+
+    fn park(&mut self, now: Time, sound: Sound) {
+        self.state = State::Parked { sound };
+        self.play(sound);
+        self.timer = Some((now + self.s.release_tone, Timer::Tone));
+    }
+
+    /// The handset was lifted.
+    pub fn off_hook(&mut self, now: Time) {
+        if self.off_hook {
+            return;
+        }
+        self.off_hook = true;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Alerting { call, .. } => {
+                self.out.push_back(FxsOut::Ring(false));
+                self.out.push_back(FxsOut::Answer { call: call.clone() });
+                // Talking once answered; the audio joins at `connected`.
+                self.state = State::Talking { call };
+                self.timer = None;
+            }
+            _ => {
+                self.state = State::Dialling { digits: String::new() };
+                self.play(Sound::Tone(ToneKind::Dial));
+                self.timer = Some((now + self.s.first_digit, Timer::Digit));
+            }
+        }
+    }
+
+    /// The handset went down (for longer than a flash).
+    pub fn on_hook(&mut self) {
+        if !self.off_hook {
+            return;
+        }
+        self.off_hook = false;
+        self.timer = None;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Talking { call } | State::Calling { call: Some(call), .. } => {
+                self.out.push_back(FxsOut::Disconnect);
+                self.out.push_back(FxsOut::Drop { call });
+            }
+            State::Calling { call: None, .. } => self.out.push_back(FxsOut::Disconnect),
+            _ => {}
+        }
+        self.play(Sound::Silence);
+    }
+
+    pub fn flash(&mut self) {
+        if self.off_hook {
+            self.out.push_back(FxsOut::Ignored("hook flash (call waiting and consultation are not built yet)"));
+        }
+    }
+
+    /// A digit from the subscriber (DTMF from the capture, or rotary); `plan` says what
+    /// the digits so far are to the dial plan.
+    pub fn digit(&mut self, now: Time, d: char, plan: &dyn Fn(&str) -> Dial) {
+        let State::Dialling { digits } = &mut self.state else {
+            if matches!(self.state, State::Talking { .. }) {
+                // In a call the digit is in the audio already (in-band) or was sent by
+                // the port's media; nothing more to do here.
+            }
+            return;
+        };
+        if digits.is_empty() {
+            self.out.push_back(FxsOut::Play(Sound::Silence));
+        }
+        if d == '#' && !digits.is_empty() {
+            let number = std::mem::take(digits);
+            return self.dial(now, number);
+        }
+        if digits.len() >= MAX_DIALLED {
+            return self.park(now, Sound::Tone(ToneKind::Reorder));
+        }
+        digits.push(d);
+        match plan(digits) {
+            Dial::Now => {
+                let number = std::mem::take(digits);
+                self.dial(now, number)
+            }
+            Dial::Wait => self.timer = Some((now + self.s.inter_digit, Timer::Digit)),
+            Dial::Never => self.park(now, Sound::Tone(ToneKind::Reorder)),
+        }
+    }
+
+    fn dial(&mut self, now: Time, to: String) {
+        self.state = State::Calling { call: None, alerted: false };
+        self.timer = Some((now + self.s.call_setup, Timer::Setup));
+        self.out.push_back(FxsOut::MakeCall { to });
+    }
+
+    /// The engine's answer to `MakeCall`: the call's name, or `None` (refused).
+    pub fn call_placed(&mut self, now: Time, call: Option<String>) {
+        let State::Calling { call: c @ None, .. } = &mut self.state else {
+            // The handset went down meanwhile: a call that was made is let go.
+            if let Some(call) = call {
+                self.out.push_back(FxsOut::Drop { call });
+            }
+            return;
+        };
+        match call {
+            Some(name) => *c = Some(name),
+            None => self.park(now, Sound::Tone(ToneKind::Reorder)),
+        }
+    }
+
+    /// A call is offered to the line.
+    pub fn offered(&mut self, now: Time, call: &str, cid: Option<Cid>) -> bool {
+        if self.busy() {
+            return false;
+        }
+        let _ = now;
+        let send_first = self.s.cid_first && cid.is_some();
+        if send_first {
+            if let Some(c) = cid.clone() {
+                self.out.push_back(FxsOut::CallerId(c));
+            }
+        }
+        self.state = State::Alerting { call: call.to_string(), cid, cid_sent: send_first };
+        self.out.push_back(FxsOut::Ring(true));
+        true
+    }
+
+    /// The ringer finished its first ring: Bell caller ID goes now.
+    pub fn first_ring_ended(&mut self) {
+        if let State::Alerting { cid: Some(c), cid_sent: sent @ false, .. } = &mut self.state {
+            *sent = true;
+            let c = c.clone();
+            self.out.push_back(FxsOut::CallerId(c));
+        }
+    }
+
+    /// The far end of the line's outgoing call rings.
+    pub fn far_ringing(&mut self, call: &str) {
+        if let State::Calling { call: Some(c), alerted: a @ false } = &mut self.state {
+            if c == call {
+                *a = true;
+                self.out.push_back(FxsOut::Play(Sound::Tone(ToneKind::Ringback)));
+            }
+        }
+    }
+
+    /// The call's media is up (answered either way): the port joins it.
+    pub fn connected(&mut self, call: &str) {
+        match &self.state {
+            State::Calling { call: Some(c), .. } if c == call => {
+                self.state = State::Talking { call: call.to_string() };
+                self.timer = None;
+                self.out.push_back(FxsOut::Connect { call: call.to_string() });
+            }
+            State::Talking { call: c } if c == call => self.out.push_back(FxsOut::Connect { call: call.to_string() }),
+            _ => {}
+        }
+    }
+
+    /// The line's call ended at the far end or in the network.
+    pub fn ended(&mut self, now: Time, call: &str, how: Ended) {
+        if self.call() != Some(call) {
+            return;
+        }
+        match self.state {
+            State::Alerting { .. } => {
+                self.out.push_back(FxsOut::Ring(false));
+                self.state = State::Idle;
+                self.timer = None;
+            }
+            State::Talking { .. } | State::Calling { .. } => {
+                self.out.push_back(FxsOut::Disconnect);
+                let tone = match how {
+                    Ended::Busy | Ended::Hangup => ToneKind::Busy,
+                    Ended::Failed => ToneKind::Reorder,
+                };
+                self.park(now, Sound::Tone(tone));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Time, plan: &dyn Fn(&str) -> Dial) {
+        let Some((at, which)) = self.timer else { return };
+        if at > now {
+            return;
+        }
+        self.timer = None;
+        match (which, &mut self.state) {
+            (Timer::Digit, State::Dialling { digits }) if digits.is_empty() => self.park(now, Sound::Tone(ToneKind::Reorder)),
+            (Timer::Digit, State::Dialling { digits }) => {
+                let number = std::mem::take(digits);
+                match plan(&number) {
+                    Dial::Never => self.park(now, Sound::Tone(ToneKind::Reorder)),
+                    _ => self.dial(now, number),
+                }
+            }
+            (Timer::Setup, State::Calling { call, .. }) => {
+                if let Some(c) = call.take() {
+                    self.out.push_back(FxsOut::Drop { call: c });
+                }
+                self.park(now, Sound::Tone(ToneKind::Reorder));
+            }
+            (Timer::Tone, State::Parked { sound: Sound::Tone(_) }) => {
+                self.state = State::Parked { sound: Sound::Howler };
+                self.play(Sound::Howler);
+                self.timer = Some((now + self.s.howler, Timer::Tone));
+            }
+            (Timer::Tone, State::Parked { sound: Sound::Howler }) => {
+                self.state = State::Parked { sound: Sound::Silence };
+                self.play(Sound::Silence);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Time {
+        Time::ZERO + Duration::from_millis(n)
+    }
+
+    fn outs(l: &mut FxsLine) -> Vec<FxsOut> {
+        std::iter::from_fn(|| l.poll_output()).collect()
+    }
+
+    /// Four-digit numbers starting with 2 are complete; "9" then anything waits.
+    fn plan(d: &str) -> Dial {
+        match d.as_bytes() {
+            [b'2', ..] if d.len() == 4 => Dial::Now,
+            [b'2', ..] if d.len() < 4 => Dial::Wait,
+            [b'9', ..] => Dial::Wait,
+            _ => Dial::Never,
+        }
+    }
+
+    fn dial(l: &mut FxsLine, t: u64, digits: &str) {
+        for (i, d) in digits.chars().enumerate() {
+            l.digit(ms(t + 200 * i as u64), d, &plan);
+        }
+    }
+
+    #[test]
+    fn off_hook_gives_dial_tone_and_a_complete_number_is_dialled_at_once() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Tone(ToneKind::Dial))]);
+        assert!(l.busy());
+        dial(&mut l, 1000, "2001");
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Silence), FxsOut::MakeCall { to: "2001".into() }]);
+        l.call_placed(ms(2000), Some("c1".into()));
+        l.far_ringing("c1");
+        l.connected("c1");
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Tone(ToneKind::Ringback)), FxsOut::Connect { call: "c1".into() }]);
+        assert_eq!(l.state_name(), "talking");
+        l.on_hook();
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Drop { call: "c1".into() }, FxsOut::Play(Sound::Silence)]);
+        assert!(!l.busy());
+        assert_eq!(l.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_open_number_is_dialled_at_the_inter_digit_timeout_and_hash_ends_it_early() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        dial(&mut l, 100, "90");
+        outs(&mut l);
+        // 4 s after the last digit (at 300 ms), not before.
+        assert_eq!(l.poll_timeout(), Some(ms(4300)));
+        l.handle_timeout(ms(4299), &plan);
+        assert!(outs(&mut l).is_empty());
+        l.handle_timeout(ms(4300), &plan);
+        assert_eq!(outs(&mut l), vec![FxsOut::MakeCall { to: "90".into() }]);
+
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        dial(&mut l, 100, "95#");
+        assert_eq!(outs(&mut l).last(), Some(&FxsOut::MakeCall { to: "95".into() }));
+    }
+
+    #[test]
+    fn no_digit_gives_reorder_then_the_howler_then_silence() {
+        let s = FxsSettings::default();
+        let mut l = FxsLine::new(s);
+        l.off_hook(ms(0));
+        outs(&mut l);
+        let t = ms(15_000);
+        assert_eq!(l.poll_timeout(), Some(t));
+        l.handle_timeout(t, &plan);
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Tone(ToneKind::Reorder))]);
+        let t = l.poll_timeout().unwrap();
+        assert_eq!(t, ms(45_000));
+        l.handle_timeout(t, &plan);
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Howler)]);
+        assert_eq!(l.state_name(), "howler");
+        let t = l.poll_timeout().unwrap();
+        assert_eq!(t, ms(105_000));
+        l.handle_timeout(t, &plan);
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Silence)]);
+        assert_eq!(l.poll_timeout(), None);
+        // Digits now do nothing; going on hook frees the line.
+        l.digit(ms(200_000), '2', &plan);
+        assert!(outs(&mut l).is_empty());
+        l.on_hook();
+        assert!(!l.busy());
+    }
+
+    #[test]
+    fn a_number_nothing_matches_gives_reorder_at_once() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        outs(&mut l);
+        l.digit(ms(500), '5', &plan);
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Silence), FxsOut::Play(Sound::Tone(ToneKind::Reorder))]);
+        assert_eq!(l.state_name(), "parked");
+    }
+
+    #[test]
+    fn an_offered_call_rings_sends_bell_caller_id_after_the_first_ring_and_ring_trip_answers() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        let cid = Cid { number: Field::Value("2001".into()), name: Field::Value("Alice".into()) };
+        assert!(l.offered(ms(0), "c7", Some(cid.clone())));
+        assert_eq!(outs(&mut l), vec![FxsOut::Ring(true)]);
+        assert!(l.busy(), "a ringing line takes no second call");
+        assert!(!l.offered(ms(10), "c8", None));
+        l.first_ring_ended();
+        assert_eq!(outs(&mut l), vec![FxsOut::CallerId(cid)]);
+        l.first_ring_ended();
+        assert!(outs(&mut l).is_empty(), "caller ID goes once");
+        l.off_hook(ms(5000));
+        assert_eq!(outs(&mut l), vec![FxsOut::Ring(false), FxsOut::Answer { call: "c7".into() }]);
+        l.connected("c7");
+        assert_eq!(outs(&mut l), vec![FxsOut::Connect { call: "c7".into() }]);
+        // The far end hangs up: busy tone.
+        l.ended(ms(9000), "c7", Ended::Hangup);
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Play(Sound::Tone(ToneKind::Busy))]);
+    }
+
+    #[test]
+    fn etsi_caller_id_goes_before_the_first_ring_and_a_caller_giving_up_stops_the_ringer() {
+        let mut l = FxsLine::new(FxsSettings { cid_first: true, ..FxsSettings::default() });
+        let cid = Cid { number: Field::Private, name: Field::Absent };
+        l.offered(ms(0), "c1", Some(cid.clone()));
+        assert_eq!(outs(&mut l), vec![FxsOut::CallerId(cid), FxsOut::Ring(true)]);
+        l.first_ring_ended();
+        assert!(outs(&mut l).is_empty());
+        l.ended(ms(3000), "c1", Ended::Hangup);
+        assert_eq!(outs(&mut l), vec![FxsOut::Ring(false)]);
+        assert!(!l.busy());
+    }
+
+    #[test]
+    fn a_busy_far_end_gives_busy_and_a_refused_call_reorder() {
+        for (how, tone) in [(Ended::Busy, ToneKind::Busy), (Ended::Failed, ToneKind::Reorder)] {
+            let mut l = FxsLine::new(FxsSettings::default());
+            l.off_hook(ms(0));
+            dial(&mut l, 100, "2002");
+            l.call_placed(ms(900), Some("c2".into()));
+            outs(&mut l);
+            l.ended(ms(1000), "c2", how);
+            assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Play(Sound::Tone(tone))]);
+        }
+        // The engine refusing the call at once is reorder too.
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        dial(&mut l, 100, "2002");
+        outs(&mut l);
+        l.call_placed(ms(900), None);
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Tone(ToneKind::Reorder))]);
+    }
+
+    #[test]
+    fn hanging_up_before_the_call_is_placed_lets_it_go() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        dial(&mut l, 100, "2002");
+        outs(&mut l);
+        l.on_hook();
+        l.call_placed(ms(900), Some("c3".into()));
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Play(Sound::Silence), FxsOut::Drop { call: "c3".into() }]);
+    }
+
+    #[test]
+    fn too_many_digits_give_reorder() {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.off_hook(ms(0));
+        let long: String = std::iter::once('9').chain(std::iter::repeat_n('1', MAX_DIALLED)).collect();
+        dial(&mut l, 100, &long);
+        assert_eq!(outs(&mut l).last(), Some(&FxsOut::Play(Sound::Tone(ToneKind::Reorder))));
+    }
+}
