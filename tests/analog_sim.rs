@@ -12,7 +12,6 @@
 mod common;
 
 use common::sipp::*;
-use common::*;
 use std::io::{Read, Write};
 
 const EXTRA: &str = "
