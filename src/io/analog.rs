@@ -12,11 +12,15 @@
 //! playback would carry them and decoded again by the box's own FSK receiver, so the
 //! status shows what a set on the line would display.
 //!
-//! Not built: the GPIO character-device driver (gpiod) and the ALSA driver for real
-//! boards. A real board's ports are never reported up, so their devices stay out of
-//! service (docs/analog.md).
+//! On a real board (`driver = "linux"`) the GPIO lines are the character device's
+//! (io/gpio.rs) and each port's sound is its ALSA device on a real-time thread
+//! (io/port_audio.rs). On the sim board a port whose `playback` is not a `sim:` name
+//! is a real ALSA device too, with the twin's GPIO: the host tests run the real ALSA
+//! code that way, over alsa-lib's file plugin.
 
 use super::driver::{Clock, Event};
+use super::gpio::GpioPorts;
+use super::port_audio::{AudioCmd, AudioSettings, PortAudio};
 use crate::board::{Board, PortKind, RingSignal, Signals};
 use crate::codec::callerid::{self, Field, FskRx, Preamble};
 use crate::core::analog::engine::{AnalogInput, AnalogOutput, CidSignal, InSignal, OutSignal};
@@ -53,15 +57,34 @@ struct SimPort {
 }
 
 pub struct AnalogShell {
+    /// The sim board's twin of each port's GPIO lines (and of its sound, unless the
+    /// port has an ALSA device in `audio`).
     ports: BTreeMap<String, SimPort>,
+    /// Ports with a real sound device: their audio threads.
+    audio: BTreeMap<String, PortAudio>,
+    /// A real board's GPIO lines.
+    gpio: Option<GpioPorts>,
     clock: Clock,
     inbox: mpsc::Sender<Event>,
 }
 
 impl AnalogShell {
-    /// The twin of the simulated board's FXS ports (none on a real board: its drivers
-    /// are not built).
-    pub fn new(board: &Board, clock: Clock, inbox: mpsc::Sender<Event>) -> AnalogShell {
+    /// The ports' drivers: the twin on the sim board, GPIO and ALSA on a real one (and
+    /// ALSA for any sim-board port whose PCM is not a `sim:` name).
+    pub fn new(board: &Board, settings: AudioSettings, clock: Clock, inbox: mpsc::Sender<Event>) -> AnalogShell {
+        let mut audio = BTreeMap::new();
+        for p in &board.ports {
+            if board.simulated && p.playback.starts_with("sim:") {
+                continue;
+            }
+            match PortAudio::start(p, settings, inbox.clone()) {
+                Ok(a) => {
+                    audio.insert(p.name.clone(), a);
+                }
+                Err(e) => log::warn!("analog: port {}: cannot start its audio thread: {e}", p.name),
+            }
+        }
+        let mut gpio = None;
         let ports = if board.simulated {
             board
                 .ports
@@ -73,17 +96,24 @@ impl AnalogShell {
                 .collect()
         } else {
             if !board.ports.is_empty() {
-                log::warn!("analog: board {}: the GPIO and sound-device drivers are not built; its {} port(s) stay out of service", board.name, board.ports.len());
+                match GpioPorts::open(board, clock, inbox.clone(), &audio) {
+                    Ok(g) => {
+                        log::info!("analog: board {}: GPIO lines of {} on {}", board.name, g.up.join(", "), board.gpio_chip.as_deref().unwrap_or("-"));
+                        gpio = Some(g);
+                    }
+                    Err(e) => log::warn!("analog: board {}: its ports stay out of service: {e}", board.name),
+                }
             }
             BTreeMap::new()
         };
-        AnalogShell { ports, clock, inbox }
+        AnalogShell { ports, audio, gpio, clock, inbox }
     }
 
     /// The inputs that bring the twin's ports into service (the engine ignores ports
     /// no device uses).
     pub fn ups(&self) -> Vec<Input> {
-        self.ports.keys().map(|p| Input::Analog(AnalogInput::Up { port: p.clone() })).collect()
+        let real = self.gpio.iter().flat_map(|g| g.up.iter());
+        self.ports.keys().chain(real).map(|p| Input::Analog(AnalogInput::Up { port: p.clone() })).collect()
     }
 
     /// What the engine asked of a port.
@@ -91,6 +121,15 @@ impl AnalogShell {
         log::debug!("analog: {o:?}");
         match o {
             AnalogOutput::Gpio { port, signal, active } => {
+                if signal == OutSignal::Seize {
+                    if let Some(a) = self.audio.get(&port) {
+                        a.send(AudioCmd::Seized(active));
+                    }
+                }
+                if let Some(g) = self.gpio.as_ref().filter(|g| g.has(&port)) {
+                    g.set(&port, signal, active);
+                    return;
+                }
                 let Some(p) = self.ports.get_mut(&port) else { return };
                 match signal {
                     OutSignal::RingMode => {
@@ -114,11 +153,19 @@ impl AnalogShell {
                 }
             }
             AnalogOutput::Play { port, sound } => {
+                if let Some(a) = self.audio.get(&port) {
+                    a.send(AudioCmd::Play(sound));
+                }
                 if let Some(p) = self.ports.get_mut(&port) {
                     p.sound = Some(sound);
                 }
             }
             AnalogOutput::CallerId { port, signal } => {
+                if let Some(a) = self.audio.get(&port) {
+                    log::info!("analog: port {port}: caller ID to the line: {}", describe(&signal));
+                    a.send(AudioCmd::CallerId(signal));
+                    return;
+                }
                 let shown = decode_as_a_set_would(&signal);
                 log::info!("analog: port {port}: caller ID {shown}");
                 if let Some(p) = self.ports.get_mut(&port) {
@@ -126,15 +173,21 @@ impl AnalogShell {
                 }
             }
             AnalogOutput::Connect { port, local_port, remote, codec } => {
+                let m = format!("{local_port}<->{remote}/{}", crate::core::cti::wire::codec_name(codec));
+                log::info!("analog: port {port} joined to RTP {m}");
+                if let Some(a) = self.audio.get(&port) {
+                    a.send(AudioCmd::Connect { local_port, remote, codec });
+                }
                 if let Some(p) = self.ports.get_mut(&port) {
-                    let m = format!("{local_port}<->{remote}/{}", crate::core::cti::wire::codec_name(codec));
-                    log::info!("analog: port {port} joined to RTP {m}");
                     p.media = Some(m);
                 }
             }
             AnalogOutput::Disconnect { port } => {
+                log::info!("analog: port {port} left the call's RTP");
+                if let Some(a) = self.audio.get(&port) {
+                    a.send(AudioCmd::Disconnect);
+                }
                 if let Some(p) = self.ports.get_mut(&port) {
-                    log::info!("analog: port {port} left the call's RTP");
                     p.media = None;
                 }
             }
@@ -303,10 +356,17 @@ impl AnalogShell {
     }
 
     fn status(&self, lines: &[(String, String, &'static str, bool)]) -> String {
-        if self.ports.is_empty() {
-            return "no simulated analog ports (only the sim board has them)\n".into();
-        }
         let mut s = String::new();
+        for name in self.gpio.iter().flat_map(|g| g.up.iter()) {
+            let (device, line, off) = lines.iter().find(|l| l.0 == *name).map_or(("-", "not in service", false), |l| (l.1.as_str(), l.2, l.3));
+            s += &format!("{name} device={device} line={line} hook={} driver=gpio audio=alsa\n", if off { "off" } else { "on" });
+        }
+        if self.ports.is_empty() {
+            if s.is_empty() {
+                return "no analog ports in service\n".into();
+            }
+            return s;
+        }
         for (name, p) in &self.ports {
             let (device, line) = lines.iter().find(|l| l.0 == *name).map_or(("-", "not in service"), |l| (l.1.as_str(), l.2));
             if p.fxo {
@@ -400,6 +460,14 @@ fn rotary_edges(digits: &str) -> Vec<(bool, Duration)> {
         }
     }
     v
+}
+
+/// A caller-ID signal as the log names it.
+fn describe(signal: &CidSignal) -> String {
+    match signal {
+        CidSignal::Fsk { fsk, message } => format!("{fsk:?} FSK, {} bytes", message.len()),
+        CidSignal::Dtmf { digits } => format!("DTMF {digits}"),
+    }
 }
 
 /// What a caller-ID set on the line would show: FSK modulated as the port plays it,

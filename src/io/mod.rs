@@ -7,6 +7,7 @@ pub mod analog;
 pub mod control;
 pub mod cti_client;
 pub mod driver;
+pub mod gpio;
 /// Stream framing is a pure codec (`crate::codec::framing`); the old path stays.
 pub use crate::codec::framing;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod media;
 pub mod notify;
 pub mod pair;
 pub mod pairnet;
+pub mod port_audio;
 pub mod run;
 pub mod supervisor;
 pub mod trim;

@@ -213,7 +213,12 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         udp_out: Vec::new(),
         busy: Vec::new(),
         pair: None,
-        analog: Some(super::analog::AnalogShell::new(&cfg.board.def, clock, inbox_tx.clone())),
+        analog: Some(super::analog::AnalogShell::new(
+            &cfg.board.def,
+            super::port_audio::AudioSettings { bind_ip: media_bind_ip(&addrs), country: super::media::tone_country(cfg.system.country) },
+            clock,
+            inbox_tx.clone(),
+        )),
     };
     let mut driver = driver;
     if let Some(peer) = &cfg.peer {
@@ -314,7 +319,11 @@ async fn serve(opts: RunOptions, cfg: Config, board: Board, dir: PathBuf, secret
         "ctibox {} on board {}{}\n  config  {}\n  sip     udp {}  tcp {}\n  cti     tcp {}  (WebSocket ws://{}/cti)\n  http    http://{}/status\n  data    {}",
         env!("CARGO_PKG_VERSION"),
         board.name,
-        if board.simulated { " (simulated ALSA and GPIO)" } else { "" },
+        match (board.simulated, board.ports.iter().all(|p| p.playback.starts_with("sim:"))) {
+            (true, true) => " (simulated ALSA and GPIO)",
+            (true, false) => " (simulated GPIO, real ALSA)",
+            (false, _) => "",
+        },
         cfg.source,
         show(addrs.sip_udp),
         show(addrs.sip_tcp),

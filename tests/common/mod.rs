@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod baresip;
+pub mod judge;
 pub mod netns;
 pub mod sipp;
 

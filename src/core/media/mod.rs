@@ -13,6 +13,7 @@ pub mod dtmf;
 pub use crate::codec::{g711, wav};
 pub mod goertzel;
 pub mod jitter;
+pub mod progress;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;

@@ -1096,13 +1096,19 @@ fn recv_stamped(sock: &std::net::UdpSocket, buf: &mut [u8]) -> std::io::Result<(
 /// CAP_SYS_NICE or an RLIMIT_RTPRIO (the systemd unit grants LimitRTPRIO=95); without
 /// it the thread keeps the normal policy and says so once.
 fn realtime_priority() {
+    realtime_priority_for("media");
+}
+
+/// Real-time priority for the calling thread (the media thread, a port's audio
+/// thread), logged under `who`.
+pub(crate) fn realtime_priority_for(who: &str) {
     let param = nix::libc::sched_param { sched_priority: crate::limits::MEDIA_RT_PRIORITY };
     // SAFETY: sched_setscheduler only reads `param`; 0 means the calling thread.
     let rc = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_FIFO, &param) };
     if rc == 0 {
-        log::info!("media: real-time priority (SCHED_FIFO {})", crate::limits::MEDIA_RT_PRIORITY);
+        log::info!("{who}: real-time priority (SCHED_FIFO {})", crate::limits::MEDIA_RT_PRIORITY);
     } else {
-        log::info!("media: no real-time priority ({}); running at normal priority", std::io::Error::last_os_error());
+        log::info!("{who}: no real-time priority ({}); running at normal priority", std::io::Error::last_os_error());
     }
 }
 

@@ -240,7 +240,7 @@ impl Harness {
                     }
                 }
                 Output::HttpResponse { body, .. } => assert!(body.len() <= ctibox::limits::HTTP_MAX_REQUEST),
-                Output::Close { .. } | Output::Persist { .. } | Output::Media(_) | Output::Replicate(_) => {}
+                Output::Close { .. } | Output::Persist { .. } | Output::Media(_) | Output::Replicate(_) | Output::Analog(_) => {}
                 // The shell's verifier, played here: the verdict comes back once the
                 // outputs are drained, as the real driver does it.
                 Output::VerifySecret(job) => self.verify.push(job),
