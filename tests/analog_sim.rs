@@ -92,6 +92,10 @@ fn dtmf_from_the_off_hook_sim_port_calls_a_sipp_phone_and_hanging_up_sends_bye()
     log_line(&mut tb, "analog: port fxs1 joined to RTP");
     let st = port_status(&tb);
     assert!(st.contains("line=talking") && st.contains("<->127.0.0.1:"), "{st}");
+    // The status page shows each port's hook and line state.
+    let ports = status(&tb)["analog_ports"].clone();
+    let fxs1 = ports.as_array().and_then(|a| a.iter().find(|p| p["port"] == "fxs1")).unwrap_or_else(|| panic!("no fxs1 in {ports}")).clone();
+    assert_eq!((fxs1["device"].as_str(), fxs1["line"].as_str(), fxs1["hook"].as_str()), (Some("fxs-4001"), Some("talking"), Some("off")), "{fxs1}");
     assert!(control(&tb, "analog hook fxs1 on").starts_with("ok:"));
     expect_success(&tb, callee, "the callee (BYE from the box)");
     log_line(&mut tb, "analog: port fxs1 left the call's RTP");

@@ -561,6 +561,9 @@ impl Engine {
             "cti": self.cti.stats,
             "pair": self.pair,
             "pair_stats": self.pair_stats,
+            "analog_ports": self.analog_lines().into_iter().map(|(port, device, line, off_hook)| serde_json::json!({
+                "port": port, "device": device, "line": line, "hook": if off_hook { "off" } else { "on" },
+            })).collect::<Vec<_>>(),
             "dial_plan": self.dial_plan,
             "active_config": self.active_config,
         });
