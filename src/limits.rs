@@ -149,3 +149,7 @@ pub const SIP_MAX_UNKEYED: usize = 1024;
 pub const LOG_QUEUE_BYTES: usize = 256 * 1024;
 /// How long the log writer lets lines gather after the first before one write(2).
 pub const LOG_GATHER_MS: u64 = 5;
+
+/// An analog port's playback and capture gain (board file), in dB.
+pub const PORT_GAIN_DB_MIN: i8 = -24;
+pub const PORT_GAIN_DB_MAX: i8 = 12;

@@ -121,6 +121,9 @@ pub struct Port {
     pub playback: String,
     /// ALSA PCM for audio from the line.
     pub capture: String,
+    /// Gain (dB) applied to what the port plays, and to what it captures.
+    pub playback_gain_db: i8,
+    pub capture_gain_db: i8,
     pub signals: Signals,
 }
 

@@ -49,6 +49,9 @@ struct RawPort {
     kind: S<String>,
     playback: S<String>,
     capture: S<String>,
+    /// Gain (dB) of what the port plays to the line and of what it hears from it.
+    playback_gain_db: Option<S<i64>>,
+    capture_gain_db: Option<S<i64>>,
     // FXS (a SLIC)
     hook: Option<S<RawGpio>>,
     ring_mode: Option<S<RawGpio>>,
@@ -117,6 +120,16 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Board, Vec<ConfigError>> {
         for pcm in [&p.playback, &p.capture] {
             if pcm.get_ref().is_empty() {
                 c.err(pcm.span(), Reason::BadName { what: "ALSA PCM", value: String::new() });
+            }
+        }
+        let mut gains = [0i8; 2];
+        for (i, (key, v)) in [("playback_gain_db", &p.playback_gain_db), ("capture_gain_db", &p.capture_gain_db)].into_iter().enumerate() {
+            if let Some(v) = v {
+                let (min, max) = (crate::limits::PORT_GAIN_DB_MIN, crate::limits::PORT_GAIN_DB_MAX);
+                match i8::try_from(*v.get_ref()) {
+                    Ok(g) if (min..=max).contains(&g) => gains[i] = g,
+                    _ => c.err(v.span(), Reason::OutOfRange { key, value: *v.get_ref(), min: min.into(), max: max.into() }),
+                }
             }
         }
         if driver == Some(Driver::Linux) {
@@ -207,7 +220,15 @@ pub(super) fn parse(text: &str, file: &str) -> Result<Board, Vec<ConfigError>> {
             _ => None,
         };
         if let Some(signals) = signals {
-            ports.push(Port { name: pname, kind, playback: p.playback.get_ref().clone(), capture: p.capture.get_ref().clone(), signals });
+            ports.push(Port {
+                name: pname,
+                kind,
+                playback: p.playback.get_ref().clone(),
+                capture: p.capture.get_ref().clone(),
+                playback_gain_db: gains[0],
+                capture_gain_db: gains[1],
+                signals,
+            });
         }
     }
     if !c.errs.is_empty() {

@@ -258,10 +258,17 @@ fn board_file_mistakes_are_refused_with_their_position_and_message() {
             "b.toml:5:8: an fxo port needs `ring_signal`"),
         (&format!("{head}{}ring_detect = {{ line = \"GPIO23\" }}\nring_signal = \"sine\"\nseize = {{ line = \"GPIO24\" }}\n", port.replace("fxs", "fxo")),
             "b.toml:10:15: ring_signal = \"sine\" is not one of: level, pulses"),
+        // Gains within -24..=12 dB.
+        (&format!("{head}{port}playback_gain_db = 13\n{fxs}"), "b.toml:9:20: playback_gain_db = 13 is out of range -24..=12"),
+        (&format!("{head}{port}capture_gain_db = -300\n{fxs}"), "b.toml:9:19: capture_gain_db = -300 is out of range -24..=12"),
     ];
     for (text, want) in cases {
         assert_eq!(Board::parse_str(text, "b.toml").unwrap_err().to_string(), want, "{text}");
     }
+    let b = Board::parse_str(&format!("{head}{port}playback_gain_db = -6\ncapture_gain_db = 3\n{fxs}"), "b.toml").unwrap();
+    assert_eq!((b.ports[0].playback_gain_db, b.ports[0].capture_gain_db), (-6, 3));
+    let b = Board::parse_str(&format!("{head}{port}{fxs}"), "b.toml").unwrap();
+    assert_eq!((b.ports[0].playback_gain_db, b.ports[0].capture_gain_db), (0, 0));
 }
 
 #[test]

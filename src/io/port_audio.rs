@@ -59,6 +59,19 @@ const DTMF_OFF: usize = 8 * 70;
 const CLIP_GAP: Duration = Duration::from_millis(500);
 /// Most samples queued for caller ID and dialling (8 s).
 const MAX_QUEUED: usize = 8 * 8000;
+fn db_to_gain(db: i8) -> f32 {
+    10f32.powf(f32::from(db) / 20.0)
+}
+
+/// Scales samples by `gain`, saturating (a gain of 1 leaves them alone).
+fn apply_gain(samples: &mut [i16], gain: f32) {
+    if gain != 1.0 {
+        for s in samples {
+            *s = (f32::from(*s) * gain).round().clamp(-32768.0, 32767.0) as i16;
+        }
+    }
+}
+
 /// The jitter buffer's clock: microseconds since the thread began.
 fn micros(epoch: Instant) -> Time {
     Time(epoch.elapsed().as_micros().min(u128::from(u64::MAX)) as u64)
@@ -115,6 +128,9 @@ impl PortAudio {
 struct Devices {
     play: PCM,
     cap: PCM,
+    /// The capture has a clock of its own (a real device; not alsa-lib's null
+    /// device, whose capture is always full).
+    clocked: bool,
 }
 
 struct RtpLeg {
@@ -157,6 +173,9 @@ enum Gen {
 struct Worker {
     port: String,
     kind: PortKind,
+    /// Linear gains from the board file.
+    playback_gain: f32,
+    capture_gain: f32,
     playback: String,
     capture: String,
     settings: AudioSettings,
@@ -179,6 +198,7 @@ struct Worker {
     busy_until: Instant,
     epoch: Instant,
     lost_inputs: u64,
+    skipped: u64,
 }
 
 impl Worker {
@@ -187,6 +207,8 @@ impl Worker {
         Worker {
             port: port.name.clone(),
             kind: port.kind,
+            playback_gain: db_to_gain(port.playback_gain_db),
+            capture_gain: db_to_gain(port.capture_gain_db),
             playback: port.playback.clone(),
             capture: port.capture.clone(),
             settings,
@@ -208,6 +230,7 @@ impl Worker {
             busy_until: now,
             epoch: now,
             lost_inputs: 0,
+            skipped: 0,
         }
     }
 
@@ -344,10 +367,23 @@ impl Worker {
             if let Err(e) = read_period(&dev.cap, &mut cap) {
                 log::debug!("analog: port {port}: capture: {e}");
             }
+            // A device whose clock runs ahead of the schedule fills its capture
+            // buffer: a period is dropped so that what is sent stays fresh.
+            if dev.clocked && dev.cap.avail_update().is_ok_and(|a| a >= 2 * FRAME_SAMPLES as alsa::pcm::Frames) {
+                let mut spare = [0i16; FRAME_SAMPLES];
+                if read_period(&dev.cap, &mut spare).is_ok() {
+                    self.skipped += 1;
+                    if self.skipped.is_power_of_two() {
+                        log::info!("analog: port {port}: its sound device runs fast; {} capture period(s) dropped", self.skipped);
+                    }
+                }
+            }
         }
+        apply_gain(&mut cap, self.capture_gain);
         self.hear(&cap);
         let mut out = [0i16; FRAME_SAMPLES];
         self.render(&mut out);
+        apply_gain(&mut out, self.playback_gain);
         if let Some(dev) = &self.dev {
             if let Err(e) = write_period(&dev.play, &out) {
                 log::debug!("analog: port {}: playback: {e}", self.port);
@@ -485,7 +521,9 @@ fn open_devices(playback: &str, capture: &str) -> Result<Devices, String> {
         write_period(&play, &silence).map_err(|e| format!("playback {playback}: {e}"))?;
     }
     cap.start().map_err(|e| format!("capture {capture}: {e}"))?;
-    Ok(Devices { play, cap })
+    // Just started, a real capture holds less than a period.
+    let clocked = cap.avail_update().is_ok_and(|a| a < FRAME_SAMPLES as alsa::pcm::Frames);
+    Ok(Devices { play, cap, clocked })
 }
 
 fn open_pcm(name: &str, dir: Direction) -> alsa::Result<PCM> {
