@@ -320,7 +320,7 @@ fn an_open_number_waits_for_the_inter_digit_timeout_and_hash_sends_it_at_once() 
     dtmf(&mut w, "#");
     assert!(w.now < typed + Duration::from_secs(4));
     // "91" matches nothing (the pattern needs four digits after the 9), and FXO
-    // lines are not in service yet either: the call fails and the port plays reorder.
+    // the call fails and the port plays reorder.
     w.drive();
     assert_eq!(sounds_since(&w, typed).last(), Some(&Sound::Tone(ToneKind::Reorder)), "{:?}", w.analog);
     hang_up(&mut w);
@@ -475,4 +475,132 @@ fn a_seized_pstn_call_ends_on_busy_tone_or_polarity_and_the_phone_hanging_up_rel
         w.settle();
         w.assert_nothing_leaked();
     }
+}
+
+// ---- FXO outbound: a route pattern (9, then seven digits; the 9 stripped, 0 put in
+// front) sends calls out of the PSTN line on fxo1 ----
+
+const FXO_OUT: &str = "[[route_pattern]]\npattern = \"9.XXXXXXX\"\npartition = \"internal\"\ntarget = \"device:fxo-1\"\nprefix = \"0\"\n";
+
+fn fxo_out_world(board: &str) -> World {
+    let mut w = World::new(&analog_config(&format!("{FXO}{FXO_OUT}{board}")), 11);
+    w.register_all();
+    w.feed(Input::Analog(AnalogInput::Up { port: "fxo1".into() }));
+    w.drive_until(secs(1.0));
+    w
+}
+
+fn dialled(w: &World) -> Vec<(Time, String)> {
+    w.analog
+        .iter()
+        .filter_map(|(t, a)| match a {
+            AnalogOutput::Dial { port, digits } if port == "fxo1" => Some((*t, digits.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_out_of_the_fxo_line_seizes_dials_at_dial_tone_and_is_answered_by_the_polarity_reversal() {
+    // The sim board's fxo1 has a polarity input: answer supervision by reversal.
+    let mut w = fxo_out_world("");
+    w.dial("1001", "95551234");
+    w.drive();
+    assert_eq!(w.find("box", "1001", "180 INVITE").len(), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(seize_levels(&w), vec![true], "seized at once");
+    assert!(dialled(&w).is_empty(), "waits for dial tone");
+    w.drive_for(Duration::from_millis(400));
+    let heard = w.now;
+    w.feed(Input::Analog(AnalogInput::ToneHeard { port: "fxo1".into(), tone: ToneKind::Dial }));
+    w.drive();
+    assert_eq!(dialled(&w), vec![(w.engine_time(heard), "05551234".to_string())], "the pattern's digits: 9 stripped, 0 in front");
+    // Dialled, the far end rings: no answer to the caller without the reversal, however long.
+    w.drive_for(Duration::from_secs(20));
+    assert!(w.find("box", "1001", "200 INVITE").is_empty());
+    fxo_edge(&mut w, InSignal::Polarity, true);
+    w.drive();
+    let ok = w.find("box", "1001", "200 INVITE");
+    assert_eq!(ok.len(), 1, "{:?}", w.trace(&["1001"]));
+    let port = sdp_port(&ok[0].text);
+    assert!((16384..=16420).contains(&port));
+    assert_eq!(sdp_ip(&ok[0].text), "127.0.0.1");
+    assert_eq!(connects(&w), vec![(port, phone_addr(&w, "1001"), Codec::Pcmu)]);
+    // A second call out while the line is in use: 486.
+    w.dial("1002", "95550000");
+    w.drive();
+    assert_eq!(w.find("box", "1002", "486 INVITE").len(), 1, "{:?}", w.trace(&["1002"]));
+    assert_eq!(dialled(&w).len(), 1);
+    // The far end hangs up: the polarity goes back; BYE to the caller, the line released.
+    fxo_edge(&mut w, InSignal::Polarity, false);
+    w.drive();
+    assert_eq!(w.find("box", "1001", "BYE").len(), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(seize_levels(&w), vec![true, false]);
+    assert!(w.analog.iter().any(|(_, a)| *a == AnalogOutput::Disconnect { port: "fxo1".into() }));
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn without_a_polarity_input_the_fxo_line_dials_blind_and_counts_the_call_answered_after_the_last_digit() {
+    // The rpi4 board's fxo1 has loop current but no polarity input.
+    let mut w = fxo_out_world("[board]\nname = \"rpi4\"\n");
+    w.dial("1001", "95551234");
+    w.drive();
+    let seized = gpio(&w, OutSignal::Seize);
+    assert_eq!(seized.len(), 1);
+    // No dial tone heard: the number goes 3 s after the seizure.
+    w.drive_for(Duration::from_secs(7));
+    assert_eq!(dialled(&w), vec![(seized[0].0 + Duration::from_secs(3), "05551234".to_string())]);
+    // Eight digits take 1.6 s; the answer 2 s after that.
+    let ok = w.find("box", "1001", "200 INVITE");
+    assert_eq!(ok.len(), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(w.engine_time(ok[0].sent), seized[0].0 + Duration::from_millis(3000 + 1600 + 2000));
+    assert_eq!(connects(&w).len(), 1);
+    // The caller hangs up: the line is released.
+    w.hangup("1001");
+    w.drive();
+    assert_eq!(seize_levels(&w), vec![true, false]);
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn a_busy_pstn_number_refuses_the_call_with_486_and_a_caller_giving_up_releases_the_line() {
+    let mut w = fxo_out_world("");
+    w.dial("1001", "95551234");
+    w.drive();
+    w.feed(Input::Analog(AnalogInput::ToneHeard { port: "fxo1".into(), tone: ToneKind::Dial }));
+    w.drive_for(Duration::from_secs(3));
+    w.feed(Input::Analog(AnalogInput::ToneHeard { port: "fxo1".into(), tone: ToneKind::Busy }));
+    w.drive();
+    assert_eq!(w.find("box", "1001", "486 INVITE").len(), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(seize_levels(&w), vec![true, false]);
+    w.settle();
+    // The caller gives up while the PSTN rings: CANCEL releases the line.
+    w.dial("1002", "95550000");
+    w.drive_for(Duration::from_secs(8));
+    assert_eq!(seize_levels(&w), vec![true, false, true]);
+    w.cancel("1002");
+    w.drive();
+    assert_eq!(seize_levels(&w), vec![true, false, true, false], "{:?}", w.trace(&["1002"]));
+    assert!(w.find("box", "1002", "200 INVITE").is_empty());
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn an_fxs_port_cannot_call_out_of_the_fxo_line_yet_and_hears_reorder() {
+    // Both ends would be the box's own terminations, which it cannot join yet: the
+    // call is refused before the line is seized.
+    let mut w = fxo_out_world("");
+    port_up(&mut w);
+    let t = w.now;
+    lift(&mut w);
+    dtmf(&mut w, "95551234");
+    w.drive();
+    assert!(seize_levels(&w).is_empty());
+    assert_eq!(sounds_since(&w, t).last(), Some(&Sound::Tone(ToneKind::Reorder)));
+    hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
 }

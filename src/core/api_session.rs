@@ -294,7 +294,7 @@ impl Engine {
     }
 
     /// A command on one call: `call` is the only call it may change.
-    fn api_call_op(
+    pub(crate) fn api_call_op(
         &mut self,
         call: &str,
         client: ClientId,

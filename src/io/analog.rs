@@ -138,6 +138,7 @@ impl AnalogShell {
                     p.media = None;
                 }
             }
+            AnalogOutput::Dial { port, digits } => log::info!("analog: port {port} dials {digits} (the twin carries no audio)"),
         }
     }
 

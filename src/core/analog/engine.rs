@@ -91,6 +91,9 @@ pub enum AnalogOutput {
     Connect { port: String, local_port: u16, remote: SocketAddr, codec: Codec },
     /// Leave the call's RTP (the port's local port closes).
     Disconnect { port: String },
+    /// FXO: send `digits` on the line in DTMF, each 100 ms of tone then 100 ms of
+    /// pause (`fxo::DTMF_DIGIT`), at once (the line is seized already).
+    Dial { port: String, digits: String },
 }
 
 /// Caller ID as a country sends it: the FSK flavour (or DTMF) and whether it goes
@@ -126,6 +129,8 @@ struct FxoPort {
     /// The number its inbound calls go to.
     inbound: String,
     input: RingInput,
+    /// The board gives the line's polarity (answer supervision on outbound calls).
+    polarity: bool,
     detect: RingDetect,
     line: FxoLine,
     media: PortMedia,
@@ -172,7 +177,7 @@ impl AnalogPorts {
     /// hook or an FXO line seized (for status).
     pub fn states(&self) -> Vec<(String, String, &'static str, bool)> {
         let fxs = self.ports.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.hook.off_hook()));
-        let fxo = self.fxo.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.line.state_name() == "seized"));
+        let fxo = self.fxo.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.line.seized()));
         fxs.chain(fxo).collect()
     }
 }
@@ -192,8 +197,9 @@ fn fxs_devices(cfg: &Config) -> Vec<(String, String, Country)> {
         .collect()
 }
 
-/// The FXO ports the configuration drives: (port, device, inbound number, ring input).
-fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, RingInput)> {
+/// The FXO ports the configuration drives: (port, device, inbound number, ring input
+/// and whether the port has a polarity input).
+fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, bool))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
@@ -203,11 +209,18 @@ fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, RingInput)> {
                     Signals::Fxo { ring_signal: RingSignal::Level, .. } => RingInput::Level,
                     _ => RingInput::Pulses,
                 };
+                let polarity = matches!(&bp.signals, Signals::Fxo { polarity: Some(_), .. });
+                let input = (input, polarity);
                 Some((port.clone(), d.name.clone(), inbound.dn.clone(), input))
             }
             _ => None,
         })
         .collect()
+}
+
+/// An FXO line's settings: answer supervision by polarity where the port has the input.
+fn fxo_settings(polarity: bool) -> FxoSettings {
+    FxoSettings { answer_on_polarity: polarity, ..FxoSettings::default() }
 }
 
 /// The calling party of an inbound PSTN call, from its caller ID.
@@ -303,7 +316,7 @@ impl Engine {
             .analog
             .fxo
             .iter()
-            .filter(|(n, p)| !want_fxo.iter().any(|(wn, wd, wi, wr)| wn == *n && *wd == p.device && *wi == p.inbound && *wr == p.input))
+            .filter(|(n, p)| !want_fxo.iter().any(|(wn, wd, wi, wr)| wn == *n && *wd == p.device && *wi == p.inbound && *wr == (p.input, p.polarity)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone_fxo {
@@ -368,7 +381,7 @@ impl Engine {
             };
             self.analog.ports.insert(port, p);
         }
-        for (port, device, inbound, input) in want_fxo {
+        for (port, device, inbound, (input, polarity)) in want_fxo {
             if self.analog.fxo.contains_key(&port) {
                 continue;
             }
@@ -376,8 +389,9 @@ impl Engine {
                 device,
                 inbound,
                 input,
+                polarity,
                 detect: RingDetect::new(RingDetectSettings::new(input)),
-                line: FxoLine::new(FxoSettings::default()),
+                line: FxoLine::new(fxo_settings(polarity)),
                 media: PortMedia::default(),
                 up: false,
             };
@@ -437,6 +451,13 @@ impl Engine {
         self.sip.b2bua.busy_devices.remove(&device);
     }
 
+    /// Refuses a call offered to one of the ports' devices with `code` (a PSTN line
+    /// heard busy: 486, not the 603 of a plain drop).
+    fn analog_reject(&mut self, call: &str, code: u16, reason: &str) -> Result<(), (crate::core::api::ErrorCode, String)> {
+        let Some(c) = self.analog.client else { return Err((crate::core::api::ErrorCode::NotLoggedIn, "no analog client".into())) };
+        self.api_call_op(call, c, |b, _, ok| b.cti_reject(call, code, reason, ok))
+    }
+
     fn analog_command(&mut self, command: Command) -> Result<CommandResult, crate::core::api::ApiError> {
         let Some(c) = self.analog.client else {
             return Err(crate::core::api::ApiError::new(crate::core::api::ErrorCode::NotLoggedIn, "no analog client"));
@@ -472,10 +493,8 @@ impl Engine {
                     self.analog.unknown_port_inputs += 1;
                     return;
                 };
-                if matches!(tone, ToneKind::Busy | ToneKind::Reorder) {
-                    p.line.supervision(now, Supervision::Tone, true);
-                    self.fxo_run(&port);
-                }
+                p.line.tone(now, tone);
+                self.fxo_run(&port);
             }
             AnalogInput::Up { port } => self.analog_up(&port),
             AnalogInput::Down { port, reason } => self.analog_down(&port, &reason),
@@ -809,11 +828,19 @@ impl Engine {
             }
             let Some(o) = p.line.poll_output() else {
                 if !progressed {
-                    return;
+                    break;
                 }
                 continue;
             };
             self.fxo_output(port, o);
+        }
+        // A line in use takes no call out of it (486 in routing).
+        if let Some((device, busy)) = self.analog.fxo.get(port).map(|p| (p.device.clone(), p.line.busy())) {
+            if busy {
+                self.sip.b2bua.busy_devices.insert(device);
+            } else {
+                self.sip.b2bua.busy_devices.remove(&device);
+            }
         }
     }
 
@@ -859,13 +886,45 @@ impl Engine {
             }
             FxoOut::Connect { .. } => self.analog_connect(port),
             FxoOut::Disconnect => self.analog_release_media(port),
+            FxoOut::Dial { digits } => {
+                log::info!("analog: port {port}: dials {digits}");
+                self.out.push_back(Output::Analog(AnalogOutput::Dial { port: port.to_string(), digits }));
+            }
+            FxoOut::Answer { call } => {
+                let answered = match self.analog_book(port) {
+                    None => Err("no free RTP port in [media]'s range".to_string()),
+                    Some(rtp) => {
+                        let media = Some(Media { ip: IpAddr::from([0, 0, 0, 0]), port: rtp, codec: None });
+                        self.analog_command(Command::Answer { call: call.clone(), media, box_media: false }).map(|_| ()).map_err(|e| e.message)
+                    }
+                };
+                match answered {
+                    Ok(()) => log::info!("analog: port {port}: the far end answered {call}"),
+                    Err(e) => {
+                        log::info!("analog: port {port}: cannot answer {call}: {e}");
+                        let _ = self.analog_command(Command::Drop { call: call.clone() });
+                        self.analog_release_media(port);
+                        if let Some(p) = self.analog.fxo.get_mut(port) {
+                            p.line.ended(&call);
+                        }
+                    }
+                }
+            }
+            FxoOut::Reject { call, code } => {
+                let reason = if code == 486 { "Busy Here (the PSTN line is busy)" } else { "Service Unavailable (the PSTN line went dead)" };
+                log::info!("analog: port {port}: {call} refused: {code} {reason}");
+                if let Err(e) = self.analog_reject(&call, code, reason) {
+                    log::debug!("analog: port {port}: reject {call}: {}", e.1);
+                }
+                self.analog_release_media(port);
+            }
         }
     }
 
     /// Ends the port's call and lets go of the line (reconfiguration, failure).
     fn fxo_drop_all(&mut self, port: &str) {
         let Some(p) = self.analog.fxo.get(port) else { return };
-        let (call, seized) = (p.line.call().map(str::to_string), p.line.state_name() == "seized");
+        let (call, seized) = (p.line.call().map(str::to_string), p.line.seized());
         if let Some(call) = call {
             let _ = self.analog_command(Command::Drop { call });
         }
@@ -886,14 +945,25 @@ impl Engine {
         if let Some(p) = self.analog.fxo.get_mut(port) {
             p.up = false;
             p.detect = RingDetect::new(RingDetectSettings::new(p.input));
-            p.line = FxoLine::new(FxoSettings::default());
+            p.line = FxoLine::new(fxo_settings(p.polarity));
         }
     }
 
     fn fxo_event(&mut self, port: &str, ev: Event) {
         let Some(call) = ev.call.clone() else { return };
+        let now = self.now;
         let mine = self.analog.fxo.get(port).is_some_and(|p| p.line.call() == Some(call.as_str()));
         match ev.kind {
+            // A route pattern sends a call out of this line: `to` is the number to dial
+            // (stripped and prefixed by the pattern).
+            EventKind::CallOffered { to, from, .. } => {
+                let taken = self.analog.fxo.get_mut(port).is_some_and(|p| p.line.outbound(now, &call, &to));
+                if taken {
+                    log::info!("analog: port {port}: {call} from {from} goes out to {to}");
+                } else if let Err(e) = self.analog_reject(&call, 486, "Busy Here (the PSTN line is in use)") {
+                    log::debug!("analog: port {port}: reject {call}: {}", e.1);
+                }
+            }
             EventKind::MediaStarted(info) if mine => {
                 if let Some(p) = self.analog.fxo.get_mut(port) {
                     p.media.far = Some((SocketAddr::new(info.remote_ip, info.remote_port), info.codec));

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// How long a call out of an FXO line may go unanswered (the PSTN rings it).
+const FXO_ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// A CTI request refused: the error code and the sentence.
 pub type CtiError = (ErrorCode, String);
 
@@ -176,6 +179,68 @@ impl B2bua {
         let to = key.dn.clone();
         self.note(device, id, EventKind::CallOffered { from, from_name, to, redirected_from });
         true
+    }
+
+    /// A call routed out of an FXO line (a route pattern to an analog_fxo device):
+    /// offered to the device like a CTI call, `to` the number the line dials. The
+    /// analog ports' client seizes, dials and answers when the far end does. The
+    /// device's end carries no line of the box (nothing to forward to): unanswered
+    /// within `FXO_ANSWER_TIMEOUT`, the call fails with 480.
+    pub(super) fn ring_fxo(&mut self, cx: &mut Ctx<'_>, id: u64, device: &str, number: String) {
+        if !matches!(cx.cfg.device(device).map(|d| &d.kind), Some(DeviceKind::AnalogFxo { .. })) {
+            return self.fail(id, 503, &format!("Service Unavailable ({device} is not an FXO line)"));
+        }
+        if !cx.cti_open.contains(device) {
+            return self.fail(id, 503, &format!("Service Unavailable ({device} is not in service)"));
+        }
+        if self.busy_devices.contains(device) || self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
+            return self.fail(id, 486, &format!("Busy Here (the PSTN line of {device} is in use)"));
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.a_invite.is_none() {
+            // The caller is inside the box too (an FXS port, a CTI port): the box
+            // cannot yet join two of its own terminations.
+            return self.fail(id, 503, "Service Unavailable (calls out of an FXO line come from SIP callers only)");
+        }
+        if let Some(old) = call.b.as_ref().and_then(End::leg) {
+            self.dialogs.remove(&super::table::dialog_key(&old.call_id, &old.local_tag));
+        }
+        call.b = Some(End::CtiDevice(CtiEnd {
+            device: device.to_string(),
+            line: LineKey { dn: number.clone(), partition: String::new() },
+            state: CtiState::Offered,
+            media: None,
+            agreed: None,
+            sdp_version: 1,
+            redirected_from: None,
+            outgoing: false,
+            offer_media: None,
+            end: None,
+        }));
+        let from = call.caller_dn.clone();
+        let from_name = call.caller_display.clone();
+        if let (Some((stx, a_req)), Some(a)) = (&call.a_invite, call.a.leg()) {
+            let mut r = Response::to_request(a_req, 180, Some(&a.local_tag));
+            leg::set_contact(&mut r.headers, a.contact(&call.dialled));
+            self.out.push(Action::Respond(*stx, r));
+        }
+        self.timers.arm((id, CallTimer::CtiAnswer), cx.now + FXO_ANSWER_TIMEOUT);
+        log::info!("call {id}: out of {device} to {number}");
+        self.note(device, id, EventKind::CallOffered { from, from_name, to: number, redirected_from: None });
+    }
+
+    /// Refuses an offered call at a device with `code` (the analog ports' client: a
+    /// PSTN line heard busy).
+    pub fn cti_reject(&mut self, call: &str, code: u16, reason: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let Some(e) = self.calls[&id].cti().filter(|e| e.state == CtiState::Offered && !e.outgoing) else {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is not offered")));
+        };
+        let d = e.device.clone();
+        self.timers.cancel(&(id, CallTimer::CtiAnswer));
+        self.note(&d, id, EventKind::CallEnded { reason: EndReason::Dropped });
+        self.fail(id, code, reason);
+        Ok(())
     }
 
     /// Finds a call at `device` for a CTI request.
