@@ -604,3 +604,145 @@ fn an_fxs_port_cannot_call_out_of_the_fxo_line_yet_and_hears_reorder() {
     w.settle();
     w.assert_nothing_leaked();
 }
+
+// ---- FXS call waiting ----
+
+/// A hook flash: on hook for 400 ms, then the handset up again.
+fn flash(w: &mut World) {
+    hook(w, false);
+    w.drive_for(Duration::from_millis(400));
+    hook(w, true);
+    w.drive_for(Duration::from_millis(100));
+}
+
+/// The box's re-INVITEs to a phone, by the direction they offer.
+fn reinvites(w: &World, dn: &str, dir: &str) -> usize {
+    w.find("box", dn, "INVITE").iter().filter(|e| e.text.contains(&format!("a={dir}"))).count()
+}
+
+/// A call from `dn` to the port, answered by lifting the handset.
+fn talking_with(w: &mut World, dn: &str) {
+    w.dial(dn, "4001");
+    w.drive();
+    w.drive_for(Duration::from_millis(500));
+    lift(w);
+    w.drive();
+    assert_eq!(w.find("box", dn, "200 INVITE").len(), 1, "{:?}", w.trace(&[dn]));
+}
+
+#[test]
+fn a_second_call_waits_with_the_tone_and_off_hook_caller_id_and_hook_flash_answers_swaps_and_recalls() {
+    let mut w = world();
+    talking_with(&mut w, "1001");
+    let t = w.now;
+    w.dial("1002", "4001");
+    w.drive();
+    assert!(w.find("box", "1002", "486 INVITE").is_empty(), "a talking line with call waiting is not busy");
+    assert_eq!(w.find("box", "1002", "180 INVITE").len(), 1, "{:?}", w.trace(&["1002"]));
+    let after = outputs_since(&w, t);
+    assert!(after.contains(&AnalogOutput::CallWaitingTone { port: PORT.into(), cas: true }), "{after:?}");
+    assert!(!gpio(&w, OutSignal::RingMode).iter().any(|(at, on)| *at >= t && *on), "the ringer stays off");
+    // The set acknowledges the alert with DTMF D: caller ID goes with the off-hook preamble.
+    w.drive_for(Duration::from_millis(450));
+    w.feed(Input::Analog(AnalogInput::Digit { port: PORT.into(), digit: 'D' }));
+    w.drive();
+    let cid: Vec<CidSignal> = outputs_since(&w, t)
+        .into_iter()
+        .filter_map(|a| match a {
+            AnalogOutput::CallerId { signal, .. } => Some(signal),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cid.len(), 1, "{cid:?}");
+    let CidSignal::FskCallWaiting { fsk: Fsk::Bell202, message } = &cid[0] else { panic!("{:?}", cid[0]) };
+    assert_eq!(callerid::parse(message).expect("MDMF").number, Field::Value("1002".into()));
+    // A second D (or one after the window) sends nothing more.
+    w.feed(Input::Analog(AnalogInput::Digit { port: PORT.into(), digit: 'D' }));
+    w.drive();
+    assert_eq!(outputs_since(&w, t).iter().filter(|a| matches!(a, AnalogOutput::CallerId { .. })).count(), 1);
+    // The tone again 10 s later, without the alerting signal.
+    w.drive_for(Duration::from_secs(10));
+    assert!(outputs_since(&w, t).contains(&AnalogOutput::CallWaitingTone { port: PORT.into(), cas: false }));
+    // Flash: 1001 is held (sendonly re-INVITE), 1002 answered on a port of its own.
+    flash(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1001", "sendonly"), 1, "{:?}", w.trace(&["1001"]));
+    let ok = w.find("box", "1002", "200 INVITE");
+    assert_eq!(ok.len(), 1, "{:?}", w.trace(&["1002"]));
+    let c = connects(&w);
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert_eq!(c[1], (sdp_port(&ok[0].text), phone_addr(&w, "1002"), Codec::Pcmu));
+    assert_ne!(c[0].0, c[1].0, "each call its own RTP port");
+    // Flash again: swapped back.
+    flash(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1002", "sendonly"), 1, "{:?}", w.trace(&["1002"]));
+    assert_eq!(reinvites(&w, "1001", "sendrecv"), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(connects(&w).last(), Some(&c[0]));
+    // Hanging up ends the call in progress and rings the line back for the held one.
+    let t2 = w.now;
+    hang_up(&mut w);
+    assert_eq!(w.find("box", "1001", "BYE").len(), 1);
+    assert!(gpio(&w, OutSignal::RingMode).iter().any(|(at, on)| *at >= t2 && *on), "recall rings");
+    lift(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1002", "sendrecv"), 1, "{:?}", w.trace(&["1002"]));
+    assert_eq!(connects(&w).last(), Some(&c[1]));
+    hang_up(&mut w);
+    assert_eq!(w.find("box", "1002", "BYE").len(), 1);
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn an_unanswered_waiting_call_follows_cfna_and_without_call_waiting_the_line_is_busy() {
+    let mut w = world();
+    talking_with(&mut w, "1001");
+    w.dial("1002", "4001");
+    w.drive();
+    assert_eq!(w.find("box", "1002", "180 INVITE").len(), 1);
+    // The line's no-answer timeout (12 s): the waiting call goes to 1003.
+    w.drive_for(Duration::from_secs(13));
+    assert_eq!(w.find("box", "1003", "INVITE").len(), 1, "{:?}", w.trace(&["1003"]));
+    // A flash now has nothing to take: the call in progress stays.
+    flash(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1001", "sendonly"), 0);
+    w.reject("1003", 486);
+    hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
+
+    let cfg = analog_config("").replace("port = \"fxs1\"\n", "port = \"fxs1\"\ncall_waiting = false\n");
+    let mut w = World::new(&cfg, 7);
+    w.register_all();
+    port_up(&mut w);
+    w.drive_until(secs(1.0));
+    talking_with(&mut w, "1001");
+    w.dial("1002", "4001");
+    w.drive();
+    assert_eq!(w.find("box", "1002", "486 INVITE").len(), 1, "{:?}", w.trace(&["1002"]));
+    hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+#[test]
+fn hanging_up_with_a_call_waiting_rings_the_line_for_it() {
+    let mut w = world();
+    talking_with(&mut w, "1001");
+    w.dial("1002", "4001");
+    w.drive();
+    let t = w.now;
+    hang_up(&mut w);
+    assert_eq!(w.find("box", "1001", "BYE").len(), 1);
+    assert!(gpio(&w, OutSignal::RingMode).iter().any(|(at, on)| *at >= t && *on));
+    lift(&mut w);
+    w.drive();
+    let ok = w.find("box", "1002", "200 INVITE");
+    assert_eq!(ok.len(), 1, "{:?}", w.trace(&["1002"]));
+    assert_eq!(connects(&w).last().map(|c| c.1), Some(phone_addr(&w, "1002")));
+    hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
+}

@@ -320,7 +320,8 @@ pub enum DeviceKind {
     SipPhone { username: String, password: Password },
     CtiPort { media: Option<SocketAddr>, codec: Option<Codec> },
     CtiRoutePoint { max_calls: u32, answer_timeout_s: u32 },
-    AnalogFxs { port: String },
+    /// `call_waiting`: a second call to a line in a call is offered as call waiting.
+    AnalogFxs { port: String, call_waiting: bool },
     AnalogFxo { port: String, inbound: LineKey },
 }
 

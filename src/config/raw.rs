@@ -165,6 +165,8 @@ pub(super) struct RawDevice {
     pub codec: OS<String>,
     // analog_fxs, analog_fxo
     pub port: OS<String>,
+    // analog_fxs
+    pub call_waiting: OS<bool>,
     // analog_fxo
     pub inbound_dn: OS<String>,
 }

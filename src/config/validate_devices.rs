@@ -15,7 +15,7 @@ use std::ops::Range;
 const SIP_PHONE: &[&str] = &["username", "password"];
 const CTI_PORT: &[&str] = &["media", "codec"];
 const ROUTE_POINT: &[&str] = &["max_calls", "answer_timeout_s"];
-const FXS: &[&str] = &["port"];
+const FXS: &[&str] = &["port", "call_waiting"];
 const FXO: &[&str] = &["port", "inbound_dn"];
 
 /// The type-specific keys a device has, with their spans.
@@ -34,6 +34,7 @@ fn present(d: &RawDevice) -> Vec<(&'static str, Range<usize>)> {
     s("codec", d.codec.as_ref().map(|x| x.span()));
     s("port", d.port.as_ref().map(|x| x.span()));
     s("inbound_dn", d.inbound_dn.as_ref().map(|x| x.span()));
+    s("call_waiting", d.call_waiting.as_ref().map(|x| x.span()));
     v
 }
 
@@ -150,7 +151,7 @@ pub(super) fn devices(
                 max_calls: c.int(&d.max_calls, "max_calls", 10, 1, 1000) as u32,
                 answer_timeout_s: c.int(&d.answer_timeout_s, "answer_timeout_s", 10, 1, 300) as u32,
             },
-            "analog_fxs" => DeviceKind::AnalogFxs { port: port(PortKind::Fxs) },
+            "analog_fxs" => DeviceKind::AnalogFxs { port: port(PortKind::Fxs), call_waiting: d.call_waiting.as_ref().is_none_or(|s| *s.get_ref()) },
             _ => {
                 let port = port(PortKind::Fxo);
                 let inbound = match &d.inbound_dn {

@@ -139,6 +139,7 @@ impl AnalogShell {
                 }
             }
             AnalogOutput::Dial { port, digits } => log::info!("analog: port {port} dials {digits} (the twin carries no audio)"),
+            AnalogOutput::CallWaitingTone { port, cas } => log::info!("analog: port {port}: call-waiting tone (alerting signal: {cas}; the twin carries no audio)"),
         }
     }
 
@@ -432,6 +433,7 @@ fn decode_as_a_set_would(signal: &CidSignal) -> String {
                 None => "undecodable(no message)".into(),
             }
         }
+        CidSignal::FskCallWaiting { .. } => "call-waiting caller ID (not decoded by the twin)".into(),
         CidSignal::Dtmf { digits } => match callerid::parse_dtmf_clip(digits) {
             Some(n) => format!("dtmf:number={}", field(&n)),
             None => "undecodable(dtmf)".into(),

@@ -75,6 +75,10 @@ pub enum AnalogInput {
 pub enum CidSignal {
     /// An FSK message (framed, checksum included), with the on-hook preamble.
     Fsk { fsk: Fsk, message: Vec<u8> },
+    /// An FSK message sent off hook, into a call (call waiting, the set having
+    /// acknowledged the alert): the call-waiting preamble (`Preamble::OFF_HOOK`: no
+    /// seizure bits, 80 mark bits), the far end's audio muted meanwhile.
+    FskCallWaiting { fsk: Fsk, message: Vec<u8> },
     /// DTMF CLIP: the digits to play ('A', the number, 'C').
     Dtmf { digits: String },
 }
@@ -94,6 +98,12 @@ pub enum AnalogOutput {
     /// FXO: send `digits` on the line in DTMF, each 100 ms of tone then 100 ms of
     /// pause (`fxo::DTMF_DIGIT`), at once (the line is seized already).
     Dial { port: String, digits: String },
+    /// FXS: the call-waiting tone, mixed into what the port plays toward the
+    /// subscriber while it is joined to a call: the country's call-waiting tone for
+    /// 300 ms (the far end's audio muted meanwhile); with `cas`, the CPE alerting
+    /// signal (2130 + 2750 Hz, 80 ms) right after it, to which a caller ID set
+    /// answers with DTMF A or D (reported as `Digit`).
+    CallWaitingTone { port: String, cas: bool },
 }
 
 /// Caller ID as a country sends it: the FSK flavour (or DTMF) and whether it goes
@@ -118,6 +128,9 @@ struct Port {
     ringer: Ringer,
     line: FxsLine,
     media: PortMedia,
+    /// The media of the line's second call (held, or waiting: nothing booked yet).
+    other: PortMedia,
+    call_waiting: bool,
     /// In service: the shell said `Up`, and the device is open.
     up: bool,
 }
@@ -182,15 +195,15 @@ impl AnalogPorts {
     }
 }
 
-/// The FXS ports the configuration drives: (port, device), for devices whose port
-/// is an FXS port of the board.
-fn fxs_devices(cfg: &Config) -> Vec<(String, String, Country)> {
+/// The FXS ports the configuration drives: (port, device, (country, call waiting)),
+/// for devices whose port is an FXS port of the board.
+fn fxs_devices(cfg: &Config) -> Vec<(String, String, (Country, bool))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
-            DeviceKind::AnalogFxs { port } if cfg.board.def.port(port).is_some_and(|p| p.kind == PortKind::Fxs) => {
+            DeviceKind::AnalogFxs { port, call_waiting } if cfg.board.def.port(port).is_some_and(|p| p.kind == PortKind::Fxs) => {
                 let country = cfg.pool(&d.pool).map_or(cfg.system.country, |p| p.country);
-                Some((port.clone(), d.name.clone(), country))
+                Some((port.clone(), d.name.clone(), (country, *call_waiting)))
             }
             _ => None,
         })
@@ -216,6 +229,13 @@ fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, bool))>
             _ => None,
         })
         .collect()
+}
+
+/// An FXS line's settings: caller ID before or after the first ring, call waiting,
+/// and off-hook caller ID where the country sends FSK.
+fn fxs_settings(country: Country, call_waiting: bool) -> FxsSettings {
+    let (fsk, cid_first) = cid_plan(country);
+    FxsSettings { cid_first, call_waiting, cw_cid: fsk.is_some(), ..FxsSettings::default() }
 }
 
 /// An FXO line's settings: answer supervision by polarity where the port has the input.
@@ -295,13 +315,16 @@ impl Engine {
             .analog
             .ports
             .iter()
-            .filter(|(n, p)| !want.iter().any(|(wn, wd, wc)| wn == *n && *wd == p.device && *wc == p.country))
+            .filter(|(n, p)| !want.iter().any(|(wn, wd, wc)| wn == *n && *wd == p.device && *wc == (p.country, p.call_waiting)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
             if let Some(p) = self.analog.ports.remove(&n) {
-                if let Some(call) = p.line.call().map(str::to_string) {
-                    let _ = self.analog_command(Command::Drop { call });
+                for call in [p.line.call(), p.line.second_call()].into_iter().flatten() {
+                    let _ = self.analog_command(Command::Drop { call: call.to_string() });
+                }
+                if let Some(rtp) = p.other.rtp_port {
+                    self.sip.b2bua.free_port(rtp);
                 }
                 if p.up {
                     let _ = self.analog_command(Command::Close { device: p.device.clone() });
@@ -339,10 +362,12 @@ impl Engine {
             if let Some(c) = self.analog.client {
                 let names: Vec<String> = self.analog.ports.keys().cloned().collect();
                 for n in names {
-                    if let Some(call) = self.analog.ports.get(&n).and_then(|p| p.line.call().map(str::to_string)) {
+                    let calls: Vec<String> = self.analog.ports.get(&n).map(|p| [p.line.call(), p.line.second_call()].into_iter().flatten().map(str::to_string).collect()).unwrap_or_default();
+                    for call in calls {
                         self.api_handle(c, Command::Drop { call }).ok();
                     }
                     self.analog_release_media(&n);
+                    self.analog_release_other(&n);
                     if let Some(p) = self.analog.ports.remove(&n) {
                         self.sip.b2bua.busy_devices.remove(&p.device);
                         if p.up {
@@ -364,19 +389,19 @@ impl Engine {
                 self.analog.client = Some(self.api_connect(PRINCIPAL, Grant::Devices(devices)));
             }
         }
-        for (port, device, country) in want {
+        for (port, device, (country, call_waiting)) in want {
             if self.analog.ports.contains_key(&port) {
                 continue;
             }
-            let (_, cid_first) = cid_plan(country);
-            let settings = FxsSettings { cid_first, ..FxsSettings::default() };
             let p = Port {
                 device: device.clone(),
                 country,
                 hook: Hook::new(HookSettings::default(), now),
                 ringer: Ringer::new(RingSettings::for_country(country)),
-                line: FxsLine::new(settings),
+                line: FxsLine::new(fxs_settings(country, call_waiting)),
                 media: PortMedia::default(),
+                other: PortMedia::default(),
+                call_waiting,
                 up: false,
             };
             self.analog.ports.insert(port, p);
@@ -431,12 +456,14 @@ impl Engine {
             return self.fxo_down(port, reason);
         }
         let Some(p) = self.analog.ports.get(port) else { return };
-        let (device, call, was_up) = (p.device.clone(), p.line.call().map(str::to_string), p.up);
+        let (device, was_up) = (p.device.clone(), p.up);
+        let calls: Vec<String> = [p.line.call(), p.line.second_call()].into_iter().flatten().map(str::to_string).collect();
         log::warn!("analog: port {port} ({device}) out of service: {reason}");
-        if let Some(call) = call {
+        for call in calls {
             let _ = self.analog_command(Command::Drop { call });
         }
         self.analog_release_media(port);
+        self.analog_release_other(port);
         if was_up {
             let _ = self.analog_command(Command::Close { device: device.clone() });
         }
@@ -445,8 +472,7 @@ impl Engine {
             p.up = false;
             p.hook = Hook::new(HookSettings::default(), now);
             p.ringer = Ringer::new(RingSettings::for_country(p.country));
-            let (_, cid_first) = cid_plan(p.country);
-            p.line = FxsLine::new(FxsSettings { cid_first, ..FxsSettings::default() });
+            p.line = FxsLine::new(fxs_settings(p.country, p.call_waiting));
         }
         self.sip.b2bua.busy_devices.remove(&device);
     }
@@ -623,6 +649,33 @@ impl Engine {
             }
             FxsOut::Connect { .. } => self.analog_connect(port),
             FxsOut::Disconnect => self.analog_release_media(port),
+            FxsOut::CallWaiting { cas } => self.out.push_back(Output::Analog(AnalogOutput::CallWaitingTone { port: name, cas })),
+            FxsOut::CallerIdOffHook(cid) => {
+                let Some(fsk) = self.analog.ports.get(port).and_then(|p| cid_plan(p.country).0) else { return };
+                let when = Some(stamp(self.sip.unix_at_zero_ms().saturating_add(now.as_millis())));
+                match callerid::encode_mdmf(&CallerId { when, number: cid.number, name: cid.name }) {
+                    Ok(message) => self.out.push_back(Output::Analog(AnalogOutput::CallerId { port: name, signal: CidSignal::FskCallWaiting { fsk, message } })),
+                    Err(e) => log::warn!("analog: port {port}: no call-waiting caller ID ({e})"),
+                }
+            }
+            FxsOut::Swap => {
+                let Some(p) = self.analog.ports.get_mut(port) else { return };
+                let joined = std::mem::replace(&mut p.media.joined, false);
+                std::mem::swap(&mut p.media, &mut p.other);
+                if joined {
+                    self.out.push_back(Output::Analog(AnalogOutput::Disconnect { port: name }));
+                }
+            }
+            FxsOut::Hold { call } => {
+                if let Err(e) = self.analog_command(Command::Hold { call: call.clone() }) {
+                    log::info!("analog: port {port}: cannot hold {call}: {}", e.message);
+                }
+            }
+            FxsOut::Unhold { call } => {
+                if let Err(e) = self.analog_command(Command::Unhold { call: call.clone() }) {
+                    log::info!("analog: port {port}: cannot take {call} off hold: {}", e.message);
+                }
+            }
             FxsOut::MakeCall { to } => {
                 let Some(device) = self.analog.ports.get(port).map(|p| p.device.clone()) else { return };
                 let Some(rtp) = self.analog_book(port) else {
@@ -711,6 +764,15 @@ impl Engine {
         }
     }
 
+    /// Frees the media of an FXS port's second call.
+    fn analog_release_other(&mut self, port: &str) {
+        let Some(p) = self.analog.ports.get_mut(port) else { return };
+        let m = std::mem::take(&mut p.other);
+        if let Some(r) = m.rtp_port {
+            self.sip.b2bua.free_port(r);
+        }
+    }
+
     fn analog_release_media(&mut self, port: &str) {
         let Some(m) = self.port_media(port) else { return };
         let m = std::mem::take(m);
@@ -746,8 +808,11 @@ impl Engine {
                     number: if from.is_empty() { Field::Unavailable } else { Field::Value(from.chars().take(callerid::MAX_NUMBER).collect()) },
                     name: from_name.map_or(Field::Absent, |n| Field::Value(n.chars().take(callerid::MAX_NAME).collect())),
                 };
+                let waiting = self.analog.ports.get(&port).is_some_and(|p| p.line.call().is_some());
                 let taken = self.analog.ports.get_mut(&port).is_some_and(|p| p.line.offered(now, &call, Some(cid)));
-                if taken {
+                if taken && waiting {
+                    log::info!("analog: port {port}: {call} from {from} waits");
+                } else if taken {
                     log::info!("analog: port {port} rings for {call} from {from}");
                 } else {
                     // Offered while the B2BUA still thought the line free: refused.
@@ -774,12 +839,16 @@ impl Engine {
                     EndReason::Busy => Some(Ended::Busy),
                     EndReason::NoAnswer | EndReason::Rejected | EndReason::ForwardedOnFailure | EndReason::Failed => Some(Ended::Failed),
                 };
-                let mine = self.analog.ports.get(&port).is_some_and(|p| p.line.call() == Some(call.as_str()));
+                let (mine, second) = self.analog.ports.get(&port).map_or((false, false), |p| (p.line.has(&call), p.line.second_call() == Some(call.as_str())));
                 if let (Some(how), true) = (how, mine) {
                     if let Some(p) = self.analog.ports.get_mut(&port) {
                         p.line.ended(now, &call, how);
                     }
-                    self.analog_release_media(&port);
+                    if second {
+                        self.analog_release_other(&port);
+                    } else {
+                        self.analog_release_media(&port);
+                    }
                 }
             }
             _ => return,

@@ -135,7 +135,9 @@ impl B2bua {
         }
         let (limit, timeout) = match &dev.kind {
             DeviceKind::CtiRoutePoint { max_calls, answer_timeout_s } => (*max_calls as usize, *answer_timeout_s),
-            DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } => (1, line.forward.no_answer_timeout_s),
+            DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { call_waiting: false, .. } => (1, line.forward.no_answer_timeout_s),
+            // A second call waits while the port talks (the port says when it is busy).
+            DeviceKind::AnalogFxs { call_waiting: true, .. } => (2, line.forward.no_answer_timeout_s),
             _ => return false,
         };
         let busy = self.busy_devices.contains(device) || self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count() >= limit;
