@@ -746,3 +746,68 @@ fn hanging_up_with_a_call_waiting_rings_the_line_for_it() {
     w.settle();
     w.assert_nothing_leaked();
 }
+
+// ---- CTI applications sharing analog devices with the ports' client ----
+
+fn last_reply(w: &World, app: &str) -> serde_json::Value {
+    w.app(app).received.iter().rev().map(|(_, v)| v).find(|v| v["type"] == "reply").cloned().expect("a reply")
+}
+
+#[test]
+fn an_application_opens_an_fxs_port_sees_its_calls_holds_and_drops_them_but_cannot_answer_for_it() {
+    let extra = "[[app_user]]\nname = \"crm\"\nsecret = \"generate\"\ndevices = [\"fxs-4001\"]\n";
+    let mut w = World::new(&analog_config(extra), 7);
+    w.register_all();
+    port_up(&mut w);
+    w.drive_until(secs(1.0));
+    w.app_login("crm", &["fxs-4001"]);
+    w.app_send("crm", serde_json::json!({"type":"list_devices"}));
+    w.drive();
+    let r = last_reply(&w, "crm");
+    assert!(r["devices"].as_array().unwrap().iter().any(|d| d["name"] == "fxs-4001" && d["kind"] == "analog_fxs" && d["open"] == true && d["in_use"] == false), "{r}");
+    w.dial("1001", "4001");
+    w.drive();
+    assert!(gpio(&w, OutSignal::RingMode).iter().any(|(_, on)| *on), "the port rings as before");
+    let offered = w.app("crm").last_event("call_offered").cloned().unwrap_or_else(|| panic!("{:?}", w.app("crm").events()));
+    assert_eq!(offered["device"], "fxs-4001");
+    let call = offered["call"].as_str().unwrap().to_string();
+    w.app_send("crm", serde_json::json!({"type":"answer","call":call}));
+    w.drive();
+    let r = last_reply(&w, "crm");
+    assert_eq!(r["error"]["code"], "invalid_state", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("lifting the handset"), "{r}");
+    w.app_send("crm", serde_json::json!({"type":"make_call","device":"fxs-4001","to":"1002"}));
+    w.drive();
+    assert_eq!(last_reply(&w, "crm")["error"]["code"], "invalid_state");
+    w.drive_for(Duration::from_millis(500));
+    lift(&mut w);
+    w.drive();
+    assert_eq!(w.find("box", "1001", "200 INVITE").len(), 1);
+    // Hold from the application: the caller gets a sendonly re-INVITE.
+    w.app_send("crm", serde_json::json!({"type":"hold","call":call}));
+    w.drive();
+    assert_eq!(last_reply(&w, "crm")["ok"], true, "{}", last_reply(&w, "crm"));
+    assert_eq!(reinvites(&w, "1001", "sendonly"), 1, "{:?}", w.trace(&["1001"]));
+    w.app_send("crm", serde_json::json!({"type":"unhold","call":call}));
+    w.drive();
+    // Drop from the application: BYE to the caller, the port leaves the call and plays busy.
+    let t = w.now;
+    w.app_send("crm", serde_json::json!({"type":"drop","call":call}));
+    w.drive();
+    assert_eq!(last_reply(&w, "crm")["ok"], true, "{}", last_reply(&w, "crm"));
+    assert_eq!(w.find("box", "1001", "BYE").len(), 1, "{:?}", w.trace(&["1001"]));
+    assert!(outputs_since(&w, t).contains(&AnalogOutput::Disconnect { port: PORT.into() }));
+    assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Busy)]);
+    assert!(w.app("crm").last_event("call_ended").is_some());
+    hang_up(&mut w);
+    // Closing it leaves the port in service for its own calls.
+    w.app_send("crm", serde_json::json!({"type":"close","device":"fxs-4001"}));
+    w.drive();
+    assert_eq!(last_reply(&w, "crm")["ok"], true);
+    let t = w.now;
+    lift(&mut w);
+    assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Dial)]);
+    hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
+}

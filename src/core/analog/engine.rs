@@ -834,8 +834,9 @@ impl Engine {
             }
             EventKind::CallEnded { reason } => {
                 let how = match reason {
-                    EndReason::Dropped => None,
-                    EndReason::Hangup | EndReason::Redirected => Some(Ended::Hangup),
+                    // Dropped by an application sharing the device (the port's own drops
+                    // leave the line without the call first): as the far end hanging up.
+                    EndReason::Dropped | EndReason::Hangup | EndReason::Redirected => Some(Ended::Hangup),
                     EndReason::Busy => Some(Ended::Busy),
                     EndReason::NoAnswer | EndReason::Rejected | EndReason::ForwardedOnFailure | EndReason::Failed => Some(Ended::Failed),
                 };
@@ -1039,7 +1040,9 @@ impl Engine {
                     p.line.answered(&call);
                 }
             }
-            EventKind::CallEnded { reason } if mine && reason != EndReason::Dropped => {
+            // Dropped by the port's own client, the line has let the call go already;
+            // by an application sharing the device, it ends here.
+            EventKind::CallEnded { .. } if mine => {
                 if let Some(p) = self.analog.fxo.get_mut(port) {
                     p.line.ended(&call);
                 }
