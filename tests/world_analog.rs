@@ -704,10 +704,16 @@ fn an_unanswered_waiting_call_follows_cfna_and_without_call_waiting_the_line_is_
     // The line's no-answer timeout (12 s): the waiting call goes to 1003.
     w.drive_for(Duration::from_secs(13));
     assert_eq!(w.find("box", "1003", "INVITE").len(), 1, "{:?}", w.trace(&["1003"]));
-    // A flash now has nothing to take: the call in progress stays.
+    // A flash now has no waiting call to take: it holds 1001 for a consultation
+    // (dial tone), and a second flash returns to it.
+    let t = w.now;
     flash(&mut w);
     w.drive();
-    assert_eq!(reinvites(&w, "1001", "sendonly"), 0);
+    assert_eq!(reinvites(&w, "1001", "sendonly"), 1);
+    assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Dial)]);
+    flash(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1001", "sendrecv"), 1, "{:?}", w.trace(&["1001"]));
     w.reject("1003", 486);
     hang_up(&mut w);
     w.settle();
@@ -808,6 +814,52 @@ fn an_application_opens_an_fxs_port_sees_its_calls_holds_and_drops_them_but_cann
     lift(&mut w);
     assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Dial)]);
     hang_up(&mut w);
+    w.settle();
+    w.assert_nothing_leaked();
+}
+
+// ---- FXS hook flash: consultation and transfer ----
+
+#[test]
+fn a_flash_holds_the_call_for_a_consultation_and_hanging_up_puts_the_held_party_through() {
+    let mut w = world();
+    talking_with(&mut w, "1001");
+    let first = connects(&w)[0];
+    let t = w.now;
+    flash(&mut w);
+    w.drive();
+    assert_eq!(reinvites(&w, "1001", "sendonly"), 1, "{:?}", w.trace(&["1001"]));
+    assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Dial)]);
+    dtmf(&mut w, "1002");
+    w.drive();
+    let inv = w.find("box", "1002", "INVITE");
+    assert_eq!(inv.len(), 1, "{:?}", w.trace(&["1002"]));
+    let consult_port = sdp_port(&inv[0].text);
+    assert_ne!(consult_port, first.0, "the consultation has its own RTP port");
+    w.answer("1002");
+    w.drive();
+    assert_eq!(connects(&w).last(), Some(&(consult_port, phone_addr(&w, "1002"), Codec::Pcmu)));
+    // Hang up: 1001 and 1002 are re-INVITEd with each other's media, the port leaves.
+    hang_up(&mut w);
+    w.drive();
+    let to_1001: Vec<String> = w.find("box", "1001", "INVITE").iter().map(|e| e.text.clone()).collect();
+    let to_1002: Vec<String> = w.find("box", "1002", "INVITE").iter().map(|e| e.text.clone()).collect();
+    assert_eq!(to_1001.len(), 2, "held, then put through: {:?}", w.trace(&["1001"]));
+    assert_eq!(to_1002.len(), 2, "{:?}", w.trace(&["1002"]));
+    assert_eq!(sdp_port(&to_1001[1]), PHONE_RTP, "1001 now sends to 1002's media");
+    assert_eq!(sdp_ip(&to_1001[1]), w.phone("1002").addr.ip().to_string());
+    assert!(to_1001[1].contains("a=sendrecv"), "{}", to_1001[1]);
+    assert_eq!(sdp_ip(&to_1002[1]), w.phone("1001").addr.ip().to_string());
+    assert!(w.find("box", "1001", "BYE").is_empty() && w.find("box", "1002", "BYE").is_empty(), "nobody is hung up");
+    assert!(!gpio(&w, OutSignal::RingMode).iter().any(|(at, on)| *at >= t && *on), "no recall after a transfer");
+    // The port is free again, and the two talk until one hangs up.
+    let t = w.now;
+    lift(&mut w);
+    assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Dial)]);
+    hang_up(&mut w);
+    w.hangup("1001");
+    w.drive();
+    assert_eq!(w.find("box", "1002", "BYE").len(), 1, "{:?}", w.trace(&["1002"]));
     w.settle();
     w.assert_nothing_leaked();
 }

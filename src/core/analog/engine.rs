@@ -577,7 +577,7 @@ impl Engine {
                         p.line.off_hook(now);
                     }
                     HookEvent::OnHook => p.line.on_hook(),
-                    HookEvent::Flash => p.line.flash(),
+                    HookEvent::Flash => p.line.flash(now),
                     HookEvent::Digit(d) => {
                         let css = self.config.device(&p.device).and_then(|d| d.css.clone());
                         let cfg = &self.config;
@@ -664,6 +664,19 @@ impl Engine {
                 std::mem::swap(&mut p.media, &mut p.other);
                 if joined {
                     self.out.push_back(Output::Analog(AnalogOutput::Disconnect { port: name }));
+                }
+            }
+            FxsOut::Transfer { keep, other } => {
+                self.analog_release_other(port);
+                let Some(c) = self.analog.client else { return };
+                self.sip.touch_call(&other);
+                match self.api_call_op(&keep, c, |b, cx, ok| b.cti_join(cx, &keep, &other, ok)) {
+                    Ok(()) => log::info!("analog: port {port}: {keep} put through to {other}"),
+                    Err((_, e)) => {
+                        log::info!("analog: port {port}: cannot put {keep} through to {other}: {e}; both end");
+                        let _ = self.analog_command(Command::Drop { call: keep });
+                        let _ = self.analog_command(Command::Drop { call: other });
+                    }
                 }
             }
             FxsOut::Hold { call } => {

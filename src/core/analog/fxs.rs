@@ -33,8 +33,11 @@
 //!   lifting the handset takes it back. A waiting call nobody takes follows the
 //!   line's Call Forward No Answer, or rings the caller until they give up. The far
 //!   end of the active call hanging up leaves busy tone; a flash then takes the other.
-//! - **Hook flash** with no second call is reported and otherwise ignored
-//!   (consultation is not built yet).
+//! - **Hook flash** with no second call holds the call in progress and gives dial
+//!   tone: digits dial a consultation call. Hanging up once it is answered puts the
+//!   held party through to the consulted one (`Transfer`); hanging up before that
+//!   drops the consultation and rings the line back for the held call; a flash drops
+//!   the consultation and returns to the held call.
 
 use crate::codec::callerid::Field;
 use crate::core::media::tone::ToneKind;
@@ -91,6 +94,8 @@ pub enum FxsOut {
     Swap,
     Hold { call: String },
     Unhold { call: String },
+    /// Put the held call's party through to the consultation call's, and leave both.
+    Transfer { keep: String, other: String },
     MakeCall { to: String },
     Answer { call: String },
     Drop { call: String },
@@ -201,12 +206,15 @@ pub struct FxsLine {
     off_hook: bool,
     timer: Option<(Time, Timer)>,
     second: Option<Second>,
+    /// The second call (held) is the one a consultation started from: the call in
+    /// progress (or being dialled) is the consultation.
+    consult: bool,
     out: VecDeque<FxsOut>,
 }
 
 impl FxsLine {
     pub fn new(s: FxsSettings) -> FxsLine {
-        FxsLine { s, state: State::Idle, off_hook: false, timer: None, second: None, out: VecDeque::new() }
+        FxsLine { s, state: State::Idle, off_hook: false, timer: None, second: None, consult: false, out: VecDeque::new() }
     }
 
     pub fn poll_output(&mut self) -> Option<FxsOut> {
@@ -316,6 +324,18 @@ impl FxsLine {
         }
         self.off_hook = false;
         self.timer = None;
+        if std::mem::take(&mut self.consult) {
+            if let (State::Talking { call }, Some(Second::Held { call: held })) = (&self.state, &self.second) {
+                // Consultation answered: the held party goes through to it.
+                let (keep, other) = (held.clone(), call.clone());
+                self.state = State::Idle;
+                self.second = None;
+                self.out.push_back(FxsOut::Disconnect);
+                self.out.push_back(FxsOut::Transfer { keep, other });
+                self.play(Sound::Silence);
+                return;
+            }
+        }
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Talking { call } | State::Calling { call: Some(call), .. } => {
                 self.out.push_back(FxsOut::Disconnect);
@@ -336,8 +356,23 @@ impl FxsLine {
         }
     }
 
-    pub fn flash(&mut self) {
+    pub fn flash(&mut self, now: Time) {
         if !self.off_hook {
+            return;
+        }
+        if self.consult {
+            return self.end_consultation();
+        }
+        if let (State::Talking { call }, None) = (&self.state, &self.second) {
+            // Consultation: hold the call, dial tone for the next number.
+            let call = call.clone();
+            self.out.push_back(FxsOut::Hold { call: call.clone() });
+            self.out.push_back(FxsOut::Swap);
+            self.second = Some(Second::Held { call });
+            self.consult = true;
+            self.state = State::Dialling { digits: String::new() };
+            self.play(Sound::Tone(ToneKind::Dial));
+            self.timer = Some((now + self.s.first_digit, Timer::Digit));
             return;
         }
         let current = match &self.state {
@@ -348,7 +383,7 @@ impl FxsLine {
             _ => return self.out.push_back(FxsOut::Ignored("hook flash with no call to hold")),
         };
         let Some(second) = self.second.take() else {
-            return self.out.push_back(FxsOut::Ignored("hook flash with no second call (consultation is not built yet)"));
+            return self.out.push_back(FxsOut::Ignored("hook flash with no call"));
         };
         self.timer = None;
         if let Some(c) = &current {
@@ -367,6 +402,35 @@ impl FxsLine {
             }
         }
         self.second = current.map(|call| Second::Held { call });
+    }
+
+    /// Back from a consultation to the held call: the consultation (if any) is dropped.
+    fn end_consultation(&mut self) {
+        self.consult = false;
+        self.timer = None;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Talking { call } | State::Calling { call: Some(call), .. } => {
+                self.out.push_back(FxsOut::Disconnect);
+                self.out.push_back(FxsOut::Drop { call });
+            }
+            State::Calling { call: None, .. } => self.out.push_back(FxsOut::Disconnect),
+            _ => {}
+        }
+        match self.second.take() {
+            Some(Second::Held { call }) => {
+                self.out.push_back(FxsOut::Swap);
+                self.out.push_back(FxsOut::Unhold { call: call.clone() });
+                self.out.push_back(FxsOut::Connect { call: call.clone() });
+                self.state = State::Talking { call };
+            }
+            // The held party hung up meanwhile: nothing to go back to.
+            _ => self.park_silence(),
+        }
+    }
+
+    fn park_silence(&mut self) {
+        self.state = State::Parked { sound: Sound::Silence };
+        self.play(Sound::Silence);
     }
 
     /// A digit from the subscriber (DTMF from the capture, or rotary); `plan` says what
@@ -487,6 +551,7 @@ impl FxsLine {
         if self.second_call() == Some(call) {
             // The waiting caller gave up (or was forwarded), or the held party hung up.
             self.second = None;
+            self.consult = false;
             return;
         }
         if self.call() != Some(call) {
@@ -758,7 +823,7 @@ mod tests {
         // The call in progress ends at the far end: busy tone; a flash takes the waiting call.
         l.ended(ms(4000), "c1", Ended::Hangup);
         assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Play(Sound::Tone(ToneKind::Busy))]);
-        l.flash();
+        l.flash(ms(6000));
         assert_eq!(outs(&mut l), vec![FxsOut::Swap, FxsOut::Answer { call: "c2".into() }]);
         assert_eq!(l.call(), Some("c2"));
         assert_eq!(l.second_call(), None);
@@ -777,10 +842,49 @@ mod tests {
         assert_eq!(outs(&mut l), vec![FxsOut::CallWaiting { cas: false }], "no caller ID to send: no alerting signal");
         l.ended(ms(5000), "c2", Ended::Hangup);
         assert!(outs(&mut l).is_empty());
-        l.flash();
-        assert!(matches!(outs(&mut l)[..], [FxsOut::Ignored(_)]));
         l.on_hook();
         assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Drop { call: "c1".into() }, FxsOut::Play(Sound::Silence)]);
         assert!(!l.busy(), "no recall");
+    }
+
+    #[test]
+    fn a_flash_holds_for_a_consultation_hanging_up_transfers_and_a_flash_returns() {
+        let mut l = talking();
+        l.flash(ms(2000));
+        assert_eq!(outs(&mut l), vec![FxsOut::Hold { call: "c1".into() }, FxsOut::Swap, FxsOut::Play(Sound::Tone(ToneKind::Dial))]);
+        assert!(l.busy(), "no call waits during a consultation");
+        dial(&mut l, 3000, "2002");
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Silence), FxsOut::MakeCall { to: "2002".into() }]);
+        l.call_placed(ms(4000), Some("c2".into()));
+        l.connected("c2");
+        outs(&mut l);
+        // A flash drops the consultation and returns to the held call.
+        l.flash(ms(5000));
+        assert_eq!(
+            outs(&mut l),
+            vec![FxsOut::Disconnect, FxsOut::Drop { call: "c2".into() }, FxsOut::Swap, FxsOut::Unhold { call: "c1".into() }, FxsOut::Connect { call: "c1".into() }]
+        );
+        // Again, and this time hang up once it is answered: transfer.
+        l.flash(ms(6000));
+        dial(&mut l, 7000, "2003");
+        l.call_placed(ms(8000), Some("c3".into()));
+        l.connected("c3");
+        outs(&mut l);
+        l.on_hook();
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Transfer { keep: "c1".into(), other: "c3".into() }, FxsOut::Play(Sound::Silence)]);
+        assert!(!l.busy());
+        assert_eq!(l.call(), None);
+        // Hanging up before the consultation is answered rings back for the held call.
+        let mut l = talking();
+        l.flash(ms(2000));
+        dial(&mut l, 3000, "2002");
+        l.call_placed(ms(4000), Some("c2".into()));
+        outs(&mut l);
+        l.on_hook();
+        assert_eq!(
+            outs(&mut l),
+            vec![FxsOut::Disconnect, FxsOut::Drop { call: "c2".into() }, FxsOut::Play(Sound::Silence), FxsOut::Swap, FxsOut::Ring(true)]
+        );
+        assert_eq!(l.state_name(), "recall");
     }
 }

@@ -10,7 +10,8 @@
 use super::table::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
 use super::dialplan;
 use super::end::End;
-use super::leg::{self, Side};
+use super::leg::{self, Leg, Side};
+use super::state::Call;
 use crate::config::{DeviceKind, LineKey};
 use crate::core::cti::wire::{self, CallInfo, CallState, EndReason, ErrorCode, EventKind, Media, MediaInfo};
 use crate::core::sdp::{self, Direction};
@@ -229,6 +230,99 @@ impl B2bua {
         self.timers.arm((id, CallTimer::CtiAnswer), cx.now + FXO_ANSWER_TIMEOUT);
         log::info!("call {id}: out of {device} to {number}");
         self.note(device, id, EventKind::CallOffered { from, from_name, to: number, redirected_from: None });
+    }
+
+    /// Joins the far ends of two calls at one device and takes the device out of both
+    /// (an analog port's consultation transfer: the held party is put through to the
+    /// consulted one). `keep`'s far end stays in its call; `other`'s far end moves
+    /// into it, and `other` ends. Each far end is re-INVITEd with the other's latest
+    /// session description, so their media flows end to end.
+    pub fn cti_join(&mut self, cx: &mut Ctx<'_>, keep: &str, other: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let k = self.cti_call(keep, device_ok)?;
+        let o = self.cti_call(other, device_ok)?;
+        if k == o {
+            return Err((ErrorCode::BadField, "a call cannot be joined to itself".into()));
+        }
+        // Each call: answered, no request under way, the device on one side and a
+        // SIP party on the other. The side of the SIP party.
+        let far_side = |c: &Call| -> Option<Side> {
+            if !c.state.is_established() || c.relaying.is_some() {
+                return None;
+            }
+            match (&c.a, &c.b) {
+                (End::SipLeg(_), Some(End::CtiDevice(_))) => Some(Side::A),
+                (End::CtiDevice(_), Some(End::SipLeg(_))) => Some(Side::B),
+                _ => None,
+            }
+        };
+        let (Some(ks), Some(os)) = (far_side(&self.calls[&k]), far_side(&self.calls[&o])) else {
+            return Err((ErrorCode::InvalidState, "both calls must be answered, between the device and one party each, with nothing under way".into()));
+        };
+        let device = self.calls[&k].cti().map(|e| e.device.clone()).unwrap_or_default();
+        // The moving party's dialog and session description, out of its call.
+        let oc = self.calls.get_mut(&o).expect("checked");
+        let (moved, moved_sdp) = match os {
+            Side::A => (std::mem::replace(&mut oc.a, End::SipLeg(Leg::detached())), std::mem::take(&mut oc.a_sdp)),
+            Side::B => (oc.b.take().unwrap_or(End::SipLeg(Leg::detached())), std::mem::take(&mut oc.b_sdp)),
+        };
+        let End::SipLeg(moved) = moved else { return Err((ErrorCode::Internal, "no dialog to move".into())) };
+        if let Some(e) = self.calls.get_mut(&o).and_then(|c| c.cti_mut()) {
+            e.end = Some(EndReason::Redirected);
+        }
+        self.remove(o);
+        // Into the kept call, where the device was.
+        let dev_side = if ks == Side::A { Side::B } else { Side::A };
+        let kc = self.calls.get_mut(&k).expect("checked");
+        let was = kc.take_cti();
+        let keep_sdp = if ks == Side::A { kc.a_sdp.clone() } else { kc.b_sdp.clone() };
+        self.dialogs.insert(super::table::dialog_key(&moved.call_id, &moved.local_tag), (k, dev_side));
+        match dev_side {
+            Side::A => {
+                kc.a = End::SipLeg(moved);
+                kc.a_sdp = moved_sdp.clone();
+            }
+            Side::B => {
+                kc.b = Some(End::SipLeg(moved));
+                kc.b_sdp = moved_sdp.clone();
+            }
+        }
+        if let Some(e) = was {
+            if e.agreed.is_some() {
+                self.note(&e.device, k, EventKind::MediaStopped);
+            }
+            self.note(&e.device, k, EventKind::CallEnded { reason: EndReason::Redirected });
+        }
+        log::info!("call {k}: {device} puts its party through to the party of call {o}");
+        // Each party gets the other's session description (active again).
+        for (side, body) in [(ks, sdp::with_direction(&moved_sdp, Direction::SendRecv)), (dev_side, sdp::with_direction(&keep_sdp, Direction::SendRecv))] {
+            let Some(c) = self.calls.get_mut(&k) else { break };
+            let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
+            let Some(leg) = c.leg_mut(side) else { continue };
+            let b = branch(cx.rng);
+            let Some(mut req) = leg.request(Method::Invite, &b) else { continue };
+            leg::set_contact(&mut req.headers, leg.contact(&user));
+            req.set_body("application/sdp", body);
+            let to = leg.peer;
+            let txn = super::table::ClientTxn(cx.rng.next_u64());
+            self.client.insert(txn, (k, side, Purpose::Joined));
+            self.out.push(Action::Request { txn, request: req, to });
+        }
+        Ok(())
+    }
+
+    /// The answer to a re-INVITE of `cti_join`: ACKed; a refusal ends the call.
+    pub(super) fn joined_answered(&mut self, cx: &mut Ctx<'_>, id: u64, side: Side, resp: &Response) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(l) = c.leg_mut(side) else { return };
+        if (200..300).contains(&resp.status) {
+            if let Some(ack) = l.ack_for(resp, &branch(cx.rng)) {
+                let to = l.peer;
+                self.out.push(Action::Stateless { message: ack.to_bytes(), to });
+            }
+        } else {
+            log::info!("call {id}: a party refused the transfer's re-INVITE with {}; the call ends", resp.status);
+            self.hang_up(cx, id, None);
+        }
     }
 
     /// Refuses an offered call at a device with `code` (the analog ports' client: a
@@ -544,7 +638,10 @@ impl B2bua {
         let Some(m) = media else {
             return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
         };
-        if matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
+        let calls_here = self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count();
+        // An FXS port may place a consultation call while it holds one.
+        let most = if matches!(dev.kind, DeviceKind::AnalogFxs { .. }) { 2 } else { 1 };
+        if matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) && calls_here >= most {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
         if self.at_capacity(cx.cfg) {
