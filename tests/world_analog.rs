@@ -782,9 +782,11 @@ fn an_application_opens_an_fxs_port_sees_its_calls_holds_and_drops_them_but_cann
     let r = last_reply(&w, "crm");
     assert_eq!(r["error"]["code"], "invalid_state", "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("lifting the handset"), "{r}");
+    // make_call needs the handset off hook (the port is ringing here).
     w.app_send("crm", serde_json::json!({"type":"make_call","device":"fxs-4001","to":"1002"}));
     w.drive();
-    assert_eq!(last_reply(&w, "crm")["error"]["code"], "invalid_state");
+    let r = last_reply(&w, "crm");
+    assert_eq!(r["error"]["code"], "invalid_state", "{r}");
     w.drive_for(Duration::from_millis(500));
     lift(&mut w);
     w.drive();
@@ -806,6 +808,20 @@ fn an_application_opens_an_fxs_port_sees_its_calls_holds_and_drops_them_but_cann
     assert_eq!(sounds_since(&w, t), vec![Sound::Tone(ToneKind::Busy)]);
     assert!(w.app("crm").last_event("call_ended").is_some());
     hang_up(&mut w);
+    // Off hook at dial tone, make_call dials for the subscriber.
+    lift(&mut w);
+    w.app_send("crm", serde_json::json!({"type":"make_call","device":"fxs-4001","to":"1002"}));
+    w.drive();
+    let r = last_reply(&w, "crm");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(w.find("box", "1002", "INVITE").len(), 1, "{:?}", w.trace(&["1002"]));
+    w.answer("1002");
+    w.drive();
+    assert_eq!(connects(&w).last().map(|c| c.1), Some(phone_addr(&w, "1002")));
+    let call2 = r["call"].as_str().unwrap().to_string();
+    assert!(w.app("crm").received.iter().any(|(_, v)| v["type"] == "event" && v["call"] == call2.as_str()), "the application sees its call");
+    hang_up(&mut w);
+    assert_eq!(w.find("box", "1002", "BYE").len(), 1);
     // Closing it leaves the port in service for its own calls.
     w.app_send("crm", serde_json::json!({"type":"close","device":"fxs-4001"}));
     w.drive();

@@ -305,10 +305,15 @@ impl Engine {
             }
             Command::StopMedia { call } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_stop_media(&call, ok))),
             Command::SendDigits { call, digits } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_send_digits(&call, &digits, ok))),
-            Command::MakeCall { device, .. } if self.api.shared.get(&device).is_some_and(|s| s.contains(&client)) => Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!("make_call from analog port {device} is not available: the subscriber dials from the handset (or the PSTN line through a route pattern)"),
-            )),
+            Command::MakeCall { device, to, media: None, caller: None } if self.api.shared.get(&device).is_some_and(|s| s.contains(&client)) => {
+                // An FXS port off hook (dial tone): the box dials for the subscriber.
+                let call = self.analog_dial_for_app(&device, &to).map_err(|m| ApiError::new(ErrorCode::InvalidState, m))?;
+                // The new call is at a device the application shares: it sees its events.
+                Ok(CommandResult::Placed { call })
+            }
+            Command::MakeCall { device, .. } if self.api.shared.get(&device).is_some_and(|s| s.contains(&client)) => {
+                Err(ApiError::new(ErrorCode::BadField, format!("make_call from analog port {device} takes neither media nor caller: the port's own are used")))
+            }
             Command::MakeCall { device, to, media, caller } => {
                 let owned = self.api_owned(client);
                 let Some(static_media) = owned.get(&device) else {

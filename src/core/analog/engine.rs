@@ -477,6 +477,22 @@ impl Engine {
         self.sip.b2bua.busy_devices.remove(&device);
     }
 
+    /// A CTI application's `make_call` from an FXS device it shares: the port must be
+    /// off hook at dial tone; the number is dialled as if typed. The call's name.
+    pub(crate) fn analog_dial_for_app(&mut self, device: &str, to: &str) -> Result<String, String> {
+        let Some(port) = self.analog.port_of_device(device) else {
+            return Err(format!("make_call from {device} is not available: only an FXS port off hook can place a call for an application"));
+        };
+        let now = self.now;
+        let Some(p) = self.analog.ports.get_mut(&port) else { return Err("no such port".into()) };
+        p.line.dial_for(now, to).map_err(|e| format!("make_call from {device}: {e}"))?;
+        self.analog_run(&port);
+        match self.analog.ports.get(&port).and_then(|p| p.line.call()) {
+            Some(call) => Ok(call.to_string()),
+            None => Err(format!("make_call from {device}: {to:?} cannot be called now")),
+        }
+    }
+
     /// Refuses a call offered to one of the ports' devices with `code` (a PSTN line
     /// heard busy: 486, not the 603 of a plain drop).
     fn analog_reject(&mut self, call: &str, code: u16, reason: &str) -> Result<(), (crate::core::api::ErrorCode, String)> {

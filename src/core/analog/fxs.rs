@@ -470,6 +470,20 @@ impl FxsLine {
         }
     }
 
+    /// Dials `to` for the subscriber (a CTI application's `make_call`): only off
+    /// hook, at dial tone or while digits are being typed.
+    pub fn dial_for(&mut self, now: Time, to: &str) -> Result<(), &'static str> {
+        match &self.state {
+            State::Dialling { .. } => {
+                self.out.push_back(FxsOut::Play(Sound::Silence));
+                self.dial(now, to.to_string());
+                Ok(())
+            }
+            _ if !self.off_hook => Err("the handset is on hook: the port dials only when it is lifted (dial tone)"),
+            _ => Err("the port is not at dial tone (in a call, or parked)"),
+        }
+    }
+
     fn dial(&mut self, now: Time, to: String) {
         self.state = State::Calling { call: None, alerted: false };
         self.timer = Some((now + self.s.call_setup, Timer::Setup));
