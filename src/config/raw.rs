@@ -169,6 +169,8 @@ pub(super) struct RawDevice {
     pub call_waiting: OS<bool>,
     // analog_fxo
     pub inbound_dn: OS<String>,
+    pub polarity_answer: OS<bool>,
+    pub answer_delay_s: OS<i64>,
 }
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ const SIP_PHONE: &[&str] = &["username", "password"];
 const CTI_PORT: &[&str] = &["media", "codec"];
 const ROUTE_POINT: &[&str] = &["max_calls", "answer_timeout_s"];
 const FXS: &[&str] = &["port", "call_waiting"];
-const FXO: &[&str] = &["port", "inbound_dn"];
+const FXO: &[&str] = &["port", "inbound_dn", "polarity_answer", "answer_delay_s"];
 
 /// The type-specific keys a device has, with their spans.
 fn present(d: &RawDevice) -> Vec<(&'static str, Range<usize>)> {
@@ -35,6 +35,8 @@ fn present(d: &RawDevice) -> Vec<(&'static str, Range<usize>)> {
     s("port", d.port.as_ref().map(|x| x.span()));
     s("inbound_dn", d.inbound_dn.as_ref().map(|x| x.span()));
     s("call_waiting", d.call_waiting.as_ref().map(|x| x.span()));
+    s("polarity_answer", d.polarity_answer.as_ref().map(|x| x.span()));
+    s("answer_delay_s", d.answer_delay_s.as_ref().map(|x| x.span()));
     v
 }
 
@@ -162,7 +164,9 @@ pub(super) fn devices(
                     }
                 };
                 let inbound = inbound.unwrap_or(LineKey { dn: String::new(), partition: String::new() });
-                DeviceKind::AnalogFxo { port, inbound }
+                let polarity_answer = d.polarity_answer.as_ref().is_none_or(|s| *s.get_ref());
+                let answer_delay_s = c.int(&d.answer_delay_s, "answer_delay_s", 2, 0, 30) as u32;
+                DeviceKind::AnalogFxo { port, inbound, polarity_answer, answer_delay_s }
             }
         };
         out.push(Device { name, kind, lines, css, pool, description: d.description.clone().unwrap_or_default() });

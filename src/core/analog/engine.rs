@@ -142,8 +142,8 @@ struct FxoPort {
     /// The number its inbound calls go to.
     inbound: String,
     input: RingInput,
-    /// The board gives the line's polarity (answer supervision on outbound calls).
-    polarity: bool,
+    /// Answer supervision on outbound calls: by the line's polarity, or the delay (s).
+    polarity: (bool, u32),
     detect: RingDetect,
     line: FxoLine,
     media: PortMedia,
@@ -211,19 +211,20 @@ fn fxs_devices(cfg: &Config) -> Vec<(String, String, (Country, bool))> {
 }
 
 /// The FXO ports the configuration drives: (port, device, inbound number, ring input
-/// and whether the port has a polarity input).
-fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, bool))> {
+/// and answer supervision: by polarity (the device wants it and the port has the
+/// input), else the delay after the last digit in seconds).
+fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, (bool, u32)))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
-            DeviceKind::AnalogFxo { port, inbound } => {
+            DeviceKind::AnalogFxo { port, inbound, polarity_answer, answer_delay_s } => {
                 let bp = cfg.board.def.port(port).filter(|p| p.kind == PortKind::Fxo)?;
                 let input = match &bp.signals {
                     Signals::Fxo { ring_signal: RingSignal::Level, .. } => RingInput::Level,
                     _ => RingInput::Pulses,
                 };
-                let polarity = matches!(&bp.signals, Signals::Fxo { polarity: Some(_), .. });
-                let input = (input, polarity);
+                let polarity = *polarity_answer && matches!(&bp.signals, Signals::Fxo { polarity: Some(_), .. });
+                let input = (input, (polarity, *answer_delay_s));
                 Some((port.clone(), d.name.clone(), inbound.dn.clone(), input))
             }
             _ => None,
@@ -238,9 +239,9 @@ fn fxs_settings(country: Country, call_waiting: bool) -> FxsSettings {
     FxsSettings { cid_first, call_waiting, cw_cid: fsk.is_some(), ..FxsSettings::default() }
 }
 
-/// An FXO line's settings: answer supervision by polarity where the port has the input.
-fn fxo_settings(polarity: bool) -> FxoSettings {
-    FxoSettings { answer_on_polarity: polarity, ..FxoSettings::default() }
+/// An FXO line's settings: answer supervision by polarity, or the delay.
+fn fxo_settings((polarity, delay_s): (bool, u32)) -> FxoSettings {
+    FxoSettings { answer_on_polarity: polarity, answer_delay: std::time::Duration::from_secs(u64::from(delay_s)), ..FxoSettings::default() }
 }
 
 /// The calling party of an inbound PSTN call, from its caller ID.
