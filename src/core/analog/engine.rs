@@ -143,7 +143,7 @@ struct FxoPort {
     inbound: String,
     input: RingInput,
     /// Answer supervision on outbound calls: by the line's polarity, or the delay (s).
-    polarity: (bool, u32),
+    polarity: Answering,
     detect: RingDetect,
     line: FxoLine,
     media: PortMedia,
@@ -213,7 +213,10 @@ fn fxs_devices(cfg: &Config) -> Vec<(String, String, (Country, bool))> {
 /// The FXO ports the configuration drives: (port, device, inbound number, ring input
 /// and answer supervision: by polarity (the device wants it and the port has the
 /// input), else the delay after the last digit in seconds).
-fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, (bool, u32)))> {
+/// Answer supervision of a call out of an FXO line: by polarity, else the delay (s).
+type Answering = (bool, u32);
+
+fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, Answering))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
@@ -240,7 +243,7 @@ fn fxs_settings(country: Country, call_waiting: bool) -> FxsSettings {
 }
 
 /// An FXO line's settings: answer supervision by polarity, or the delay.
-fn fxo_settings((polarity, delay_s): (bool, u32)) -> FxoSettings {
+fn fxo_settings((polarity, delay_s): Answering) -> FxoSettings {
     FxoSettings { answer_on_polarity: polarity, answer_delay: std::time::Duration::from_secs(u64::from(delay_s)), ..FxoSettings::default() }
 }
 
