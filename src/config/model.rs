@@ -320,8 +320,12 @@ pub enum DeviceKind {
     SipPhone { username: String, password: Password },
     CtiPort { media: Option<SocketAddr>, codec: Option<Codec> },
     CtiRoutePoint { max_calls: u32, answer_timeout_s: u32 },
-    AnalogFxs { port: String },
-    AnalogFxo { port: String, inbound: LineKey },
+    /// `call_waiting`: a second call to a line in a call is offered as call waiting.
+    AnalogFxs { port: String, call_waiting: bool },
+    /// `polarity_answer`: a call out of the line is answered on its polarity reversal
+    /// (where the board has a polarity input); otherwise, or without the input,
+    /// `answer_delay_s` after the last digit.
+    AnalogFxo { port: String, inbound: LineKey, polarity_answer: bool, answer_delay_s: u32 },
 }
 
 impl DeviceKind {

@@ -165,8 +165,12 @@ pub(super) struct RawDevice {
     pub codec: OS<String>,
     // analog_fxs, analog_fxo
     pub port: OS<String>,
+    // analog_fxs
+    pub call_waiting: OS<bool>,
     // analog_fxo
     pub inbound_dn: OS<String>,
+    pub polarity_answer: OS<bool>,
+    pub answer_delay_s: OS<i64>,
 }
 
 #[derive(Deserialize)]

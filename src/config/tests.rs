@@ -375,3 +375,19 @@ fn lookups_by_name_username_and_line_use_the_index_and_survive_a_hand_edited_con
     assert_eq!(c.line(&key("20500")).map(|l| l.dn.as_str()), Some("20500"));
     assert_eq!(c.devices_of_line(&key("20000")).map(|d| d.name.as_str()).collect::<Vec<_>>(), ["p0"]);
 }
+
+#[test]
+fn analog_device_options_have_defaults_and_are_checked() {
+    let analog = "[[line]]\ndn = \"4001\"\npartition = \"internal\"\n\
+                  [[device]]\nname = \"a1\"\ntype = \"analog_fxs\"\nport = \"fxs1\"\nlines = [\"4001\"]\n\
+                  [[device]]\nname = \"o1\"\ntype = \"analog_fxo\"\nport = \"fxo1\"\ninbound_dn = \"4001\"\n";
+    let c = parse_str(&with(analog), "t.toml").unwrap();
+    assert!(c.devices.iter().any(|d| matches!(d.kind, DeviceKind::AnalogFxs { call_waiting: true, .. })));
+    assert!(c.devices.iter().any(|d| matches!(d.kind, DeviceKind::AnalogFxo { polarity_answer: true, answer_delay_s: 2, .. })));
+    let c = parse_str(&with(&analog.replace("lines = [\"4001\"]\n", "lines = [\"4001\"]\ncall_waiting = false\n")), "t.toml").unwrap();
+    assert!(c.devices.iter().any(|d| matches!(d.kind, DeviceKind::AnalogFxs { call_waiting: false, .. })));
+    let e = err(&with(&analog.replace("inbound_dn = \"4001\"\n", "inbound_dn = \"4001\"\nanswer_delay_s = 31\n")));
+    assert!(e.contains("answer_delay_s") && e.contains("31"), "{e}");
+    let e = err(&with(&analog.replace("port = \"fxs1\"\n", "port = \"fxs1\"\npolarity_answer = false\n")));
+    assert!(e.contains("`polarity_answer` does not apply to a device of type analog_fxs"), "{e}");
+}

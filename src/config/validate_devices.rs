@@ -15,8 +15,8 @@ use std::ops::Range;
 const SIP_PHONE: &[&str] = &["username", "password"];
 const CTI_PORT: &[&str] = &["media", "codec"];
 const ROUTE_POINT: &[&str] = &["max_calls", "answer_timeout_s"];
-const FXS: &[&str] = &["port"];
-const FXO: &[&str] = &["port", "inbound_dn"];
+const FXS: &[&str] = &["port", "call_waiting"];
+const FXO: &[&str] = &["port", "inbound_dn", "polarity_answer", "answer_delay_s"];
 
 /// The type-specific keys a device has, with their spans.
 fn present(d: &RawDevice) -> Vec<(&'static str, Range<usize>)> {
@@ -34,6 +34,9 @@ fn present(d: &RawDevice) -> Vec<(&'static str, Range<usize>)> {
     s("codec", d.codec.as_ref().map(|x| x.span()));
     s("port", d.port.as_ref().map(|x| x.span()));
     s("inbound_dn", d.inbound_dn.as_ref().map(|x| x.span()));
+    s("call_waiting", d.call_waiting.as_ref().map(|x| x.span()));
+    s("polarity_answer", d.polarity_answer.as_ref().map(|x| x.span()));
+    s("answer_delay_s", d.answer_delay_s.as_ref().map(|x| x.span()));
     v
 }
 
@@ -150,7 +153,7 @@ pub(super) fn devices(
                 max_calls: c.int(&d.max_calls, "max_calls", 10, 1, 1000) as u32,
                 answer_timeout_s: c.int(&d.answer_timeout_s, "answer_timeout_s", 10, 1, 300) as u32,
             },
-            "analog_fxs" => DeviceKind::AnalogFxs { port: port(PortKind::Fxs) },
+            "analog_fxs" => DeviceKind::AnalogFxs { port: port(PortKind::Fxs), call_waiting: d.call_waiting.as_ref().is_none_or(|s| *s.get_ref()) },
             _ => {
                 let port = port(PortKind::Fxo);
                 let inbound = match &d.inbound_dn {
@@ -161,7 +164,9 @@ pub(super) fn devices(
                     }
                 };
                 let inbound = inbound.unwrap_or(LineKey { dn: String::new(), partition: String::new() });
-                DeviceKind::AnalogFxo { port, inbound }
+                let polarity_answer = d.polarity_answer.as_ref().is_none_or(|s| *s.get_ref());
+                let answer_delay_s = c.int(&d.answer_delay_s, "answer_delay_s", 2, 0, 30) as u32;
+                DeviceKind::AnalogFxo { port, inbound, polarity_answer, answer_delay_s }
             }
         };
         out.push(Device { name, kind, lines, css, pool, description: d.description.clone().unwrap_or_default() });

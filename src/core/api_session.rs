@@ -80,6 +80,10 @@ pub struct ApiSessions {
     /// replicated from the peer): only that principal may open them, and it can when
     /// it connects here (CTIManager redundancy: applications re-open on the backup).
     reserved: BTreeMap<String, (String, Option<AppMedia>)>,
+    /// Analog devices the analog ports' client has open and applications share with
+    /// it: they see the device's events and may drop and hold its calls.
+    #[serde(default)]
+    shared: BTreeMap<String, std::collections::BTreeSet<ClientId>>,
     next_id: u64,
 }
 
@@ -152,7 +156,9 @@ impl Engine {
     pub fn api_disconnect(&mut self, client: ClientId, failure: bool) {
         if let Some(s) = self.api.clients.remove(&client) {
             for device in s.devices.keys() {
-                self.api_release_device(device, failure);
+                if !self.api_unshare(device, client) {
+                    self.api_release_device(device, failure);
+                }
             }
         }
         self.api_deliver();
@@ -192,6 +198,10 @@ impl Engine {
     pub(crate) fn api_deliver(&mut self) {
         let notes = std::mem::take(&mut self.sip.cti_notes);
         for n in notes {
+            let sharers: Vec<ClientId> = self.api.shared.get(&n.device).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            for c in sharers {
+                self.api_emit(c, Event::new(n.device.clone(), Some(&n.call), n.kind.clone()));
+            }
             if let Some(client) = self.api.owner(&n.device) {
                 self.api_emit(client, Event::new(n.device, Some(&n.call), n.kind));
             }
@@ -206,7 +216,24 @@ impl Engine {
         }
     }
 
+    /// An application stops sharing `device`: true when it was sharing it.
+    fn api_unshare(&mut self, device: &str, client: ClientId) -> bool {
+        let Some(set) = self.api.shared.get_mut(device) else { return false };
+        let was = set.remove(&client);
+        if set.is_empty() {
+            self.api.shared.remove(device);
+        }
+        was
+    }
+
     fn api_release_device(&mut self, device: &str, failure: bool) {
+        // The applications sharing it lose it with its owner (a port out of service).
+        for c in self.api.shared.remove(device).unwrap_or_default() {
+            if let Some(s) = self.api.clients.get_mut(&c) {
+                s.devices.remove(device);
+            }
+            self.api_emit(c, Event::new(device.to_string(), None, EventKind::DeviceOutOfService));
+        }
         if self.api.owners.remove(device).is_some() {
             self.out.push_back(Output::Replicate(Delta::DeviceClosed { device: device.to_string() }));
         }
@@ -239,7 +266,9 @@ impl Engine {
                     return Err(ApiError::new(ErrorCode::DeviceNotOpen, format!("device {device:?} is not open")));
                 }
                 self.api_emit(client, Event::new(device.clone(), None, EventKind::DeviceOutOfService));
-                self.api_release_device(&device, false);
+                if !self.api_unshare(&device, client) {
+                    self.api_release_device(&device, false);
+                }
                 Ok(CommandResult::Done)
             }
             Command::Snapshot { device } => self.api_snapshot(client, device),
@@ -248,6 +277,10 @@ impl Engine {
                 done(self.sip.b2bua.cti_set_media(&call, media.into(), &|d| owned.contains_key(d)))
             }
             Command::Answer { call, media, box_media } => {
+                if let Some(d) = self.sip.b2bua.cti_device_of(&call).filter(|d| self.api.shared.get(d).is_some_and(|s| s.contains(&client))) {
+                    let how = if cfg_is_fxs(&self.config, &d) { "the subscriber answers by lifting the handset" } else { "the line answers when the box's side does" };
+                    return Err(ApiError::new(ErrorCode::InvalidState, format!("{d} is an analog port: {how}; an application cannot answer for it")));
+                }
                 self.sip.touch_call(&call);
                 let owned = self.api_owned(client);
                 let cfg = self.config.clone();
@@ -272,6 +305,15 @@ impl Engine {
             }
             Command::StopMedia { call } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_stop_media(&call, ok))),
             Command::SendDigits { call, digits } => done(self.api_call_op(&call, client, |b, _, ok| b.cti_send_digits(&call, &digits, ok))),
+            Command::MakeCall { device, to, media: None, caller: None } if self.api.shared.get(&device).is_some_and(|s| s.contains(&client)) => {
+                // An FXS port off hook (dial tone): the box dials for the subscriber.
+                let call = self.analog_dial_for_app(&device, &to).map_err(|m| ApiError::new(ErrorCode::InvalidState, m))?;
+                // The new call is at a device the application shares: it sees its events.
+                Ok(CommandResult::Placed { call })
+            }
+            Command::MakeCall { device, .. } if self.api.shared.get(&device).is_some_and(|s| s.contains(&client)) => {
+                Err(ApiError::new(ErrorCode::BadField, format!("make_call from analog port {device} takes neither media nor caller: the port's own are used")))
+            }
             Command::MakeCall { device, to, media, caller } => {
                 let owned = self.api_owned(client);
                 let Some(static_media) = owned.get(&device) else {
@@ -294,7 +336,7 @@ impl Engine {
     }
 
     /// A command on one call: `call` is the only call it may change.
-    fn api_call_op(
+    pub(crate) fn api_call_op(
         &mut self,
         call: &str,
         client: ClientId,
@@ -329,8 +371,10 @@ impl Engine {
                     name: d.name.clone(),
                     kind: d.kind.type_name().to_string(),
                     lines: d.lines.iter().map(|l| l.to_string()).collect(),
-                    open: owner == Some(client),
-                    in_use: owner.is_some_and(|o| o != client)
+                    open: owner == Some(client) || self.api.shared.get(&d.name).is_some_and(|c| c.contains(&client)),
+                    // An analog port in service is open by the ports' client, and
+                    // applications may still open it (shared): not in use to them.
+                    in_use: owner.is_some_and(|o| o != client && !(analog_kind(&d.kind) && self.api.get(o).is_some_and(|s| s.principal == crate::core::analog::engine::PRINCIPAL)))
                         || self.api.held_for(&d.name).is_some_and(|a| Some(a) != self.api.get(client).map(ApiSession::principal)),
                 }
             })
@@ -351,6 +395,25 @@ impl Engine {
             (DeviceKind::SipPhone { .. }, Some(_)) => return fail(ErrorCode::BadField, "media: a phone terminates its own media".into()),
             (DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }, Some(_)) => return fail(ErrorCode::BadField, "media: an analog port's media is the port's own".into()),
             (DeviceKind::CtiRoutePoint { .. } | DeviceKind::CtiPort { .. } | DeviceKind::SipPhone { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }, _) => {}
+        }
+        let analog = matches!(d.kind, DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. });
+        if analog && self.api.clients.get(&client).is_some_and(|s| s.principal != crate::core::analog::engine::PRINCIPAL) {
+            // The analog ports' client has the device open while the port is in
+            // service; an application shares it.
+            match self.api.owner(device) {
+                Some(o) if self.api.clients.get(&o).is_some_and(|s| s.principal == crate::core::analog::engine::PRINCIPAL) => {}
+                _ => return fail(ErrorCode::InvalidState, format!("analog port {device:?} is not in service")),
+            }
+            if self.api.shared.get(device).is_some_and(|s| s.contains(&client)) {
+                return fail(ErrorCode::InvalidState, format!("device {device:?} is already open"));
+            }
+            self.api.shared.entry(device.to_string()).or_default().insert(client);
+            if let Some(s) = self.api.clients.get_mut(&client) {
+                s.devices.insert(device.to_string(), None);
+            }
+            log::info!("api: {principal} opened {device} (shared with the analog ports)");
+            self.api_emit(client, Event::new(device, None, EventKind::DeviceInService));
+            return Ok(CommandResult::Opened { device: device.to_string(), kind: d.kind.type_name().to_string() });
         }
         match self.api.owner(device) {
             Some(o) if o == client => return fail(ErrorCode::InvalidState, format!("device {device:?} is already open")),
@@ -403,3 +466,11 @@ fn config_static(cfg: &crate::config::Config, device: &str) -> Option<AppMedia> 
 #[cfg(test)]
 #[path = "api_session_tests.rs"]
 mod tests;
+
+fn cfg_is_fxs(cfg: &crate::config::Config, device: &str) -> bool {
+    cfg.device(device).is_some_and(|d| matches!(d.kind, DeviceKind::AnalogFxs { .. }))
+}
+
+fn analog_kind(k: &DeviceKind) -> bool {
+    matches!(k, DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. })
+}

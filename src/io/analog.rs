@@ -191,6 +191,20 @@ impl AnalogShell {
                     p.media = None;
                 }
             }
+            AnalogOutput::Dial { port, digits } => match self.audio.get(&port) {
+                Some(a) => {
+                    log::info!("analog: port {port} dials {digits}");
+                    a.send(AudioCmd::Dial(digits));
+                }
+                None => log::info!("analog: port {port} dials {digits} (the twin carries no audio)"),
+            },
+            AnalogOutput::CallWaitingTone { port, cas } => match self.audio.get(&port) {
+                Some(a) => {
+                    log::info!("analog: port {port}: call-waiting tone (alerting signal: {cas})");
+                    a.send(AudioCmd::CallWaitingTone { cas });
+                }
+                None => log::info!("analog: port {port}: call-waiting tone (alerting signal: {cas}; the twin carries no audio)"),
+            },
         }
     }
 
@@ -466,6 +480,7 @@ fn rotary_edges(digits: &str) -> Vec<(bool, Duration)> {
 fn describe(signal: &CidSignal) -> String {
     match signal {
         CidSignal::Fsk { fsk, message } => format!("{fsk:?} FSK, {} bytes", message.len()),
+        CidSignal::FskCallWaiting { fsk, message } => format!("{fsk:?} FSK into the call, {} bytes", message.len()),
         CidSignal::Dtmf { digits } => format!("DTMF {digits}"),
     }
 }
@@ -499,6 +514,7 @@ fn decode_as_a_set_would(signal: &CidSignal) -> String {
                 None => "undecodable(no message)".into(),
             }
         }
+        CidSignal::FskCallWaiting { .. } => "call-waiting caller ID (not decoded by the twin)".into(),
         CidSignal::Dtmf { digits } => match callerid::parse_dtmf_clip(digits) {
             Some(n) => format!("dtmf:number={}", field(&n)),
             None => "undecodable(dtmf)".into(),

@@ -4,10 +4,12 @@
 //! (`AudioCmd`, from the port's `AnalogOutput`s); the thread does the audio:
 //!
 //! - playback: the engine's sound (the country's tones, the howler), caller ID (FSK or
-//!   DTMF CLIP, which has priority), DTMF dialling (FXO), and the call's audio from
-//!   RTP through the adaptive jitter buffer (G.711 either law), mixed;
-//! - capture: in-band DTMF (FXS, while the port is not in a call: the engine's digit
-//!   collection), caller ID from the line (FXO on hook: Bell 202 and V.23 FSK, DTMF
+//!   DTMF CLIP, on hook or into a call for call waiting), the call-waiting tone and
+//!   alerting signal, DTMF dialling (FXO) -- these have priority, the far end muted
+//!   meanwhile -- and the call's audio from RTP through the adaptive jitter buffer
+//!   (G.711 either law), with the sound mixed over it;
+//! - capture: in-band DTMF (FXS: the engine's digit collection and a set's
+//!   call-waiting acknowledgement), caller ID from the line (FXO on hook: Bell 202 and V.23 FSK, DTMF
 //!   CLIP), call-progress tones (FXO seized: dial, busy, reorder), and the call's
 //!   audio to RTP;
 //! - the device is open only while there is something to play or hear, and
@@ -52,9 +54,14 @@ const PREFILL: usize = 2;
 const MAX_LATE: Duration = Duration::from_millis(100);
 /// Caller ID level: -13 dBm0, as Bell and ETSI specify for on-hook data.
 const CID_DBM0: f32 = -13.0;
-/// DTMF CLIP and FXO dialling: 70 ms tones, 70 ms apart.
-const DTMF_ON: usize = 8 * 70;
-const DTMF_OFF: usize = 8 * 70;
+/// DTMF CLIP: 70 ms tones, 70 ms apart.
+const CLIP_ON: usize = 8 * 70;
+/// FXO dialling: 100 ms tones, 100 ms apart (the pace the engine's FXO line
+/// expects, `fxo::DTMF_DIGIT`).
+const DIAL_ON: usize = 8 * 100;
+/// The call-waiting tone burst, then the CPE alerting signal (2130 + 2750 Hz).
+const CW_TONE: usize = 8 * 300;
+const CAS: usize = 8 * 80;
 /// Digits of a DTMF CLIP message arrive within this of each other.
 const CLIP_GAP: Duration = Duration::from_millis(500);
 /// Most samples queued for caller ID and dialling (8 s).
@@ -84,6 +91,8 @@ pub enum AudioCmd {
     CallerId(CidSignal),
     /// FXO: digits to dial on the line, in DTMF.
     Dial(String),
+    /// FXS in a call: the call-waiting tone, with the alerting signal after it.
+    CallWaitingTone { cas: bool },
     Connect { local_port: u16, remote: SocketAddr, codec: Codec },
     Disconnect,
     /// FXO: the line rings (listen for caller ID for a while).
@@ -290,18 +299,26 @@ impl Worker {
                 let mut samples = Vec::new();
                 let peak = dbm0_to_peak(CID_DBM0).round() as i16;
                 match signal {
-                    CidSignal::Fsk { fsk, message } => {
-                        let pre = if self.rtp.is_some() { Preamble::OFF_HOOK } else { Preamble::ON_HOOK };
-                        callerid::modulate(fsk, pre, &message, peak, &mut samples);
-                    }
-                    CidSignal::Dtmf { digits } => dtmf_samples(&digits, &mut samples),
+                    CidSignal::Fsk { fsk, message } => callerid::modulate(fsk, Preamble::ON_HOOK, &message, peak, &mut samples),
+                    CidSignal::FskCallWaiting { fsk, message } => callerid::modulate(fsk, Preamble::OFF_HOOK, &message, peak, &mut samples),
+                    CidSignal::Dtmf { digits } => dtmf_samples(&digits, CLIP_ON, &mut samples),
                 }
                 self.queue(samples, "caller ID");
             }
             AudioCmd::Dial(digits) => {
                 let mut samples = Vec::new();
-                dtmf_samples(&digits, &mut samples);
+                dtmf_samples(&digits, DIAL_ON, &mut samples);
                 self.queue(samples, "dialled digits");
+            }
+            AudioCmd::CallWaitingTone { cas } => {
+                let mut samples = vec![0i16; CW_TONE];
+                ToneGen::for_plan(self.settings.country, tone::ToneKind::CallWaiting).fill(&mut samples);
+                if cas {
+                    let peak = dbm0_to_peak(-15.0);
+                    let (mut lo, mut hi) = (Osc::new(2130.0, peak), Osc::new(2750.0, peak));
+                    samples.extend((0..CAS).map(|_| (lo.next_sample() + hi.next_sample()).round().clamp(-32768.0, 32767.0) as i16));
+                }
+                self.queue(samples, "call-waiting tone");
             }
             AudioCmd::Connect { local_port, remote, codec } => {
                 let law = match codec {
@@ -394,13 +411,13 @@ impl Worker {
     /// What the port hears: digits, caller ID and tones to the engine; audio to RTP.
     fn hear(&mut self, cap: &[i16; FRAME_SAMPLES]) {
         let now = Instant::now();
-        let in_call = self.rtp.is_some();
         self.dtmf.process(cap);
         while let Some(ev) = self.dtmf.poll_event() {
             let DtmfEvent::Start { digit, .. } = ev else { continue };
             let c = digit.to_char();
             match self.kind {
-                PortKind::Fxs if !in_call => self.input(AnalogInput::Digit { port: self.port.clone(), digit: c }),
+                // In a call the engine takes only a call-waiting acknowledgement (A, D).
+                PortKind::Fxs => self.input(AnalogInput::Digit { port: self.port.clone(), digit: c }),
                 PortKind::Fxo if !self.seized => {
                     self.clip.push(c);
                     self.clip_at = Some(now);
@@ -503,13 +520,13 @@ impl Worker {
     }
 }
 
-/// DTMF digits as a line would carry them (70 ms on, 70 ms off); other characters
-/// are skipped.
-fn dtmf_samples(digits: &str, out: &mut Vec<i16>) {
+/// DTMF digits as a line carries them, `on` samples of tone and as many of silence
+/// each; other characters are skipped.
+fn dtmf_samples(digits: &str, on: usize, out: &mut Vec<i16>) {
     let tone = DtmfTone::default();
     for d in digits.chars().filter_map(Digit::from_char) {
-        synth_digit(d, &tone, DTMF_ON, out);
-        out.extend(std::iter::repeat_n(0, DTMF_OFF));
+        synth_digit(d, &tone, on, out);
+        out.extend(std::iter::repeat_n(0, on));
     }
 }
 

@@ -75,6 +75,10 @@ pub enum AnalogInput {
 pub enum CidSignal {
     /// An FSK message (framed, checksum included), with the on-hook preamble.
     Fsk { fsk: Fsk, message: Vec<u8> },
+    /// An FSK message sent off hook, into a call (call waiting, the set having
+    /// acknowledged the alert): the call-waiting preamble (`Preamble::OFF_HOOK`: no
+    /// seizure bits, 80 mark bits), the far end's audio muted meanwhile.
+    FskCallWaiting { fsk: Fsk, message: Vec<u8> },
     /// DTMF CLIP: the digits to play ('A', the number, 'C').
     Dtmf { digits: String },
 }
@@ -91,6 +95,15 @@ pub enum AnalogOutput {
     Connect { port: String, local_port: u16, remote: SocketAddr, codec: Codec },
     /// Leave the call's RTP (the port's local port closes).
     Disconnect { port: String },
+    /// FXO: send `digits` on the line in DTMF, each 100 ms of tone then 100 ms of
+    /// pause (`fxo::DTMF_DIGIT`), at once (the line is seized already).
+    Dial { port: String, digits: String },
+    /// FXS: the call-waiting tone, mixed into what the port plays toward the
+    /// subscriber while it is joined to a call: the country's call-waiting tone for
+    /// 300 ms (the far end's audio muted meanwhile); with `cas`, the CPE alerting
+    /// signal (2130 + 2750 Hz, 80 ms) right after it, to which a caller ID set
+    /// answers with DTMF A or D (reported as `Digit`).
+    CallWaitingTone { port: String, cas: bool },
 }
 
 /// Caller ID as a country sends it: the FSK flavour (or DTMF) and whether it goes
@@ -115,6 +128,9 @@ struct Port {
     ringer: Ringer,
     line: FxsLine,
     media: PortMedia,
+    /// The media of the line's second call (held, or waiting: nothing booked yet).
+    other: PortMedia,
+    call_waiting: bool,
     /// In service: the shell said `Up`, and the device is open.
     up: bool,
 }
@@ -126,6 +142,8 @@ struct FxoPort {
     /// The number its inbound calls go to.
     inbound: String,
     input: RingInput,
+    /// Answer supervision on outbound calls: by the line's polarity, or the delay (s).
+    polarity: Answering,
     detect: RingDetect,
     line: FxoLine,
     media: PortMedia,
@@ -172,42 +190,61 @@ impl AnalogPorts {
     /// hook or an FXO line seized (for status).
     pub fn states(&self) -> Vec<(String, String, &'static str, bool)> {
         let fxs = self.ports.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.hook.off_hook()));
-        let fxo = self.fxo.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.line.state_name() == "seized"));
+        let fxo = self.fxo.iter().map(|(n, p)| (n.clone(), p.device.clone(), p.line.state_name(), p.line.seized()));
         fxs.chain(fxo).collect()
     }
 }
 
-/// The FXS ports the configuration drives: (port, device), for devices whose port
-/// is an FXS port of the board.
-fn fxs_devices(cfg: &Config) -> Vec<(String, String, Country)> {
+/// The FXS ports the configuration drives: (port, device, (country, call waiting)),
+/// for devices whose port is an FXS port of the board.
+fn fxs_devices(cfg: &Config) -> Vec<(String, String, (Country, bool))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
-            DeviceKind::AnalogFxs { port } if cfg.board.def.port(port).is_some_and(|p| p.kind == PortKind::Fxs) => {
+            DeviceKind::AnalogFxs { port, call_waiting } if cfg.board.def.port(port).is_some_and(|p| p.kind == PortKind::Fxs) => {
                 let country = cfg.pool(&d.pool).map_or(cfg.system.country, |p| p.country);
-                Some((port.clone(), d.name.clone(), country))
+                Some((port.clone(), d.name.clone(), (country, *call_waiting)))
             }
             _ => None,
         })
         .collect()
 }
 
-/// The FXO ports the configuration drives: (port, device, inbound number, ring input).
-fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, RingInput)> {
+/// The FXO ports the configuration drives: (port, device, inbound number, ring input
+/// and answer supervision: by polarity (the device wants it and the port has the
+/// input), else the delay after the last digit in seconds).
+/// Answer supervision of a call out of an FXO line: by polarity, else the delay (s).
+type Answering = (bool, u32);
+
+fn fxo_devices(cfg: &Config) -> Vec<(String, String, String, (RingInput, Answering))> {
     cfg.devices
         .iter()
         .filter_map(|d| match &d.kind {
-            DeviceKind::AnalogFxo { port, inbound } => {
+            DeviceKind::AnalogFxo { port, inbound, polarity_answer, answer_delay_s } => {
                 let bp = cfg.board.def.port(port).filter(|p| p.kind == PortKind::Fxo)?;
                 let input = match &bp.signals {
                     Signals::Fxo { ring_signal: RingSignal::Level, .. } => RingInput::Level,
                     _ => RingInput::Pulses,
                 };
+                let polarity = *polarity_answer && matches!(&bp.signals, Signals::Fxo { polarity: Some(_), .. });
+                let input = (input, (polarity, *answer_delay_s));
                 Some((port.clone(), d.name.clone(), inbound.dn.clone(), input))
             }
             _ => None,
         })
         .collect()
+}
+
+/// An FXS line's settings: caller ID before or after the first ring, call waiting,
+/// and off-hook caller ID where the country sends FSK.
+fn fxs_settings(country: Country, call_waiting: bool) -> FxsSettings {
+    let (fsk, cid_first) = cid_plan(country);
+    FxsSettings { cid_first, call_waiting, cw_cid: fsk.is_some(), ..FxsSettings::default() }
+}
+
+/// An FXO line's settings: answer supervision by polarity, or the delay.
+fn fxo_settings((polarity, delay_s): Answering) -> FxoSettings {
+    FxoSettings { answer_on_polarity: polarity, answer_delay: std::time::Duration::from_secs(u64::from(delay_s)), ..FxoSettings::default() }
 }
 
 /// The calling party of an inbound PSTN call, from its caller ID.
@@ -282,13 +319,16 @@ impl Engine {
             .analog
             .ports
             .iter()
-            .filter(|(n, p)| !want.iter().any(|(wn, wd, wc)| wn == *n && *wd == p.device && *wc == p.country))
+            .filter(|(n, p)| !want.iter().any(|(wn, wd, wc)| wn == *n && *wd == p.device && *wc == (p.country, p.call_waiting)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone {
             if let Some(p) = self.analog.ports.remove(&n) {
-                if let Some(call) = p.line.call().map(str::to_string) {
-                    let _ = self.analog_command(Command::Drop { call });
+                for call in [p.line.call(), p.line.second_call()].into_iter().flatten() {
+                    let _ = self.analog_command(Command::Drop { call: call.to_string() });
+                }
+                if let Some(rtp) = p.other.rtp_port {
+                    self.sip.b2bua.free_port(rtp);
                 }
                 if p.up {
                     let _ = self.analog_command(Command::Close { device: p.device.clone() });
@@ -303,7 +343,7 @@ impl Engine {
             .analog
             .fxo
             .iter()
-            .filter(|(n, p)| !want_fxo.iter().any(|(wn, wd, wi, wr)| wn == *n && *wd == p.device && *wi == p.inbound && *wr == p.input))
+            .filter(|(n, p)| !want_fxo.iter().any(|(wn, wd, wi, wr)| wn == *n && *wd == p.device && *wi == p.inbound && *wr == (p.input, p.polarity)))
             .map(|(n, _)| n.clone())
             .collect();
         for n in gone_fxo {
@@ -326,10 +366,12 @@ impl Engine {
             if let Some(c) = self.analog.client {
                 let names: Vec<String> = self.analog.ports.keys().cloned().collect();
                 for n in names {
-                    if let Some(call) = self.analog.ports.get(&n).and_then(|p| p.line.call().map(str::to_string)) {
+                    let calls: Vec<String> = self.analog.ports.get(&n).map(|p| [p.line.call(), p.line.second_call()].into_iter().flatten().map(str::to_string).collect()).unwrap_or_default();
+                    for call in calls {
                         self.api_handle(c, Command::Drop { call }).ok();
                     }
                     self.analog_release_media(&n);
+                    self.analog_release_other(&n);
                     if let Some(p) = self.analog.ports.remove(&n) {
                         self.sip.b2bua.busy_devices.remove(&p.device);
                         if p.up {
@@ -351,24 +393,24 @@ impl Engine {
                 self.analog.client = Some(self.api_connect(PRINCIPAL, Grant::Devices(devices)));
             }
         }
-        for (port, device, country) in want {
+        for (port, device, (country, call_waiting)) in want {
             if self.analog.ports.contains_key(&port) {
                 continue;
             }
-            let (_, cid_first) = cid_plan(country);
-            let settings = FxsSettings { cid_first, ..FxsSettings::default() };
             let p = Port {
                 device: device.clone(),
                 country,
                 hook: Hook::new(HookSettings::default(), now),
                 ringer: Ringer::new(RingSettings::for_country(country)),
-                line: FxsLine::new(settings),
+                line: FxsLine::new(fxs_settings(country, call_waiting)),
                 media: PortMedia::default(),
+                other: PortMedia::default(),
+                call_waiting,
                 up: false,
             };
             self.analog.ports.insert(port, p);
         }
-        for (port, device, inbound, input) in want_fxo {
+        for (port, device, inbound, (input, polarity)) in want_fxo {
             if self.analog.fxo.contains_key(&port) {
                 continue;
             }
@@ -376,8 +418,9 @@ impl Engine {
                 device,
                 inbound,
                 input,
+                polarity,
                 detect: RingDetect::new(RingDetectSettings::new(input)),
-                line: FxoLine::new(FxoSettings::default()),
+                line: FxoLine::new(fxo_settings(polarity)),
                 media: PortMedia::default(),
                 up: false,
             };
@@ -417,12 +460,14 @@ impl Engine {
             return self.fxo_down(port, reason);
         }
         let Some(p) = self.analog.ports.get(port) else { return };
-        let (device, call, was_up) = (p.device.clone(), p.line.call().map(str::to_string), p.up);
+        let (device, was_up) = (p.device.clone(), p.up);
+        let calls: Vec<String> = [p.line.call(), p.line.second_call()].into_iter().flatten().map(str::to_string).collect();
         log::warn!("analog: port {port} ({device}) out of service: {reason}");
-        if let Some(call) = call {
+        for call in calls {
             let _ = self.analog_command(Command::Drop { call });
         }
         self.analog_release_media(port);
+        self.analog_release_other(port);
         if was_up {
             let _ = self.analog_command(Command::Close { device: device.clone() });
         }
@@ -431,10 +476,32 @@ impl Engine {
             p.up = false;
             p.hook = Hook::new(HookSettings::default(), now);
             p.ringer = Ringer::new(RingSettings::for_country(p.country));
-            let (_, cid_first) = cid_plan(p.country);
-            p.line = FxsLine::new(FxsSettings { cid_first, ..FxsSettings::default() });
+            p.line = FxsLine::new(fxs_settings(p.country, p.call_waiting));
         }
         self.sip.b2bua.busy_devices.remove(&device);
+    }
+
+    /// A CTI application's `make_call` from an FXS device it shares: the port must be
+    /// off hook at dial tone; the number is dialled as if typed. The call's name.
+    pub(crate) fn analog_dial_for_app(&mut self, device: &str, to: &str) -> Result<String, String> {
+        let Some(port) = self.analog.port_of_device(device) else {
+            return Err(format!("make_call from {device} is not available: only an FXS port off hook can place a call for an application"));
+        };
+        let now = self.now;
+        let Some(p) = self.analog.ports.get_mut(&port) else { return Err("no such port".into()) };
+        p.line.dial_for(now, to).map_err(|e| format!("make_call from {device}: {e}"))?;
+        self.analog_run(&port);
+        match self.analog.ports.get(&port).and_then(|p| p.line.call()) {
+            Some(call) => Ok(call.to_string()),
+            None => Err(format!("make_call from {device}: {to:?} cannot be called now")),
+        }
+    }
+
+    /// Refuses a call offered to one of the ports' devices with `code` (a PSTN line
+    /// heard busy: 486, not the 603 of a plain drop).
+    fn analog_reject(&mut self, call: &str, code: u16, reason: &str) -> Result<(), (crate::core::api::ErrorCode, String)> {
+        let Some(c) = self.analog.client else { return Err((crate::core::api::ErrorCode::NotLoggedIn, "no analog client".into())) };
+        self.api_call_op(call, c, |b, _, ok| b.cti_reject(call, code, reason, ok))
     }
 
     fn analog_command(&mut self, command: Command) -> Result<CommandResult, crate::core::api::ApiError> {
@@ -472,10 +539,8 @@ impl Engine {
                     self.analog.unknown_port_inputs += 1;
                     return;
                 };
-                if matches!(tone, ToneKind::Busy | ToneKind::Reorder) {
-                    p.line.supervision(now, Supervision::Tone, true);
-                    self.fxo_run(&port);
-                }
+                p.line.tone(now, tone);
+                self.fxo_run(&port);
             }
             AnalogInput::Up { port } => self.analog_up(&port),
             AnalogInput::Down { port, reason } => self.analog_down(&port, &reason),
@@ -532,7 +597,7 @@ impl Engine {
                         p.line.off_hook(now);
                     }
                     HookEvent::OnHook => p.line.on_hook(),
-                    HookEvent::Flash => p.line.flash(),
+                    HookEvent::Flash => p.line.flash(now),
                     HookEvent::Digit(d) => {
                         let css = self.config.device(&p.device).and_then(|d| d.css.clone());
                         let cfg = &self.config;
@@ -604,6 +669,46 @@ impl Engine {
             }
             FxsOut::Connect { .. } => self.analog_connect(port),
             FxsOut::Disconnect => self.analog_release_media(port),
+            FxsOut::CallWaiting { cas } => self.out.push_back(Output::Analog(AnalogOutput::CallWaitingTone { port: name, cas })),
+            FxsOut::CallerIdOffHook(cid) => {
+                let Some(fsk) = self.analog.ports.get(port).and_then(|p| cid_plan(p.country).0) else { return };
+                let when = Some(stamp(self.sip.unix_at_zero_ms().saturating_add(now.as_millis())));
+                match callerid::encode_mdmf(&CallerId { when, number: cid.number, name: cid.name }) {
+                    Ok(message) => self.out.push_back(Output::Analog(AnalogOutput::CallerId { port: name, signal: CidSignal::FskCallWaiting { fsk, message } })),
+                    Err(e) => log::warn!("analog: port {port}: no call-waiting caller ID ({e})"),
+                }
+            }
+            FxsOut::Swap => {
+                let Some(p) = self.analog.ports.get_mut(port) else { return };
+                let joined = std::mem::replace(&mut p.media.joined, false);
+                std::mem::swap(&mut p.media, &mut p.other);
+                if joined {
+                    self.out.push_back(Output::Analog(AnalogOutput::Disconnect { port: name }));
+                }
+            }
+            FxsOut::Transfer { keep, other } => {
+                self.analog_release_other(port);
+                let Some(c) = self.analog.client else { return };
+                self.sip.touch_call(&other);
+                match self.api_call_op(&keep, c, |b, cx, ok| b.cti_join(cx, &keep, &other, ok)) {
+                    Ok(()) => log::info!("analog: port {port}: {keep} put through to {other}"),
+                    Err((_, e)) => {
+                        log::info!("analog: port {port}: cannot put {keep} through to {other}: {e}; both end");
+                        let _ = self.analog_command(Command::Drop { call: keep });
+                        let _ = self.analog_command(Command::Drop { call: other });
+                    }
+                }
+            }
+            FxsOut::Hold { call } => {
+                if let Err(e) = self.analog_command(Command::Hold { call: call.clone() }) {
+                    log::info!("analog: port {port}: cannot hold {call}: {}", e.message);
+                }
+            }
+            FxsOut::Unhold { call } => {
+                if let Err(e) = self.analog_command(Command::Unhold { call: call.clone() }) {
+                    log::info!("analog: port {port}: cannot take {call} off hold: {}", e.message);
+                }
+            }
             FxsOut::MakeCall { to } => {
                 let Some(device) = self.analog.ports.get(port).map(|p| p.device.clone()) else { return };
                 let Some(rtp) = self.analog_book(port) else {
@@ -692,6 +797,15 @@ impl Engine {
         }
     }
 
+    /// Frees the media of an FXS port's second call.
+    fn analog_release_other(&mut self, port: &str) {
+        let Some(p) = self.analog.ports.get_mut(port) else { return };
+        let m = std::mem::take(&mut p.other);
+        if let Some(r) = m.rtp_port {
+            self.sip.b2bua.free_port(r);
+        }
+    }
+
     fn analog_release_media(&mut self, port: &str) {
         let Some(m) = self.port_media(port) else { return };
         let m = std::mem::take(m);
@@ -727,8 +841,11 @@ impl Engine {
                     number: if from.is_empty() { Field::Unavailable } else { Field::Value(from.chars().take(callerid::MAX_NUMBER).collect()) },
                     name: from_name.map_or(Field::Absent, |n| Field::Value(n.chars().take(callerid::MAX_NAME).collect())),
                 };
+                let waiting = self.analog.ports.get(&port).is_some_and(|p| p.line.call().is_some());
                 let taken = self.analog.ports.get_mut(&port).is_some_and(|p| p.line.offered(now, &call, Some(cid)));
-                if taken {
+                if taken && waiting {
+                    log::info!("analog: port {port}: {call} from {from} waits");
+                } else if taken {
                     log::info!("analog: port {port} rings for {call} from {from}");
                 } else {
                     // Offered while the B2BUA still thought the line free: refused.
@@ -750,17 +867,22 @@ impl Engine {
             }
             EventKind::CallEnded { reason } => {
                 let how = match reason {
-                    EndReason::Dropped => None,
-                    EndReason::Hangup | EndReason::Redirected => Some(Ended::Hangup),
+                    // Dropped by an application sharing the device (the port's own drops
+                    // leave the line without the call first): as the far end hanging up.
+                    EndReason::Dropped | EndReason::Hangup | EndReason::Redirected => Some(Ended::Hangup),
                     EndReason::Busy => Some(Ended::Busy),
                     EndReason::NoAnswer | EndReason::Rejected | EndReason::ForwardedOnFailure | EndReason::Failed => Some(Ended::Failed),
                 };
-                let mine = self.analog.ports.get(&port).is_some_and(|p| p.line.call() == Some(call.as_str()));
+                let (mine, second) = self.analog.ports.get(&port).map_or((false, false), |p| (p.line.has(&call), p.line.second_call() == Some(call.as_str())));
                 if let (Some(how), true) = (how, mine) {
                     if let Some(p) = self.analog.ports.get_mut(&port) {
                         p.line.ended(now, &call, how);
                     }
-                    self.analog_release_media(&port);
+                    if second {
+                        self.analog_release_other(&port);
+                    } else {
+                        self.analog_release_media(&port);
+                    }
                 }
             }
             _ => return,
@@ -809,11 +931,19 @@ impl Engine {
             }
             let Some(o) = p.line.poll_output() else {
                 if !progressed {
-                    return;
+                    break;
                 }
                 continue;
             };
             self.fxo_output(port, o);
+        }
+        // A line in use takes no call out of it (486 in routing).
+        if let Some((device, busy)) = self.analog.fxo.get(port).map(|p| (p.device.clone(), p.line.busy())) {
+            if busy {
+                self.sip.b2bua.busy_devices.insert(device);
+            } else {
+                self.sip.b2bua.busy_devices.remove(&device);
+            }
         }
     }
 
@@ -859,13 +989,45 @@ impl Engine {
             }
             FxoOut::Connect { .. } => self.analog_connect(port),
             FxoOut::Disconnect => self.analog_release_media(port),
+            FxoOut::Dial { digits } => {
+                log::info!("analog: port {port}: dials {digits}");
+                self.out.push_back(Output::Analog(AnalogOutput::Dial { port: port.to_string(), digits }));
+            }
+            FxoOut::Answer { call } => {
+                let answered = match self.analog_book(port) {
+                    None => Err("no free RTP port in [media]'s range".to_string()),
+                    Some(rtp) => {
+                        let media = Some(Media { ip: IpAddr::from([0, 0, 0, 0]), port: rtp, codec: None });
+                        self.analog_command(Command::Answer { call: call.clone(), media, box_media: false }).map(|_| ()).map_err(|e| e.message)
+                    }
+                };
+                match answered {
+                    Ok(()) => log::info!("analog: port {port}: the far end answered {call}"),
+                    Err(e) => {
+                        log::info!("analog: port {port}: cannot answer {call}: {e}");
+                        let _ = self.analog_command(Command::Drop { call: call.clone() });
+                        self.analog_release_media(port);
+                        if let Some(p) = self.analog.fxo.get_mut(port) {
+                            p.line.ended(&call);
+                        }
+                    }
+                }
+            }
+            FxoOut::Reject { call, code } => {
+                let reason = if code == 486 { "Busy Here (the PSTN line is busy)" } else { "Service Unavailable (the PSTN line went dead)" };
+                log::info!("analog: port {port}: {call} refused: {code} {reason}");
+                if let Err(e) = self.analog_reject(&call, code, reason) {
+                    log::debug!("analog: port {port}: reject {call}: {}", e.1);
+                }
+                self.analog_release_media(port);
+            }
         }
     }
 
     /// Ends the port's call and lets go of the line (reconfiguration, failure).
     fn fxo_drop_all(&mut self, port: &str) {
         let Some(p) = self.analog.fxo.get(port) else { return };
-        let (call, seized) = (p.line.call().map(str::to_string), p.line.state_name() == "seized");
+        let (call, seized) = (p.line.call().map(str::to_string), p.line.seized());
         if let Some(call) = call {
             let _ = self.analog_command(Command::Drop { call });
         }
@@ -886,21 +1048,34 @@ impl Engine {
         if let Some(p) = self.analog.fxo.get_mut(port) {
             p.up = false;
             p.detect = RingDetect::new(RingDetectSettings::new(p.input));
-            p.line = FxoLine::new(FxoSettings::default());
+            p.line = FxoLine::new(fxo_settings(p.polarity));
         }
     }
 
     fn fxo_event(&mut self, port: &str, ev: Event) {
         let Some(call) = ev.call.clone() else { return };
+        let now = self.now;
         let mine = self.analog.fxo.get(port).is_some_and(|p| p.line.call() == Some(call.as_str()));
         match ev.kind {
+            // A route pattern sends a call out of this line: `to` is the number to dial
+            // (stripped and prefixed by the pattern).
+            EventKind::CallOffered { to, from, .. } => {
+                let taken = self.analog.fxo.get_mut(port).is_some_and(|p| p.line.outbound(now, &call, &to));
+                if taken {
+                    log::info!("analog: port {port}: {call} from {from} goes out to {to}");
+                } else if let Err(e) = self.analog_reject(&call, 486, "Busy Here (the PSTN line is in use)") {
+                    log::debug!("analog: port {port}: reject {call}: {}", e.1);
+                }
+            }
             EventKind::MediaStarted(info) if mine => {
                 if let Some(p) = self.analog.fxo.get_mut(port) {
                     p.media.far = Some((SocketAddr::new(info.remote_ip, info.remote_port), info.codec));
                     p.line.answered(&call);
                 }
             }
-            EventKind::CallEnded { reason } if mine && reason != EndReason::Dropped => {
+            // Dropped by the port's own client, the line has let the call go already;
+            // by an application sharing the device, it ends here.
+            EventKind::CallEnded { .. } if mine => {
                 if let Some(p) = self.analog.fxo.get_mut(port) {
                     p.line.ended(&call);
                 }

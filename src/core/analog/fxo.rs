@@ -19,6 +19,23 @@
 //!   polarity reversal, or busy or reorder tone heard on the line end the call and
 //!   release the line.
 //! - **The box's side hangs up**: the line is released.
+//!
+//! Outbound (a route pattern to the port's device offered the port a call):
+//! - **Seize**, then wait for the exchange's dial tone (`ToneHeard { Dial }` from the
+//!   shell's detector). Without it after `dial_tone_wait` the number is dialled
+//!   blind, as FXO gateways do: many lines' dial tone is late or odd, and a line that
+//!   is really dead shows it by its busy or reorder tone, or by no answer.
+//! - **Dial** the number in DTMF (`Dial`, `DTMF_DIGIT` a digit).
+//! - **Answer supervision**: with a polarity input on the port, the far end's answer
+//!   is the line's polarity reversal; without one the call is taken as answered
+//!   `answer_delay` after the last digit (the caller then hears the PSTN's ringback
+//!   through the call's audio). Either way the box answers its caller (`Answer`) and
+//!   the port joins the call's media once it is up.
+//! - **Before the answer**: busy or reorder heard on the line refuses the caller's
+//!   call with 486 (`Reject`), loop current gone for `loop_drop` with 503; the caller
+//!   giving up releases the line.
+//! - **After the answer**: as an inbound call, loop current gone, a (second)
+//!   polarity reversal, or busy or reorder tone end the call.
 
 use super::fxs::Cid;
 use crate::core::Time;
@@ -34,11 +51,28 @@ pub struct FxoSettings {
     /// Loop current gone this long is a disconnect (calling party control is a 90 ms
     /// to 800 ms open loop; dial pulses on an extension are shorter).
     pub loop_drop: Duration,
+    /// Outbound: how long to wait for dial tone after seizing before dialling blind.
+    pub dial_tone_wait: Duration,
+    /// Outbound: the far end's answer is the line's polarity reversal (the port has a
+    /// polarity input); otherwise the call counts as answered `answer_delay` after
+    /// the last digit.
+    pub answer_on_polarity: bool,
+    pub answer_delay: Duration,
 }
+
+/// How long one DTMF digit takes on the line: 100 ms of tone, 100 ms of pause.
+pub const DTMF_DIGIT: Duration = Duration::from_millis(200);
 
 impl Default for FxoSettings {
     fn default() -> Self {
-        FxoSettings { cid_wait: Duration::from_millis(4500), cid_early: Duration::from_secs(10), loop_drop: Duration::from_millis(150) }
+        FxoSettings {
+            cid_wait: Duration::from_millis(4500),
+            cid_early: Duration::from_secs(10),
+            loop_drop: Duration::from_millis(150),
+            dial_tone_wait: Duration::from_secs(3),
+            answer_on_polarity: false,
+            answer_delay: Duration::from_secs(2),
+        }
     }
 }
 
@@ -51,6 +85,21 @@ pub enum FxoOut {
     Seize(bool),
     Connect { call: String },
     Disconnect,
+    /// Outbound: send these digits on the line in DTMF.
+    Dial { digits: String },
+    /// Outbound: the far end answered: answer the box's caller.
+    Answer { call: String },
+    /// Outbound: the call cannot be completed; refuse the box's caller with `code`.
+    Reject { call: String, code: u16 },
+}
+
+/// Where an outbound call stands before the far end answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    DialTone,
+    Dialling,
+    /// Dialled; waiting for the answer (polarity, or the delay).
+    Waiting,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +111,8 @@ enum State {
     /// line is left to ring out.
     Offering { call: Option<String>, refused: bool },
     Seized { call: String },
+    /// An outbound call: seized, dialling, waiting for the answer.
+    Outbound { call: String, number: String, phase: Phase },
 }
 
 /// Why the line is given up while seized.
@@ -79,15 +130,17 @@ pub struct FxoLine {
     state: State,
     /// A caller ID decoded while idle, and until when it is kept.
     early: Option<(Cid, Time)>,
-    /// When to place the call without caller ID (`Ringing`), or when the loop current
-    /// has been gone long enough (`Seized`).
+    /// When to place the call without caller ID (`Ringing`); the next step of an
+    /// outbound call.
     timer: Option<Time>,
+    /// When the loop current, gone, has been gone long enough (seized).
+    loop_gone: Option<Time>,
     out: VecDeque<FxoOut>,
 }
 
 impl FxoLine {
     pub fn new(s: FxoSettings) -> FxoLine {
-        FxoLine { s, state: State::Idle, early: None, timer: None, out: VecDeque::new() }
+        FxoLine { s, state: State::Idle, early: None, timer: None, loop_gone: None, out: VecDeque::new() }
     }
 
     pub fn poll_output(&mut self) -> Option<FxoOut> {
@@ -95,15 +148,25 @@ impl FxoLine {
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.timer, self.early.as_ref().map(|e| e.1)].into_iter().flatten().min()
+        [self.timer, self.loop_gone, self.early.as_ref().map(|e| e.1)].into_iter().flatten().min()
     }
 
     pub fn call(&self) -> Option<&str> {
         match &self.state {
             State::Offering { call, .. } => call.as_deref(),
-            State::Seized { call } => Some(call),
+            State::Seized { call } | State::Outbound { call, .. } => Some(call),
             _ => None,
         }
+    }
+
+    /// The line is in use (ringing, offered, seized): no outbound call can take it.
+    pub fn busy(&self) -> bool {
+        self.state != State::Idle
+    }
+
+    /// The line is off hook (seized), for status.
+    pub fn seized(&self) -> bool {
+        matches!(self.state, State::Seized { .. } | State::Outbound { .. })
     }
 
     pub fn state_name(&self) -> &'static str {
@@ -113,6 +176,9 @@ impl FxoLine {
             State::Offering { refused: false, .. } => "offering",
             State::Offering { refused: true, .. } => "refused",
             State::Seized { .. } => "seized",
+            State::Outbound { phase: Phase::DialTone, .. } => "dial-tone",
+            State::Outbound { phase: Phase::Dialling, .. } => "dialling",
+            State::Outbound { phase: Phase::Waiting, .. } => "outbound",
         }
     }
 
@@ -153,10 +219,10 @@ impl FxoLine {
     pub fn ringing_over(&mut self) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Offering { call: Some(call), refused: false } => self.out.push_back(FxoOut::Drop { call }),
-            s @ State::Seized { .. } => self.state = s,
+            s @ (State::Seized { .. } | State::Outbound { .. }) => self.state = s,
             _ => {}
         }
-        if !matches!(self.state, State::Seized { .. }) {
+        if !self.seized() {
             self.timer = None;
         }
     }
@@ -183,21 +249,70 @@ impl FxoLine {
         }
     }
 
-    /// The call was answered inside the box and its media is up: seize and join.
+    /// The call's media is up: on an inbound call, it was answered inside the box:
+    /// seize and join; on an outbound one (answered by the far end), join.
     pub fn answered(&mut self, call: &str) {
-        if let State::Offering { call: Some(c), .. } = &self.state {
-            if c == call {
+        match &self.state {
+            State::Offering { call: Some(c), .. } if c == call => {
                 self.state = State::Seized { call: call.to_string() };
                 self.out.push_back(FxoOut::Seize(true));
                 self.out.push_back(FxoOut::Connect { call: call.to_string() });
             }
+            State::Seized { call: c } if c == call => self.out.push_back(FxoOut::Connect { call: call.to_string() }),
+            _ => {}
+        }
+    }
+
+    /// A call from the box out of this line, to `number`: false when the line is in
+    /// use (the engine refuses the call).
+    pub fn outbound(&mut self, now: Time, call: &str, number: &str) -> bool {
+        if self.busy() {
+            return false;
+        }
+        self.state = State::Outbound { call: call.to_string(), number: number.to_string(), phase: Phase::DialTone };
+        self.timer = Some(now + self.s.dial_tone_wait);
+        self.loop_gone = None;
+        self.out.push_back(FxoOut::Seize(true));
+        true
+    }
+
+    fn dial(&mut self, now: Time) {
+        let State::Outbound { number, phase, .. } = &mut self.state else { return };
+        *phase = Phase::Dialling;
+        let digits = number.clone();
+        let n = u32::try_from(digits.len()).unwrap_or(u32::MAX);
+        self.timer = Some(now + DTMF_DIGIT.saturating_mul(n));
+        self.out.push_back(FxoOut::Dial { digits });
+    }
+
+    fn answer_now(&mut self) {
+        let State::Outbound { call, .. } = &self.state else { return };
+        let call = call.clone();
+        self.timer = None;
+        self.state = State::Seized { call: call.clone() };
+        self.out.push_back(FxoOut::Answer { call });
+    }
+
+    /// A call-progress tone heard on the line: dial tone starts the dialling; busy or
+    /// reorder refuse an outbound call not answered yet, and end a call in progress.
+    pub fn tone(&mut self, now: Time, tone: crate::core::media::tone::ToneKind) {
+        use crate::core::media::tone::ToneKind;
+        match (&self.state, tone) {
+            (State::Outbound { phase: Phase::DialTone, .. }, ToneKind::Dial) => self.dial(now),
+            (State::Outbound { call, .. }, ToneKind::Busy | ToneKind::Reorder) => {
+                let call = call.clone();
+                self.out.push_back(FxoOut::Reject { call, code: 486 });
+                self.release();
+            }
+            (State::Seized { .. }, ToneKind::Busy | ToneKind::Reorder) => self.supervision(now, Supervision::Tone, true),
+            _ => {}
         }
     }
 
     /// The call ended inside the box (hung up, refused, not answered).
     pub fn ended(&mut self, call: &str) {
         match &mut self.state {
-            State::Seized { call: c } if c == call => self.release(),
+            State::Seized { call: c } | State::Outbound { call: c, .. } if c == call => self.release(),
             State::Offering { call: Some(c), refused } if c == call => {
                 // Nobody took it: the line rings out by itself (it is never seized).
                 *refused = true;
@@ -209,20 +324,29 @@ impl FxoLine {
     fn release(&mut self) {
         self.state = State::Idle;
         self.timer = None;
+        self.loop_gone = None;
         self.out.push_back(FxoOut::Disconnect);
         self.out.push_back(FxoOut::Seize(false));
     }
 
-    /// The far end went away while the line is seized.
+    /// The far end went away while the line is seized (or, on an outbound call not
+    /// yet answered, a polarity reversal is the answer).
     pub fn supervision(&mut self, now: Time, what: Supervision, active: bool) {
-        let State::Seized { call } = &self.state else { return };
+        match (&self.state, what) {
+            (State::Outbound { phase: Phase::Waiting, .. }, Supervision::PolarityReversed) if self.s.answer_on_polarity => return self.answer_now(),
+            // Polarity may change as the exchange sets the line up: not an answer yet.
+            (State::Outbound { .. }, Supervision::PolarityReversed) => return,
+            (State::Outbound { .. }, Supervision::Tone) => return self.tone(now, crate::core::media::tone::ToneKind::Busy),
+            _ => {}
+        }
+        let (State::Seized { call } | State::Outbound { call, .. }) = &self.state else { return };
         let call = call.clone();
         match what {
             Supervision::LoopCurrentGone if !active => {
-                self.timer.get_or_insert(now + self.s.loop_drop);
+                self.loop_gone.get_or_insert(now + self.s.loop_drop);
             }
             // The loop current came back within the window: a glitch.
-            Supervision::LoopCurrentGone => self.timer = None,
+            Supervision::LoopCurrentGone => self.loop_gone = None,
             Supervision::PolarityReversed | Supervision::Tone => {
                 self.out.push_back(FxoOut::Drop { call });
                 self.release();
@@ -234,19 +358,41 @@ impl FxoLine {
         if self.early.as_ref().is_some_and(|e| e.1 <= now) {
             self.early = None;
         }
-        let Some(at) = self.timer.filter(|t| *t <= now) else { return };
-        let _ = at;
+        if self.loop_gone.is_some_and(|t| t <= now) {
+            self.loop_gone = None;
+            match &self.state {
+                State::Seized { call } => {
+                    let call = call.clone();
+                    self.out.push_back(FxoOut::Drop { call });
+                    self.release();
+                }
+                // The line went dead before the answer.
+                State::Outbound { call, .. } => {
+                    let call = call.clone();
+                    self.out.push_back(FxoOut::Reject { call, code: 503 });
+                    self.release();
+                }
+                _ => {}
+            }
+        }
+        if self.timer.is_none_or(|t| t > now) {
+            return;
+        }
         self.timer = None;
         match &mut self.state {
             State::Ringing { cid } => {
                 let cid = cid.take();
                 self.place(cid);
             }
-            State::Seized { call } => {
-                let call = call.clone();
-                self.out.push_back(FxoOut::Drop { call });
-                self.release();
+            // No dial tone in time: dial blind.
+            State::Outbound { phase: Phase::DialTone, .. } => self.dial(now),
+            State::Outbound { phase: phase @ Phase::Dialling, .. } => {
+                *phase = Phase::Waiting;
+                if !self.s.answer_on_polarity {
+                    self.timer = Some(now + self.s.answer_delay);
+                }
             }
+            State::Outbound { phase: Phase::Waiting, .. } => self.answer_now(),
             _ => {}
         }
     }
@@ -372,5 +518,71 @@ mod tests {
             l.supervision(ms(9000), what, true);
             assert_eq!(outs(&mut l), vec![FxoOut::Drop { call: "c3".into() }, FxoOut::Disconnect, FxoOut::Seize(false)]);
         }
+    }
+
+    fn outbound(polarity: bool) -> FxoLine {
+        let mut l = FxoLine::new(FxoSettings { answer_on_polarity: polarity, ..FxoSettings::default() });
+        assert!(l.outbound(ms(0), "o1", "5551234"));
+        assert_eq!(outs(&mut l), vec![FxoOut::Seize(true)]);
+        assert!(l.busy());
+        l
+    }
+
+    #[test]
+    fn outbound_seizes_dials_on_dial_tone_and_answers_on_polarity() {
+        use crate::core::media::tone::ToneKind;
+        let mut l = outbound(true);
+        assert_eq!(l.state_name(), "dial-tone");
+        // A polarity change while the exchange sets up is not an answer.
+        l.supervision(ms(100), Supervision::PolarityReversed, true);
+        assert!(outs(&mut l).is_empty());
+        l.tone(ms(400), ToneKind::Dial);
+        assert_eq!(outs(&mut l), vec![FxoOut::Dial { digits: "5551234".into() }]);
+        // Seven digits take 1.4 s; no answer follows without a reversal.
+        assert_eq!(l.poll_timeout(), Some(ms(1800)));
+        l.handle_timeout(ms(1800));
+        assert_eq!(l.poll_timeout(), None, "waits for the reversal");
+        assert!(outs(&mut l).is_empty());
+        l.supervision(ms(9000), Supervision::PolarityReversed, false);
+        assert_eq!(outs(&mut l), vec![FxoOut::Answer { call: "o1".into() }]);
+        l.answered("o1");
+        assert_eq!(outs(&mut l), vec![FxoOut::Connect { call: "o1".into() }]);
+        // The second reversal is the far end going.
+        l.supervision(ms(20_000), Supervision::PolarityReversed, true);
+        assert_eq!(outs(&mut l), vec![FxoOut::Drop { call: "o1".into() }, FxoOut::Disconnect, FxoOut::Seize(false)]);
+        assert!(!l.busy());
+    }
+
+    #[test]
+    fn outbound_dials_blind_without_dial_tone_and_answers_after_the_delay_without_polarity() {
+        let mut l = outbound(false);
+        l.handle_timeout(ms(2999));
+        assert!(outs(&mut l).is_empty());
+        l.handle_timeout(ms(3000));
+        assert_eq!(outs(&mut l), vec![FxoOut::Dial { digits: "5551234".into() }]);
+        l.handle_timeout(ms(4400));
+        assert_eq!(l.poll_timeout(), Some(ms(6400)), "2 s after the last digit");
+        l.handle_timeout(ms(6400));
+        assert_eq!(outs(&mut l), vec![FxoOut::Answer { call: "o1".into() }]);
+        // The box's caller hangs up: the line is released.
+        l.ended("o1");
+        assert_eq!(outs(&mut l), vec![FxoOut::Disconnect, FxoOut::Seize(false)]);
+    }
+
+    #[test]
+    fn outbound_busy_or_a_dead_line_refuses_the_call_and_a_busy_line_takes_none() {
+        use crate::core::media::tone::ToneKind;
+        let mut l = outbound(false);
+        l.tone(ms(3500), ToneKind::Busy);
+        assert_eq!(outs(&mut l), vec![FxoOut::Reject { call: "o1".into(), code: 486 }, FxoOut::Disconnect, FxoOut::Seize(false)]);
+        let mut l = outbound(false);
+        l.supervision(ms(500), Supervision::LoopCurrentGone, false);
+        l.handle_timeout(ms(650));
+        assert_eq!(outs(&mut l), vec![FxoOut::Reject { call: "o1".into(), code: 503 }, FxoOut::Disconnect, FxoOut::Seize(false)]);
+        let mut l = outbound(false);
+        assert!(!l.outbound(ms(10), "o2", "1"), "one call at a time");
+        let mut l = FxoLine::new(FxoSettings::default());
+        l.ring_started(ms(0));
+        assert!(!l.outbound(ms(10), "o3", "1"), "a ringing line is not seized for a call out");
     }
 }

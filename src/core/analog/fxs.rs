@@ -22,8 +22,22 @@
 //!   goes after the first ring (Bell 202) or before it (`cid_first`, ETSI); lifting the
 //!   handset (ring-trip) answers. The caller giving up stops the ringer. A line that is
 //!   not idle is busy: the engine does not offer it calls (`busy()`).
-//! - **Hook flash** is reported and otherwise ignored (call waiting and consultation
-//!   are not built yet).
+//! - **Call waiting** (`call_waiting`): a call offered while the line talks is a
+//!   waiting call: the port mixes the call-waiting tone into the conversation
+//!   (`CallWaiting`, again every `cw_repeat`) and, where the country sends off-hook
+//!   caller ID, the CPE alerting signal after it; a set that can show caller ID
+//!   answers with DTMF `A` or `D` within `cw_ack`, and the caller ID goes then (FSK
+//!   with the call-waiting preamble, `CallerIdOffHook`). A hook flash holds the
+//!   call in progress and answers the waiting one; another flash swaps the two.
+//!   Hanging up with a call held or waiting rings the line again for it (recall);
+//!   lifting the handset takes it back. A waiting call nobody takes follows the
+//!   line's Call Forward No Answer, or rings the caller until they give up. The far
+//!   end of the active call hanging up leaves busy tone; a flash then takes the other.
+//! - **Hook flash** with no second call holds the call in progress and gives dial
+//!   tone: digits dial a consultation call. Hanging up once it is answered puts the
+//!   held party through to the consulted one (`Transfer`); hanging up before that
+//!   drops the consultation and rings the line back for the held call; a flash drops
+//!   the consultation and returns to the held call.
 
 use crate::codec::callerid::Field;
 use crate::core::media::tone::ToneKind;
@@ -70,6 +84,18 @@ pub enum FxsOut {
     Connect { call: String },
     /// Leave the call's media (the port plays what `Play` says again).
     Disconnect,
+    /// The call-waiting tone into the conversation; `cas`: the CPE alerting signal
+    /// follows it (an acknowledgement, DTMF A or D, may come back for caller ID).
+    CallWaiting { cas: bool },
+    /// Caller ID of the waiting call, sent off hook (the set acknowledged).
+    CallerIdOffHook(Cid),
+    /// The port's media for the call in progress and for the second call (held or
+    /// waiting) change places; the port leaves the first's RTP and joins nothing.
+    Swap,
+    Hold { call: String },
+    Unhold { call: String },
+    /// Put the held call's party through to the consultation call's, and leave both.
+    Transfer { keep: String, other: String },
     MakeCall { to: String },
     Answer { call: String },
     Drop { call: String },
@@ -90,6 +116,16 @@ pub struct FxsSettings {
     /// How long the subscriber may have to wait for a reply to `MakeCall` before the
     /// call is taken as failed (the engine answers at once; this is a bound).
     pub call_setup: Duration,
+    /// A call offered while the line talks waits (instead of the line being busy).
+    pub call_waiting: bool,
+    /// Off-hook caller ID after the call-waiting tone (the country sends FSK).
+    pub cw_cid: bool,
+    /// How long after the call-waiting alert the set's acknowledgement is taken:
+    /// the tone (300 ms), the alerting signal (80 ms), the set's 100 ms to answer and
+    /// the detector's delay.
+    pub cw_ack: Duration,
+    /// The call-waiting tone again this often while the call waits.
+    pub cw_repeat: Duration,
 }
 
 impl Default for FxsSettings {
@@ -101,6 +137,10 @@ impl Default for FxsSettings {
             howler: Duration::from_secs(60),
             cid_first: false,
             call_setup: Duration::from_secs(180),
+            call_waiting: true,
+            cw_cid: true,
+            cw_ack: Duration::from_millis(1000),
+            cw_repeat: Duration::from_secs(10),
         }
     }
 }
@@ -120,6 +160,26 @@ enum State {
     Talking { call: String },
     /// No call; a tone (busy, reorder), then the howler, then silence.
     Parked { sound: Sound },
+    /// On hook with a call held or waiting: the line rings for it.
+    Recall { call: String, answered: bool },
+}
+
+/// The line's second call, beside the one in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Second {
+    /// Offered while the line talks. `ack_until`: the set may acknowledge the alert
+    /// for caller ID until then; `repeat`: the next call-waiting tone.
+    Waiting { call: String, cid: Option<Cid>, ack_until: Option<Time>, repeat: Time },
+    /// Put on hold by a hook flash.
+    Held { call: String },
+}
+
+impl Second {
+    fn call(&self) -> &str {
+        match self {
+            Second::Waiting { call, .. } | Second::Held { call } => call,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,12 +205,16 @@ pub struct FxsLine {
     state: State,
     off_hook: bool,
     timer: Option<(Time, Timer)>,
+    second: Option<Second>,
+    /// The second call (held) is the one a consultation started from: the call in
+    /// progress (or being dialled) is the consultation.
+    consult: bool,
     out: VecDeque<FxsOut>,
 }
 
 impl FxsLine {
     pub fn new(s: FxsSettings) -> FxsLine {
-        FxsLine { s, state: State::Idle, off_hook: false, timer: None, out: VecDeque::new() }
+        FxsLine { s, state: State::Idle, off_hook: false, timer: None, second: None, consult: false, out: VecDeque::new() }
     }
 
     pub fn poll_output(&mut self) -> Option<FxsOut> {
@@ -158,21 +222,41 @@ impl FxsLine {
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timer.map(|(t, _)| t)
+        let cw = match &self.second {
+            Some(Second::Waiting { ack_until, repeat, .. }) => [*ack_until, Some(*repeat)].into_iter().flatten().min(),
+            _ => None,
+        };
+        [self.timer.map(|(t, _)| t), cw].into_iter().flatten().min()
     }
 
-    /// Not free for a new call: off hook, or already ringing.
+    /// A call offered now would be a waiting call.
+    fn can_wait(&self) -> bool {
+        self.s.call_waiting && self.off_hook && self.second.is_none() && matches!(self.state, State::Talking { .. })
+    }
+
+    /// Not free for a new call: off hook, or already ringing (unless a call offered
+    /// now would wait).
     pub fn busy(&self) -> bool {
-        self.off_hook || self.state != State::Idle
+        !self.can_wait() && (self.off_hook || self.state != State::Idle)
     }
 
-    /// The call the line has, if any.
+    /// The call the line has, if any (the one in progress).
     pub fn call(&self) -> Option<&str> {
         match &self.state {
-            State::Alerting { call, .. } | State::Talking { call } => Some(call),
+            State::Alerting { call, .. } | State::Talking { call } | State::Recall { call, .. } => Some(call),
             State::Calling { call, .. } => call.as_deref(),
             _ => None,
         }
+    }
+
+    /// The second call (held or waiting), if any.
+    pub fn second_call(&self) -> Option<&str> {
+        self.second.as_ref().map(Second::call)
+    }
+
+    /// Whether `call` is one of the line's.
+    pub fn has(&self, call: &str) -> bool {
+        self.call() == Some(call) || self.second_call() == Some(call)
     }
 
     /// A short name of where the line stands (status, logs).
@@ -185,6 +269,7 @@ impl FxsLine {
             State::Talking { .. } => "talking",
             State::Parked { sound: Sound::Howler } => "howler",
             State::Parked { .. } => "parked",
+            State::Recall { .. } => "recall",
         }
     }
 
@@ -212,6 +297,18 @@ impl FxsLine {
                 self.state = State::Talking { call };
                 self.timer = None;
             }
+            // Back to the call that was held (or that waited and was answered).
+            State::Recall { call, answered } => {
+                self.out.push_back(FxsOut::Ring(false));
+                if answered {
+                    self.out.push_back(FxsOut::Unhold { call: call.clone() });
+                    self.out.push_back(FxsOut::Connect { call: call.clone() });
+                } else {
+                    self.out.push_back(FxsOut::Answer { call: call.clone() });
+                }
+                self.state = State::Talking { call };
+                self.timer = None;
+            }
             _ => {
                 self.state = State::Dialling { digits: String::new() };
                 self.play(Sound::Tone(ToneKind::Dial));
@@ -227,6 +324,18 @@ impl FxsLine {
         }
         self.off_hook = false;
         self.timer = None;
+        if std::mem::take(&mut self.consult) {
+            if let (State::Talking { call }, Some(Second::Held { call: held })) = (&self.state, &self.second) {
+                // Consultation answered: the held party goes through to it.
+                let (keep, other) = (held.clone(), call.clone());
+                self.state = State::Idle;
+                self.second = None;
+                self.out.push_back(FxsOut::Disconnect);
+                self.out.push_back(FxsOut::Transfer { keep, other });
+                self.play(Sound::Silence);
+                return;
+            }
+        }
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Talking { call } | State::Calling { call: Some(call), .. } => {
                 self.out.push_back(FxsOut::Disconnect);
@@ -236,21 +345,107 @@ impl FxsLine {
             _ => {}
         }
         self.play(Sound::Silence);
+        // A second call rings the line back.
+        if let Some(second) = self.second.take() {
+            let answered = matches!(second, Second::Held { .. });
+            if answered {
+                self.out.push_back(FxsOut::Swap);
+            }
+            self.state = State::Recall { call: second.call().to_string(), answered };
+            self.out.push_back(FxsOut::Ring(true));
+        }
     }
 
-    pub fn flash(&mut self) {
-        if self.off_hook {
-            self.out.push_back(FxsOut::Ignored("hook flash (call waiting and consultation are not built yet)"));
+    pub fn flash(&mut self, now: Time) {
+        if !self.off_hook {
+            return;
         }
+        if self.consult {
+            return self.end_consultation();
+        }
+        if let (State::Talking { call }, None) = (&self.state, &self.second) {
+            // Consultation: hold the call, dial tone for the next number.
+            let call = call.clone();
+            self.out.push_back(FxsOut::Hold { call: call.clone() });
+            self.out.push_back(FxsOut::Swap);
+            self.second = Some(Second::Held { call });
+            self.consult = true;
+            self.state = State::Dialling { digits: String::new() };
+            self.play(Sound::Tone(ToneKind::Dial));
+            self.timer = Some((now + self.s.first_digit, Timer::Digit));
+            return;
+        }
+        let current = match &self.state {
+            State::Talking { call } => Some(call.clone()),
+            // The far end of the call in progress hung up (busy tone): the flash takes
+            // the other call.
+            State::Parked { .. } => None,
+            _ => return self.out.push_back(FxsOut::Ignored("hook flash with no call to hold")),
+        };
+        let Some(second) = self.second.take() else {
+            return self.out.push_back(FxsOut::Ignored("hook flash with no call"));
+        };
+        self.timer = None;
+        if let Some(c) = &current {
+            self.out.push_back(FxsOut::Hold { call: c.clone() });
+        }
+        self.out.push_back(FxsOut::Swap);
+        match second {
+            Second::Waiting { call, .. } => {
+                self.out.push_back(FxsOut::Answer { call: call.clone() });
+                self.state = State::Talking { call };
+            }
+            Second::Held { call } => {
+                self.out.push_back(FxsOut::Unhold { call: call.clone() });
+                self.out.push_back(FxsOut::Connect { call: call.clone() });
+                self.state = State::Talking { call };
+            }
+        }
+        self.second = current.map(|call| Second::Held { call });
+    }
+
+    /// Back from a consultation to the held call: the consultation (if any) is dropped.
+    fn end_consultation(&mut self) {
+        self.consult = false;
+        self.timer = None;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Talking { call } | State::Calling { call: Some(call), .. } => {
+                self.out.push_back(FxsOut::Disconnect);
+                self.out.push_back(FxsOut::Drop { call });
+            }
+            State::Calling { call: None, .. } => self.out.push_back(FxsOut::Disconnect),
+            _ => {}
+        }
+        match self.second.take() {
+            Some(Second::Held { call }) => {
+                self.out.push_back(FxsOut::Swap);
+                self.out.push_back(FxsOut::Unhold { call: call.clone() });
+                self.out.push_back(FxsOut::Connect { call: call.clone() });
+                self.state = State::Talking { call };
+            }
+            // The held party hung up meanwhile: nothing to go back to.
+            _ => self.park_silence(),
+        }
+    }
+
+    fn park_silence(&mut self) {
+        self.state = State::Parked { sound: Sound::Silence };
+        self.play(Sound::Silence);
     }
 
     /// A digit from the subscriber (DTMF from the capture, or rotary); `plan` says what
     /// the digits so far are to the dial plan.
     pub fn digit(&mut self, now: Time, d: char, plan: &dyn Fn(&str) -> Dial) {
         let State::Dialling { digits } = &mut self.state else {
-            if matches!(self.state, State::Talking { .. }) {
-                // In a call the digit is in the audio already (in-band) or was sent by
-                // the port's media; nothing more to do here.
+            // In a call the digit is in the audio already (in-band); only the set's
+            // acknowledgement of a call-waiting alert means something here.
+            if let Some(Second::Waiting { cid, ack_until: ack @ Some(_), .. }) = &mut self.second {
+                if matches!(d, 'A' | 'D') && ack.is_some_and(|t| now <= t) {
+                    *ack = None;
+                    if let Some(c) = cid.clone() {
+                        self.out.push_back(FxsOut::CallerIdOffHook(c));
+                    }
+                }
             }
             return;
         };
@@ -272,6 +467,20 @@ impl FxsLine {
             }
             Dial::Wait => self.timer = Some((now + self.s.inter_digit, Timer::Digit)),
             Dial::Never => self.park(now, Sound::Tone(ToneKind::Reorder)),
+        }
+    }
+
+    /// Dials `to` for the subscriber (a CTI application's `make_call`): only off
+    /// hook, at dial tone or while digits are being typed.
+    pub fn dial_for(&mut self, now: Time, to: &str) -> Result<(), &'static str> {
+        match &self.state {
+            State::Dialling { .. } => {
+                self.out.push_back(FxsOut::Play(Sound::Silence));
+                self.dial(now, to.to_string());
+                Ok(())
+            }
+            _ if !self.off_hook => Err("the handset is on hook: the port dials only when it is lifted (dial tone)"),
+            _ => Err("the port is not at dial tone (in a call, or parked)"),
         }
     }
 
@@ -298,10 +507,16 @@ impl FxsLine {
 
     /// A call is offered to the line.
     pub fn offered(&mut self, now: Time, call: &str, cid: Option<Cid>) -> bool {
+        if self.can_wait() {
+            let cas = self.s.cw_cid && cid.is_some();
+            self.out.push_back(FxsOut::CallWaiting { cas });
+            let ack_until = cas.then(|| now + self.s.cw_ack);
+            self.second = Some(Second::Waiting { call: call.to_string(), cid, ack_until, repeat: now + self.s.cw_repeat });
+            return true;
+        }
         if self.busy() {
             return false;
         }
-        let _ = now;
         let send_first = self.s.cid_first && cid.is_some();
         if send_first {
             if let Some(c) = cid.clone() {
@@ -347,11 +562,17 @@ impl FxsLine {
 
     /// The line's call ended at the far end or in the network.
     pub fn ended(&mut self, now: Time, call: &str, how: Ended) {
+        if self.second_call() == Some(call) {
+            // The waiting caller gave up (or was forwarded), or the held party hung up.
+            self.second = None;
+            self.consult = false;
+            return;
+        }
         if self.call() != Some(call) {
             return;
         }
         match self.state {
-            State::Alerting { .. } => {
+            State::Alerting { .. } | State::Recall { .. } => {
                 self.out.push_back(FxsOut::Ring(false));
                 self.state = State::Idle;
                 self.timer = None;
@@ -369,6 +590,18 @@ impl FxsLine {
     }
 
     pub fn handle_timeout(&mut self, now: Time, plan: &dyn Fn(&str) -> Dial) {
+        if let Some(Second::Waiting { ack_until, repeat, .. }) = &mut self.second {
+            if ack_until.is_some_and(|t| t <= now) {
+                *ack_until = None;
+            }
+            if *repeat <= now {
+                *repeat = now + self.s.cw_repeat;
+                // Only into a conversation (not over busy tone).
+                if matches!(self.state, State::Talking { .. }) {
+                    self.out.push_back(FxsOut::CallWaiting { cas: false });
+                }
+            }
+        }
         let Some((at, which)) = self.timer else { return };
         if at > now {
             return;
@@ -578,5 +811,94 @@ mod tests {
         let long: String = std::iter::once('9').chain(std::iter::repeat_n('1', MAX_DIALLED)).collect();
         dial(&mut l, 100, &long);
         assert_eq!(outs(&mut l).last(), Some(&FxsOut::Play(Sound::Tone(ToneKind::Reorder))));
+    }
+
+    fn talking() -> FxsLine {
+        let mut l = FxsLine::new(FxsSettings::default());
+        l.offered(ms(0), "c1", None);
+        l.off_hook(ms(1000));
+        l.connected("c1");
+        outs(&mut l);
+        l
+    }
+
+    #[test]
+    fn call_waiting_acknowledged_late_sends_no_caller_id_and_the_far_end_going_leaves_the_flash_to_take_it() {
+        let cid = Cid { number: Field::Value("2002".into()), name: Field::Absent };
+        let mut l = talking();
+        assert!(!l.busy());
+        assert!(l.offered(ms(2000), "c2", Some(cid)));
+        assert_eq!(outs(&mut l), vec![FxsOut::CallWaiting { cas: true }]);
+        assert!(l.busy(), "a third call is busy");
+        // The acknowledgement after the window: nothing.
+        l.handle_timeout(ms(3000), &plan);
+        l.digit(ms(3001), 'D', &plan);
+        assert!(outs(&mut l).is_empty());
+        // The call in progress ends at the far end: busy tone; a flash takes the waiting call.
+        l.ended(ms(4000), "c1", Ended::Hangup);
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Play(Sound::Tone(ToneKind::Busy))]);
+        l.flash(ms(6000));
+        assert_eq!(outs(&mut l), vec![FxsOut::Swap, FxsOut::Answer { call: "c2".into() }]);
+        assert_eq!(l.call(), Some("c2"));
+        assert_eq!(l.second_call(), None);
+    }
+
+    #[test]
+    fn without_call_waiting_a_talking_line_is_busy_and_a_waiting_caller_giving_up_is_forgotten() {
+        let mut l = FxsLine::new(FxsSettings { call_waiting: false, ..FxsSettings::default() });
+        l.offered(ms(0), "c1", None);
+        l.off_hook(ms(1000));
+        outs(&mut l);
+        assert!(l.busy());
+        assert!(!l.offered(ms(2000), "c2", None));
+        let mut l = talking();
+        l.offered(ms(2000), "c2", None);
+        assert_eq!(outs(&mut l), vec![FxsOut::CallWaiting { cas: false }], "no caller ID to send: no alerting signal");
+        l.ended(ms(5000), "c2", Ended::Hangup);
+        assert!(outs(&mut l).is_empty());
+        l.on_hook();
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Drop { call: "c1".into() }, FxsOut::Play(Sound::Silence)]);
+        assert!(!l.busy(), "no recall");
+    }
+
+    #[test]
+    fn a_flash_holds_for_a_consultation_hanging_up_transfers_and_a_flash_returns() {
+        let mut l = talking();
+        l.flash(ms(2000));
+        assert_eq!(outs(&mut l), vec![FxsOut::Hold { call: "c1".into() }, FxsOut::Swap, FxsOut::Play(Sound::Tone(ToneKind::Dial))]);
+        assert!(l.busy(), "no call waits during a consultation");
+        dial(&mut l, 3000, "2002");
+        assert_eq!(outs(&mut l), vec![FxsOut::Play(Sound::Silence), FxsOut::MakeCall { to: "2002".into() }]);
+        l.call_placed(ms(4000), Some("c2".into()));
+        l.connected("c2");
+        outs(&mut l);
+        // A flash drops the consultation and returns to the held call.
+        l.flash(ms(5000));
+        assert_eq!(
+            outs(&mut l),
+            vec![FxsOut::Disconnect, FxsOut::Drop { call: "c2".into() }, FxsOut::Swap, FxsOut::Unhold { call: "c1".into() }, FxsOut::Connect { call: "c1".into() }]
+        );
+        // Again, and this time hang up once it is answered: transfer.
+        l.flash(ms(6000));
+        dial(&mut l, 7000, "2003");
+        l.call_placed(ms(8000), Some("c3".into()));
+        l.connected("c3");
+        outs(&mut l);
+        l.on_hook();
+        assert_eq!(outs(&mut l), vec![FxsOut::Disconnect, FxsOut::Transfer { keep: "c1".into(), other: "c3".into() }, FxsOut::Play(Sound::Silence)]);
+        assert!(!l.busy());
+        assert_eq!(l.call(), None);
+        // Hanging up before the consultation is answered rings back for the held call.
+        let mut l = talking();
+        l.flash(ms(2000));
+        dial(&mut l, 3000, "2002");
+        l.call_placed(ms(4000), Some("c2".into()));
+        outs(&mut l);
+        l.on_hook();
+        assert_eq!(
+            outs(&mut l),
+            vec![FxsOut::Disconnect, FxsOut::Drop { call: "c2".into() }, FxsOut::Play(Sound::Silence), FxsOut::Swap, FxsOut::Ring(true)]
+        );
+        assert_eq!(l.state_name(), "recall");
     }
 }

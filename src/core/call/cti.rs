@@ -10,7 +10,8 @@
 use super::table::{branch, Action, B2bua, CallTimer, Ctx, Purpose};
 use super::dialplan;
 use super::end::End;
-use super::leg::{self, Side};
+use super::leg::{self, Leg, Side};
+use super::state::Call;
 use crate::config::{DeviceKind, LineKey};
 use crate::core::cti::wire::{self, CallInfo, CallState, EndReason, ErrorCode, EventKind, Media, MediaInfo};
 use crate::core::sdp::{self, Direction};
@@ -18,6 +19,9 @@ use crate::core::sip::{Method, Response, SipHeaders};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
+
+/// How long a call out of an FXO line may go unanswered (the PSTN rings it).
+const FXO_ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A CTI request refused: the error code and the sentence.
 pub type CtiError = (ErrorCode, String);
@@ -132,7 +136,9 @@ impl B2bua {
         }
         let (limit, timeout) = match &dev.kind {
             DeviceKind::CtiRoutePoint { max_calls, answer_timeout_s } => (*max_calls as usize, *answer_timeout_s),
-            DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } => (1, line.forward.no_answer_timeout_s),
+            DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { call_waiting: false, .. } => (1, line.forward.no_answer_timeout_s),
+            // A second call waits while the port talks (the port says when it is busy).
+            DeviceKind::AnalogFxs { call_waiting: true, .. } => (2, line.forward.no_answer_timeout_s),
             _ => return false,
         };
         let busy = self.busy_devices.contains(device) || self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count() >= limit;
@@ -176,6 +182,161 @@ impl B2bua {
         let to = key.dn.clone();
         self.note(device, id, EventKind::CallOffered { from, from_name, to, redirected_from });
         true
+    }
+
+    /// A call routed out of an FXO line (a route pattern to an analog_fxo device):
+    /// offered to the device like a CTI call, `to` the number the line dials. The
+    /// analog ports' client seizes, dials and answers when the far end does. The
+    /// device's end carries no line of the box (nothing to forward to): unanswered
+    /// within `FXO_ANSWER_TIMEOUT`, the call fails with 480.
+    pub(super) fn ring_fxo(&mut self, cx: &mut Ctx<'_>, id: u64, device: &str, number: String) {
+        if !matches!(cx.cfg.device(device).map(|d| &d.kind), Some(DeviceKind::AnalogFxo { .. })) {
+            return self.fail(id, 503, &format!("Service Unavailable ({device} is not an FXO line)"));
+        }
+        if !cx.cti_open.contains(device) {
+            return self.fail(id, 503, &format!("Service Unavailable ({device} is not in service)"));
+        }
+        if self.busy_devices.contains(device) || self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
+            return self.fail(id, 486, &format!("Busy Here (the PSTN line of {device} is in use)"));
+        }
+        let Some(call) = self.calls.get_mut(&id) else { return };
+        if call.a_invite.is_none() {
+            // The caller is inside the box too (an FXS port, a CTI port): the box
+            // cannot yet join two of its own terminations.
+            return self.fail(id, 503, "Service Unavailable (calls out of an FXO line come from SIP callers only)");
+        }
+        if let Some(old) = call.b.as_ref().and_then(End::leg) {
+            self.dialogs.remove(&super::table::dialog_key(&old.call_id, &old.local_tag));
+        }
+        call.b = Some(End::CtiDevice(CtiEnd {
+            device: device.to_string(),
+            line: LineKey { dn: number.clone(), partition: String::new() },
+            state: CtiState::Offered,
+            media: None,
+            agreed: None,
+            sdp_version: 1,
+            redirected_from: None,
+            outgoing: false,
+            offer_media: None,
+            end: None,
+        }));
+        let from = call.caller_dn.clone();
+        let from_name = call.caller_display.clone();
+        if let (Some((stx, a_req)), Some(a)) = (&call.a_invite, call.a.leg()) {
+            let mut r = Response::to_request(a_req, 180, Some(&a.local_tag));
+            leg::set_contact(&mut r.headers, a.contact(&call.dialled));
+            self.out.push(Action::Respond(*stx, r));
+        }
+        self.timers.arm((id, CallTimer::CtiAnswer), cx.now + FXO_ANSWER_TIMEOUT);
+        log::info!("call {id}: out of {device} to {number}");
+        self.note(device, id, EventKind::CallOffered { from, from_name, to: number, redirected_from: None });
+    }
+
+    /// Joins the far ends of two calls at one device and takes the device out of both
+    /// (an analog port's consultation transfer: the held party is put through to the
+    /// consulted one). `keep`'s far end stays in its call; `other`'s far end moves
+    /// into it, and `other` ends. Each far end is re-INVITEd with the other's latest
+    /// session description, so their media flows end to end.
+    pub fn cti_join(&mut self, cx: &mut Ctx<'_>, keep: &str, other: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let k = self.cti_call(keep, device_ok)?;
+        let o = self.cti_call(other, device_ok)?;
+        if k == o {
+            return Err((ErrorCode::BadField, "a call cannot be joined to itself".into()));
+        }
+        // Each call: answered, no request under way, the device on one side and a
+        // SIP party on the other. The side of the SIP party.
+        let far_side = |c: &Call| -> Option<Side> {
+            if !c.state.is_established() || c.relaying.is_some() {
+                return None;
+            }
+            match (&c.a, &c.b) {
+                (End::SipLeg(_), Some(End::CtiDevice(_))) => Some(Side::A),
+                (End::CtiDevice(_), Some(End::SipLeg(_))) => Some(Side::B),
+                _ => None,
+            }
+        };
+        let (Some(ks), Some(os)) = (far_side(&self.calls[&k]), far_side(&self.calls[&o])) else {
+            return Err((ErrorCode::InvalidState, "both calls must be answered, between the device and one party each, with nothing under way".into()));
+        };
+        let device = self.calls[&k].cti().map(|e| e.device.clone()).unwrap_or_default();
+        // The moving party's dialog and session description, out of its call.
+        let oc = self.calls.get_mut(&o).expect("checked");
+        let (moved, moved_sdp) = match os {
+            Side::A => (std::mem::replace(&mut oc.a, End::SipLeg(Leg::detached())), std::mem::take(&mut oc.a_sdp)),
+            Side::B => (oc.b.take().unwrap_or(End::SipLeg(Leg::detached())), std::mem::take(&mut oc.b_sdp)),
+        };
+        let End::SipLeg(moved) = moved else { return Err((ErrorCode::Internal, "no dialog to move".into())) };
+        if let Some(e) = self.calls.get_mut(&o).and_then(|c| c.cti_mut()) {
+            e.end = Some(EndReason::Redirected);
+        }
+        self.remove(o);
+        // Into the kept call, where the device was.
+        let dev_side = if ks == Side::A { Side::B } else { Side::A };
+        let kc = self.calls.get_mut(&k).expect("checked");
+        let was = kc.take_cti();
+        let keep_sdp = if ks == Side::A { kc.a_sdp.clone() } else { kc.b_sdp.clone() };
+        self.dialogs.insert(super::table::dialog_key(&moved.call_id, &moved.local_tag), (k, dev_side));
+        match dev_side {
+            Side::A => {
+                kc.a = End::SipLeg(moved);
+                kc.a_sdp = moved_sdp.clone();
+            }
+            Side::B => {
+                kc.b = Some(End::SipLeg(moved));
+                kc.b_sdp = moved_sdp.clone();
+            }
+        }
+        if let Some(e) = was {
+            if e.agreed.is_some() {
+                self.note(&e.device, k, EventKind::MediaStopped);
+            }
+            self.note(&e.device, k, EventKind::CallEnded { reason: EndReason::Redirected });
+        }
+        log::info!("call {k}: {device} puts its party through to the party of call {o}");
+        // Each party gets the other's session description (active again).
+        for (side, body) in [(ks, sdp::with_direction(&moved_sdp, Direction::SendRecv)), (dev_side, sdp::with_direction(&keep_sdp, Direction::SendRecv))] {
+            let Some(c) = self.calls.get_mut(&k) else { break };
+            let user = if side == Side::A { c.dialled.clone() } else { c.caller_dn.clone() };
+            let Some(leg) = c.leg_mut(side) else { continue };
+            let b = branch(cx.rng);
+            let Some(mut req) = leg.request(Method::Invite, &b) else { continue };
+            leg::set_contact(&mut req.headers, leg.contact(&user));
+            req.set_body("application/sdp", body);
+            let to = leg.peer;
+            let txn = super::table::ClientTxn(cx.rng.next_u64());
+            self.client.insert(txn, (k, side, Purpose::Joined));
+            self.out.push(Action::Request { txn, request: req, to });
+        }
+        Ok(())
+    }
+
+    /// The answer to a re-INVITE of `cti_join`: ACKed; a refusal ends the call.
+    pub(super) fn joined_answered(&mut self, cx: &mut Ctx<'_>, id: u64, side: Side, resp: &Response) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(l) = c.leg_mut(side) else { return };
+        if (200..300).contains(&resp.status) {
+            if let Some(ack) = l.ack_for(resp, &branch(cx.rng)) {
+                let to = l.peer;
+                self.out.push(Action::Stateless { message: ack.to_bytes(), to });
+            }
+        } else {
+            log::info!("call {id}: a party refused the transfer's re-INVITE with {}; the call ends", resp.status);
+            self.hang_up(cx, id, None);
+        }
+    }
+
+    /// Refuses an offered call at a device with `code` (the analog ports' client: a
+    /// PSTN line heard busy).
+    pub fn cti_reject(&mut self, call: &str, code: u16, reason: &str, device_ok: &dyn Fn(&str) -> bool) -> Result<(), CtiError> {
+        let id = self.cti_call(call, device_ok)?;
+        let Some(e) = self.calls[&id].cti().filter(|e| e.state == CtiState::Offered && !e.outgoing) else {
+            return Err((ErrorCode::InvalidState, format!("call {call:?} is not offered")));
+        };
+        let d = e.device.clone();
+        self.timers.cancel(&(id, CallTimer::CtiAnswer));
+        self.note(&d, id, EventKind::CallEnded { reason: EndReason::Dropped });
+        self.fail(id, code, reason);
+        Ok(())
     }
 
     /// Finds a call at `device` for a CTI request.
@@ -477,7 +638,10 @@ impl B2bua {
         let Some(m) = media else {
             return Err((ErrorCode::MediaRequired, format!("make_call from {device} needs media (give media, or open the port with static media)")));
         };
-        if matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) && self.calls.values().any(|c| c.cti().is_some_and(|e| e.device == device)) {
+        let calls_here = self.calls.values().filter(|c| c.cti().is_some_and(|e| e.device == device)).count();
+        // An FXS port may place a consultation call while it holds one.
+        let most = if matches!(dev.kind, DeviceKind::AnalogFxs { .. }) { 2 } else { 1 };
+        if matches!(dev.kind, DeviceKind::CtiPort { .. } | DeviceKind::AnalogFxs { .. } | DeviceKind::AnalogFxo { .. }) && calls_here >= most {
             return Err((ErrorCode::InvalidState, format!("{device} already has a call (a CTI port takes one at a time)")));
         }
         if self.at_capacity(cx.cfg) {

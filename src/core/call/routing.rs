@@ -174,9 +174,7 @@ impl B2bua {
                 let uri = format!("sip:{number}@{}:{}", trunk.host, trunk.port);
                 self.invite_b(cx, id, uri, format!("<sip:{number}@{}>", trunk.host), peer, None);
             }
-            Destination::Route { target: RouteTarget::Device(dev), .. } => {
-                self.fail(id, 480, &format!("Temporarily Unavailable ({dev} is not in service)"))
-            }
+            Destination::Route { target: RouteTarget::Device(dev), number, .. } => self.ring_fxo(cx, id, &dev, number),
         }
     }
 

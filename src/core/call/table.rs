@@ -58,6 +58,8 @@ pub(super) enum Purpose {
     BoxMedia,
     /// An in-dialog OPTIONS asking an idle call's party whether it still has the call.
     IdleProbe,
+    /// A re-INVITE putting a party through to another (`cti_join`).
+    Joined,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -353,6 +355,11 @@ impl B2bua {
                     self.probe_answered(cx, id, side, Some(resp.status));
                 }
             }
+            Purpose::Joined => {
+                if resp.status >= 200 {
+                    self.joined_answered(cx, id, side, &resp);
+                }
+            }
         }
     }
 
@@ -428,6 +435,7 @@ impl B2bua {
             }
             Purpose::BoxMedia => self.box_reinvite_answered(cx, id, side, None),
             Purpose::IdleProbe => self.probe_answered(cx, id, side, None),
+            Purpose::Joined => {}
         }
     }
 
