@@ -404,9 +404,7 @@ impl EchoCanceller {
             let delta = (1.0 - IPNLMS_ALPHA) * 0.5 * FAR_MIN_POWER as f32;
             let mu = self.cfg.step * e_bg / (xgx + delta);
             if mu.is_finite() {
-                for ((h, &g), &xk) in self.bg.iter_mut().zip(&self.gain).zip(xv) {
-                    *h += mu * g * xk;
-                }
+                update(&mut self.bg, &self.gain, xv, mu);
             }
             self.gain_age += 1;
             if self.gain_age >= GAIN_EVERY {
@@ -569,25 +567,75 @@ struct SampleOut {
     nlp: bool,
 }
 
-/// fg·x, bg·x and Σ g x² in one pass, with eight partial sums each (vectorisable).
+/// fg·x, bg·x and Σ g x²: three dot products, each with eight partial sums over
+/// fixed-size chunks (so that the compiler vectorises them, and an unoptimised build
+/// does not crawl). `taps` is a multiple of 8.
 #[inline]
 fn dots(x: &[f32], fg: &[f32], bg: &[f32], g: &[f32]) -> (f32, f32, f32) {
-    let mut a = [0f32; 8];
-    let mut b = [0f32; 8];
-    let mut c = [0f32; 8];
-    let chunks = x
-        .chunks_exact(8)
-        .zip(fg.chunks_exact(8))
-        .zip(bg.chunks_exact(8))
-        .zip(g.chunks_exact(8));
-    for (((xs, fs), bs), gs) in chunks {
-        for k in 0..8 {
-            a[k] += fs[k] * xs[k];
-            b[k] += bs[k] * xs[k];
-            c[k] += gs[k] * xs[k] * xs[k];
-        }
+    (dot(fg, x), dot(bg, x), dot_sq(g, x))
+}
+
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len()) / 8 * 8;
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut s = [0f32; 8];
+    let mut i = 0;
+    while i < n {
+        let (a, b) = (&a[i..i + 8], &b[i..i + 8]);
+        s[0] += a[0] * b[0];
+        s[1] += a[1] * b[1];
+        s[2] += a[2] * b[2];
+        s[3] += a[3] * b[3];
+        s[4] += a[4] * b[4];
+        s[5] += a[5] * b[5];
+        s[6] += a[6] * b[6];
+        s[7] += a[7] * b[7];
+        i += 8;
     }
-    (a.iter().sum(), b.iter().sum(), c.iter().sum())
+    (s[0] + s[4]) + (s[1] + s[5]) + (s[2] + s[6]) + (s[3] + s[7])
+}
+
+/// Σ g x².
+#[inline]
+fn dot_sq(g: &[f32], x: &[f32]) -> f32 {
+    let n = g.len().min(x.len()) / 8 * 8;
+    let (g, x) = (&g[..n], &x[..n]);
+    let mut s = [0f32; 8];
+    let mut i = 0;
+    while i < n {
+        let (g, x) = (&g[i..i + 8], &x[i..i + 8]);
+        s[0] += g[0] * x[0] * x[0];
+        s[1] += g[1] * x[1] * x[1];
+        s[2] += g[2] * x[2] * x[2];
+        s[3] += g[3] * x[3] * x[3];
+        s[4] += g[4] * x[4] * x[4];
+        s[5] += g[5] * x[5] * x[5];
+        s[6] += g[6] * x[6] * x[6];
+        s[7] += g[7] * x[7] * x[7];
+        i += 8;
+    }
+    (s[0] + s[4]) + (s[1] + s[5]) + (s[2] + s[6]) + (s[3] + s[7])
+}
+
+/// h += m g x.
+#[inline]
+fn update(h: &mut [f32], g: &[f32], x: &[f32], m: f32) {
+    let n = h.len().min(g.len()).min(x.len()) / 8 * 8;
+    let (h, g, x) = (&mut h[..n], &g[..n], &x[..n]);
+    let mut i = 0;
+    while i < n {
+        let (h, g, x) = (&mut h[i..i + 8], &g[i..i + 8], &x[i..i + 8]);
+        h[0] += m * g[0] * x[0];
+        h[1] += m * g[1] * x[1];
+        h[2] += m * g[2] * x[2];
+        h[3] += m * g[3] * x[3];
+        h[4] += m * g[4] * x[4];
+        h[5] += m * g[5] * x[5];
+        h[6] += m * g[6] * x[6];
+        h[7] += m * g[7] * x[7];
+        i += 8;
+    }
 }
 
 /// A model of a two-wire hybrid's echo, for the unit tests and `scripts/bench/echo`
@@ -688,12 +736,13 @@ pub mod sim {
     /// far's (over the whole signal), as f32 PCM16 units.
     pub fn echo(far: &[i16], h: &[f32], erl_db: f32) -> Vec<f32> {
         let mut y = vec![0.0f32; far.len()];
-        for (n, yn) in y.iter_mut().enumerate() {
-            let mut acc = 0.0f32;
-            for (k, &hk) in h.iter().enumerate().take(n + 1) {
-                acc += hk * f32::from(far[n - k]);
+        for (n, &x) in far.iter().enumerate() {
+            let x = f32::from(x);
+            if x != 0.0 {
+                for (yk, &hk) in y[n..].iter_mut().zip(h) {
+                    *yk += x * hk;
+                }
             }
-            *yn = acc;
         }
         let pf: f64 = far.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
         let py: f64 = y.iter().map(|&v| f64::from(v) * f64::from(v)).sum();

@@ -398,4 +398,3 @@ fn any_input_is_taken_without_a_panic() {
     }
     assert!(out.iter().all(|&v| v.abs() <= 1), "{:?}", &out[..8]);
 }
-
