@@ -48,6 +48,12 @@
 //! panicking. Arithmetic is f32 on samples scaled to [-1, 1). The output sample n is
 //! computed from the near sample n and the far samples up to n: no added delay.
 //!
+//! What the caller must keep: `far` and `near` on one clock (one sound device), and
+//! the delay from a sample handed in as `far` to its echo in `near` (the device's
+//! playback and capture buffering plus the line's bulk delay) together with the
+//! echo's dispersion within the tail. The canceller models that whole path; it does
+//! not search for a bulk delay beyond the tail.
+//!
 //! Not done (G.168 items this canceller does not claim): disabling on the 2100 Hz
 //! answer tone with phase reversals (fax and modems), and the standard's full test
 //! suite; `scripts/bench/echo` and the unit tests measure what is claimed.
