@@ -216,12 +216,12 @@ fn main() {
     let peak = out.iter().enumerate().max_by_key(|(_, v)| v.unsigned_abs()).map_or(0, |(i, _)| i);
     let impulse_lag = peak as i64 - 50;
 
-    // CPU: the whole signal through a fresh canceller, best of 5, NLP on and off.
+    // CPU: the whole signal through a fresh canceller, best of 10, NLP on and off.
     let near1 = mix(&[&e, &noise_v]);
     let mut cpu = Vec::new();
     for nlp in [true, false] {
         let mut best = f64::MAX;
-        for _ in 0..5 {
+        for _ in 0..10 {
             let mut ec = EchoCanceller::new(EchoConfig { nlp, ..EchoConfig::default() });
             let t0 = Instant::now();
             let out = run(&mut ec, &far, &near1);
