@@ -12,6 +12,8 @@
 //!   call-waiting acknowledgement), caller ID from the line (FXO on hook: Bell 202 and V.23 FSK, DTMF
 //!   CLIP), call-progress tones (FXO seized: dial, busy, reorder), and the call's
 //!   audio to RTP;
+//! - FXO: the line echo canceller (`core::media::echo`) takes what the port played
+//!   out of what it hears, before anything listens to it or it goes to RTP;
 //! - the device is open only while there is something to play or hear, and
 //!   `LINGER` after; a closed port costs nothing.
 //!
@@ -26,6 +28,7 @@ use crate::codec::callerid::{self, Field, Fsk, FskRx, Preamble};
 use crate::config::Codec;
 use crate::core::analog::engine::{AnalogInput, CidSignal};
 use crate::core::analog::fxs::Sound;
+use crate::core::media::echo::{EchoCanceller, EchoConfig};
 use crate::core::media::dtmf::{synth_digit, Digit, DtmfConfig, DtmfDetector, DtmfEvent, DtmfTone};
 use crate::core::media::g711::Law;
 use crate::core::media::jitter::{JitterBuffer, JitterConfig};
@@ -64,6 +67,8 @@ const CW_TONE: usize = 8 * 300;
 const CAS: usize = 8 * 80;
 /// Digits of a DTMF CLIP message arrive within this of each other.
 const CLIP_GAP: Duration = Duration::from_millis(500);
+/// The FXO echo canceller's tail (ms).
+const ECHO_TAIL_MS: u32 = 128;
 /// Most samples queued for caller ID and dialling (8 s).
 const MAX_QUEUED: usize = 8 * 8000;
 fn db_to_gain(db: i8) -> f32 {
@@ -208,6 +213,9 @@ struct Worker {
     epoch: Instant,
     lost_inputs: u64,
     skipped: u64,
+    /// FXO: the line echo canceller, and the frame played last (its reference).
+    echo: Option<EchoCanceller>,
+    last_out: [i16; FRAME_SAMPLES],
 }
 
 impl Worker {
@@ -240,6 +248,10 @@ impl Worker {
             epoch: now,
             lost_inputs: 0,
             skipped: 0,
+            // The tail covers the hybrid's echo and the device's own buffering (the
+            // prefill and a period each way): 128 ms.
+            echo: (port.kind == PortKind::Fxo).then(|| EchoCanceller::new(EchoConfig { tail_ms: ECHO_TAIL_MS, ..EchoConfig::default() })),
+            last_out: [0; FRAME_SAMPLES],
         }
     }
 
@@ -339,6 +351,10 @@ impl Worker {
             AudioCmd::Seized(on) => {
                 self.seized = on;
                 self.progress.reset();
+                // A new call on the line: a new echo path.
+                if let Some(ec) = &mut self.echo {
+                    ec.reset();
+                }
             }
         }
     }
@@ -397,10 +413,16 @@ impl Worker {
             }
         }
         apply_gain(&mut cap, self.capture_gain);
+        if let Some(ec) = &mut self.echo {
+            // The line reflects what the port played: take it out of what it hears.
+            let near = cap;
+            ec.process(&self.last_out, &near, &mut cap);
+        }
         self.hear(&cap);
         let mut out = [0i16; FRAME_SAMPLES];
         self.render(&mut out);
         apply_gain(&mut out, self.playback_gain);
+        self.last_out = out;
         if let Some(dev) = &self.dev {
             if let Err(e) = write_period(&dev.play, &out) {
                 log::debug!("analog: port {}: playback: {e}", self.port);

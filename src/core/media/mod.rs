@@ -9,6 +9,7 @@
 //! events (digit, playout done, RTP timeout). See docs/media.md.
 
 pub mod dtmf;
+pub mod echo;
 /// G.711 and WAV are codecs the configuration uses too: they live in `crate::codec`.
 pub use crate::codec::{g711, wav};
 pub mod goertzel;
