@@ -5,13 +5,16 @@
 //! box's own ~/.asoundrc. Audio made by sox: DTMF 1002 dialled in-band from the
 //! off-hook port becomes an INVITE to a SIPp phone; an incoming SIPp call rings the
 //! port and the caller ID the box wrote into its playback decodes, by spandsp's
-//! receiver, as 1001 "Caller"; the dial tone it played is the country's.
+//! receiver, as 1001 "Caller"; the dial tone it played is the country's. A call out
+//! of an FXO port on the same plugin waits for the dial tone in the line's audio and
+//! plays the route pattern's digits to the line in DTMF.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // the test runs the real binary, sox and SIPp
 
 mod common;
 
 use common::sipp::*;
 use common::{BoxProc, Start, TempDir};
+use ctibox::core::media::dtmf::{DtmfConfig, DtmfDetector, DtmfEvent};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
@@ -76,30 +79,35 @@ fn dtmf_file(dir: &TempDir, digits: &str, lead: &str) -> std::path::PathBuf {
     out
 }
 
-/// A box on the file-plugin board; what the port captures is `capture`, what it
-/// plays lands in `played`.
-fn start(capture: &Path) -> (TestBox, std::path::PathBuf) {
+/// A box on the file-plugin board `board` with `extra` configuration; port `port`
+/// captures `capture` and what it plays lands in the returned file.
+fn start_port(board: &str, extra: &str, port: &str, device: &str, capture: &Path) -> (TestBox, std::path::PathBuf) {
     let dir = TempDir::new("alsa");
     let played = dir.file("played.raw");
     let asoundrc = format!(
-        "pcm.ctibox_fxs1_play {{ type file; slave.pcm \"null\"; file \"{}\"; format \"raw\" }}\n\
-         pcm.ctibox_fxs1_cap {{ type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"{}\"; format \"raw\" }}\n",
+        "pcm.ctibox_{port}_play {{ type file; slave.pcm \"null\"; file \"{}\"; format \"raw\" }}\n\
+         pcm.ctibox_{port}_cap {{ type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"{}\"; format \"raw\" }}\n",
         played.display(),
         capture.display()
     );
     std::fs::write(dir.file(".asoundrc"), asoundrc).unwrap();
-    std::fs::write(dir.file("board.toml"), BOARD).unwrap();
-    let config = sip_config(EXTRA).replace("[board]\nname = \"sim\"", "[board]\nfile = \"board.toml\"");
+    std::fs::write(dir.file("board.toml"), board).unwrap();
+    let config = sip_config(extra).replace("[board]\nname = \"sim\"", "[board]\nfile = \"board.toml\"");
     assert!(config.contains("file = \"board.toml\""));
     let file = dir.file("ctibox.toml");
     std::fs::write(&file, config).unwrap();
     let b = BoxProc::start(Start { config: Some(&file), env: vec![("HOME", dir.path().display().to_string())], ..Default::default() });
     let mut tb = TestBox { b, dir };
-    let needle = "analog: port fxs1 in service for fxs-4001";
-    if !tb.b.seen.iter().any(|l| l.text().contains(needle)) {
-        tb.b.wait_line(|l| l.text().contains(needle));
+    let needle = format!("analog: port {port} in service for {device}");
+    if !tb.b.seen.iter().any(|l| l.text().contains(&needle)) {
+        tb.b.wait_line(|l| l.text().contains(&needle));
     }
     (tb, played)
+}
+
+/// The FXS board and line 4001 on it.
+fn start(capture: &Path) -> (TestBox, std::path::PathBuf) {
+    start_port(BOARD, EXTRA, "fxs1", "fxs-4001", capture)
 }
 
 fn control(tb: &TestBox, command: &str) -> String {
@@ -186,4 +194,63 @@ fn an_incoming_sipp_call_rings_the_alsa_port_and_its_playback_carries_caller_id_
     let burst = &x[start..(start + 8 * 400).min(x.len())];
     let (bell, v23) = (amplitude(burst, 1200.0) + amplitude(burst, 2200.0), amplitude(burst, 1300.0) + amplitude(burst, 2100.0));
     assert!(bell > 4.0 * v23, "Bell 202 tones {bell:.0} vs V.23 tones {v23:.0}");
+}
+
+const FXO_BOARD: &str = r#"
+name = "alsa-file-fxo"
+description = "One FXO port on alsa-lib's file plugin, GPIO simulated"
+driver = "sim"
+
+[[port]]
+name = "fxo1"
+kind = "fxo"
+playback = "ctibox_fxo1_play"
+capture = "ctibox_fxo1_cap"
+ring_detect = { line = "T_FXO1_RD" }
+ring_signal = "level"
+seize = { line = "T_FXO1_SEIZE" }
+"#;
+
+const FXO_EXTRA: &str = "
+[[device]]
+name = \"fxo-1\"
+type = \"analog_fxo\"
+port = \"fxo1\"
+inbound_dn = \"1002\"
+css = \"all\"
+answer_delay_s = 1
+[[route_pattern]]
+pattern = \"9.XXXXXXX\"
+partition = \"internal\"
+target = \"device:fxo-1\"
+prefix = \"0\"
+";
+
+#[test]
+fn a_call_out_of_the_alsa_fxo_line_dials_its_digits_in_dtmf_once_the_line_gives_dial_tone() {
+    let dir = TempDir::new("alsa-audio");
+    // The exchange: 300 ms after the seizure, dial tone (US: 350 + 440 Hz) for 2.5 s.
+    let capture = dir.file("exchange.raw");
+    sox(&capture, &["synth", "2.8", "sine", "350", "sine", "440", "channels", "1", "vol", "0.25", "trim", "0", "2.8", "pad", "0.3", "0"]);
+    let (mut tb, played) = start_port(FXO_BOARD, FXO_EXTRA, "fxo1", "fxo-1", &capture);
+    let caller = sipp(&tb, "caller_box_answer.xml", "95551234", Some("1001"), free_udp_port(), &["-key", "caller", "1001"]);
+    log_line(&mut tb, "analog: port fxo1: line seized");
+    log_line(&mut tb, "analog: port fxo1: sound device open");
+    // Dial tone heard on the line's audio: the pattern's digits go out.
+    log_line(&mut tb, "analog: port fxo1 dials 05551234");
+    log_line(&mut tb, "analog: port fxo1: dialled digits played");
+    log_line(&mut tb, "analog: port fxo1 joined to RTP");
+    expect_success(&tb, caller, "the caller (answered 1 s after the last digit, then hanging up)");
+    log_line(&mut tb, "analog: port fxo1: line released");
+    log_line(&mut tb, "analog: port fxo1: sound device closed");
+    // What the port played to the line: DTMF 0 5 5 5 1 2 3 4, one detection each.
+    let mut det = DtmfDetector::new(DtmfConfig::default());
+    det.process(&samples(&played));
+    let mut digits = String::new();
+    while let Some(ev) = det.poll_event() {
+        if let DtmfEvent::Start { digit, .. } = ev {
+            digits.push(digit.to_char());
+        }
+    }
+    assert_eq!(digits, "05551234");
 }
