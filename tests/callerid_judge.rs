@@ -1,7 +1,7 @@
 //! Caller ID as the box writes it, judged by a decoder the project did not write:
 //! spandsp's ADSI receiver (Debian's libspandsp-dev, installed by scripts/deps), in a
-//! small C program this test builds (tests/judge/cid_judge.c). Bell 202 SDMF and MDMF,
-//! ETSI V.23 MDMF and DTMF CLIP, each 100 messages through a line with 20 dB SNR and
+//! small C program this test builds (tests/judge/cid_judge.c, by tests/common/judge.rs).
+//! Bell 202 SDMF and MDMF, ETSI V.23 MDMF and DTMF CLIP, each 100 messages through a line with 20 dB SNR and
 //! ±1 % frequency error; spandsp checks the checksum itself. The judge cannot tell
 //! Bell 202's tones from V.23's, so the test measures them. The box's own FSK receiver
 //! (for FXO ports) is held to the same line.
@@ -10,43 +10,10 @@
 
 use ctibox::codec::callerid::{dtmf_clip, encode_mdmf, encode_sdmf, modulate, CallerId, Field, Fsk, FskRx, Preamble, Stamp};
 use ctibox::core::media::dtmf::{synth_digit, Digit, DtmfTone};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
-fn judge() -> &'static PathBuf {
-    static JUDGE: OnceLock<PathBuf> = OnceLock::new();
-    JUDGE.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cid_judge");
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/judge/cid_judge.c");
-        let flags = Command::new("pkg-config").args(["--cflags", "--libs", "spandsp"]).output().expect("pkg-config (scripts/deps installs it)");
-        assert!(flags.status.success(), "spandsp is not installed; scripts/deps installs libspandsp-dev: {}", String::from_utf8_lossy(&flags.stderr));
-        let flags = String::from_utf8(flags.stdout).unwrap();
-        let st = Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(src).args(flags.split_whitespace()).status().expect("cc (scripts/deps installs build-essential)");
-        assert!(st.success(), "the judge did not build");
-        out
-    })
-}
+mod common;
 
-/// What the judge printed for `audio` under `standard`: one Vec of lines per message.
-fn judged(standard: &str, audio: &[i16], name: &str) -> Vec<Vec<String>> {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cid-{name}.raw"));
-    let bytes: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(&file, bytes).unwrap();
-    let out = Command::new(judge()).arg(standard).arg(&file).output().unwrap();
-    assert!(out.status.success(), "the judge failed: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut msgs = vec![];
-    let mut cur = vec![];
-    for l in text.lines() {
-        if l == "end" {
-            msgs.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(l.to_string());
-        }
-    }
-    msgs
-}
+use common::judge::judged;
 
 /// The audio through a line: resampled by `ratio` (a frequency error of 1/ratio - 1)
 /// and white Gaussian noise `snr_db` below the signal's power.

@@ -4,7 +4,9 @@
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod baresip;
+pub mod judge;
 pub mod netns;
+pub mod qemu;
 pub mod sipp;
 
 use std::io::{BufRead, BufReader, Read, Write};
