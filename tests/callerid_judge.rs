@@ -1,26 +1,19 @@
 //! Caller ID as the box writes it, judged by a decoder the project did not write:
 //! spandsp's ADSI receiver (Debian's libspandsp-dev, installed by scripts/deps), in a
-//! small C program this test builds (tests/judge/cid_judge.c). Bell 202 SDMF and MDMF,
-//! ETSI V.23 MDMF and DTMF CLIP, each 100 messages through a line with 20 dB SNR and
+//! small C program this test builds (tests/judge/cid_judge.c, by tests/common/judge.rs).
+//! Bell 202 SDMF and MDMF, ETSI V.23 MDMF and DTMF CLIP, each 100 messages through a line with 20 dB SNR and
 //! ±1 % frequency error; spandsp checks the checksum itself. The judge cannot tell
 //! Bell 202's tones from V.23's, so the test measures them. The box's own FSK receiver
 //! (for FXO ports) is held to the same line.
 // A test process: it builds and runs the judge and writes its audio files.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod common;
-
 use ctibox::codec::callerid::{dtmf_clip, encode_mdmf, encode_sdmf, modulate, CallerId, Field, Fsk, FskRx, Preamble, Stamp};
 use ctibox::core::media::dtmf::{synth_digit, Digit, DtmfTone};
-use std::path::PathBuf;
 
-/// What the judge printed for `audio` under `standard`: one Vec of lines per message.
-fn judged(standard: &str, audio: &[i16], name: &str) -> Vec<Vec<String>> {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cid-{name}.raw"));
-    let bytes: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(&file, bytes).unwrap();
-    common::judge::judge_file(standard, &file)
-}
+mod common;
+
+use common::judge::judged;
 
 /// The audio through a line: resampled by `ratio` (a frequency error of 1/ratio - 1)
 /// and white Gaussian noise `snr_db` below the signal's power.

@@ -6,6 +6,7 @@
 pub mod baresip;
 pub mod judge;
 pub mod netns;
+pub mod qemu;
 pub mod sipp;
 
 use std::io::{BufRead, BufReader, Read, Write};
