@@ -58,8 +58,8 @@ fn sox(out: &Path, effects: &[&str]) {
 }
 
 /// DTMF digits as a phone sends them: 100 ms tones, 100 ms apart, after `lead` s
-/// of silence, then silence.
-fn dtmf_file(dir: &TempDir, digits: &str, lead: &str) -> std::path::PathBuf {
+/// of silence; each group of digits is followed by its pause (s).
+fn dtmf_file(dir: &TempDir, groups: &[(&str, &str)], lead: &str) -> std::path::PathBuf {
     const FREQS: [(char, u32, u32); 4] = [('0', 941, 1336), ('1', 697, 1209), ('2', 697, 1336), ('5', 770, 1336)];
     let mut all = Vec::new();
     let gap = dir.file("gap.raw");
@@ -67,12 +67,19 @@ fn dtmf_file(dir: &TempDir, digits: &str, lead: &str) -> std::path::PathBuf {
     let first = dir.file("lead.raw");
     sox(&first, &["trim", "0", lead]);
     all.extend(std::fs::read(&first).unwrap());
-    for (i, d) in digits.chars().enumerate() {
-        let (_, lo, hi) = FREQS.iter().find(|f| f.0 == d).copied().expect("a digit the test knows");
-        let f = dir.file(&format!("digit{i}.raw"));
-        sox(&f, &["synth", "0.1", "sine", &lo.to_string(), "sine", &hi.to_string(), "channels", "1", "vol", "0.5"]);
-        all.extend(std::fs::read(&f).unwrap());
-        all.extend(std::fs::read(&gap).unwrap());
+    for (g, (digits, pause)) in groups.iter().enumerate() {
+        for (i, d) in digits.chars().enumerate() {
+            let (_, lo, hi) = FREQS.iter().find(|f| f.0 == d).copied().expect("a digit the test knows");
+            let f = dir.file(&format!("digit{g}-{i}.raw"));
+            sox(&f, &["synth", "0.1", "sine", &lo.to_string(), "sine", &hi.to_string(), "channels", "1", "vol", "0.5"]);
+            all.extend(std::fs::read(&f).unwrap());
+            all.extend(std::fs::read(&gap).unwrap());
+        }
+        if *pause != "0" {
+            let p = dir.file(&format!("pause{g}.raw"));
+            sox(&p, &["trim", "0", pause]);
+            all.extend(std::fs::read(&p).unwrap());
+        }
     }
     let out = dir.file("capture.raw");
     std::fs::write(&out, all).unwrap();
@@ -142,7 +149,9 @@ fn amplitude(x: &[i16], hz: f64) -> f64 {
 #[test]
 fn in_band_dtmf_captured_from_the_alsa_port_calls_a_sipp_phone_after_the_dial_tone() {
     let dir = TempDir::new("alsa-audio");
-    let capture = dtmf_file(&dir, "1002", "0.5");
+    // The subscriber keys 10, waits 3 s (longer than a silent port keeps its sound
+    // device open, shorter than the 4 s inter-digit timeout), then 02.
+    let capture = dtmf_file(&dir, &[("10", "3"), ("02", "0")], "0.5");
     let (mut tb, played) = start(&capture);
     let callee = callee(&tb, "callee_answer_box.xml", "1002");
     // Lifting the handset: dial tone opens the sound device, whose capture carries

@@ -220,6 +220,9 @@ impl AnalogShell {
                     Ok(p) if p.sending => format!("error: {port} is sending digits; wait for them\n"),
                     Ok(p) => {
                         p.off_hook = off;
+                        if let Some(a) = self.audio.get(*port) {
+                            a.send(AudioCmd::OffHook(off));
+                        }
                         let at = self.clock.now();
                         self.send(Input::Analog(AnalogInput::Edge { port: port.to_string(), signal: InSignal::Hook, active: off, at }));
                         format!("ok: {port} {}\n", if off { "off hook" } else { "on hook" })

@@ -9,7 +9,7 @@
 
 use super::driver::{Clock, Event};
 use super::port_audio::{AudioCmd, PortAudio};
-use crate::board::{Board, GpioLine, PortKind, Signals};
+use crate::board::{Board, GpioLine, Signals};
 use crate::core::analog::engine::{AnalogInput, InSignal, OutSignal};
 use crate::core::{Input, Time};
 use gpiocdev::line::{EdgeDetection, EdgeKind, Offset, Value};
@@ -136,16 +136,11 @@ impl GpioPorts {
                 first.push(Input::Analog(AnalogInput::Edge { port: port.clone(), signal: *signal, active: true, at: base.0 }));
             }
         }
-        let ringers: HashMap<String, PortAudio> = board
-            .ports
-            .iter()
-            .filter(|p| p.kind == PortKind::Fxo)
-            .filter_map(|p| audio.get(&p.name).map(|a| (p.name.clone(), a.clone())))
-            .collect();
+        let sounds: HashMap<String, PortAudio> = board.ports.iter().filter_map(|p| audio.get(&p.name).map(|a| (p.name.clone(), a.clone()))).collect();
         let thread_req = req.clone();
         std::thread::Builder::new()
             .name("gpio".into())
-            .spawn(move || edges(thread_req, inputs, base, first, inbox, ringers))
+            .spawn(move || edges(thread_req, inputs, base, first, inbox, sounds))
             .map_err(|e| format!("cannot start the GPIO thread: {e}"))?;
         Ok(GpioPorts { req, outputs, up })
     }
@@ -180,11 +175,23 @@ fn edges(
     base: (Time, u64),
     first: Vec<Input>,
     inbox: tokio::sync::mpsc::Sender<Event>,
-    ringers: HashMap<String, PortAudio>,
+    sounds: HashMap<String, PortAudio>,
 ) {
+    // The port's sound thread listens while the line rings (FXO) or the handset is
+    // off hook (FXS).
+    let tell = |input: &Input| {
+        if let Input::Analog(AnalogInput::Edge { port, signal, active, .. }) = input {
+            match (signal, sounds.get(port)) {
+                (InSignal::RingDetect, Some(a)) if *active => a.send(AudioCmd::Ringing),
+                (InSignal::Hook, Some(a)) => a.send(AudioCmd::OffHook(*active)),
+                _ => {}
+            }
+        }
+    };
     // False once the engine has gone (its inbox is closed).
     let send = |input: Input| inbox.blocking_send(Event::Input(input)).is_ok();
     for i in first {
+        tell(&i);
         if !send(i) {
             return;
         }
@@ -208,12 +215,9 @@ fn edges(
         let Some((port, signal)) = inputs.get(&ev.offset) else { continue };
         let active = ev.kind == EdgeKind::Rising;
         let at = Time(base.0 .0.saturating_add(ev.timestamp_ns.saturating_sub(base.1) / 1000));
-        if *signal == InSignal::RingDetect && active {
-            if let Some(a) = ringers.get(port) {
-                a.send(AudioCmd::Ringing);
-            }
-        }
-        if !send(Input::Analog(AnalogInput::Edge { port: port.clone(), signal: *signal, active, at })) {
+        let input = Input::Analog(AnalogInput::Edge { port: port.clone(), signal: *signal, active, at });
+        tell(&input);
+        if !send(input) {
             return;
         }
     }

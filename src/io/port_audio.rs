@@ -104,6 +104,9 @@ pub enum AudioCmd {
     Ringing,
     /// FXO: the line is seized (true) or released.
     Seized(bool),
+    /// FXS: the handset is off hook (true) or on hook, as the hook line last said
+    /// (digits may come however slowly while it is off).
+    OffHook(bool),
 }
 
 /// What the audio thread needs besides its port.
@@ -209,6 +212,7 @@ struct Worker {
     clip_at: Option<Instant>,
     ringing_until: Option<Instant>,
     seized: bool,
+    off_hook: bool,
     busy_until: Instant,
     epoch: Instant,
     lost_inputs: u64,
@@ -244,6 +248,7 @@ impl Worker {
             clip_at: None,
             ringing_until: None,
             seized: false,
+            off_hook: false,
             busy_until: now,
             epoch: now,
             lost_inputs: 0,
@@ -257,7 +262,7 @@ impl Worker {
 
     /// Something to play or to hear.
     fn wanted(&self, now: Instant) -> bool {
-        !matches!(self.gen, Gen::Silence) || !self.queued.is_empty() || self.rtp.is_some() || self.seized || self.ringing_until.is_some_and(|t| now < t)
+        !matches!(self.gen, Gen::Silence) || !self.queued.is_empty() || self.rtp.is_some() || self.seized || self.off_hook || self.ringing_until.is_some_and(|t| now < t)
     }
 
     fn run(mut self) {
@@ -348,6 +353,7 @@ impl Worker {
             }
             AudioCmd::Disconnect => self.rtp = None,
             AudioCmd::Ringing => self.ringing_until = Some(Instant::now() + Duration::from_secs(10)),
+            AudioCmd::OffHook(off) => self.off_hook = off,
             AudioCmd::Seized(on) => {
                 self.seized = on;
                 self.progress.reset();
