@@ -404,7 +404,8 @@ impl Worker {
             let port = self.port.clone();
             let Some(dev) = self.open() else { return };
             if let Err(e) = read_period(&dev.cap, &mut cap) {
-                log::debug!("analog: port {port}: capture: {e}");
+                // Not recovered by a restart (a USB card unplugged): open it again.
+                return self.fail(&format!("capture: {e}"));
             }
             // A device whose clock runs ahead of the schedule fills its capture
             // buffer: a period is dropped so that what is sent stays fresh.
@@ -431,9 +432,17 @@ impl Worker {
         self.last_out = out;
         if let Some(dev) = &self.dev {
             if let Err(e) = write_period(&dev.play, &out) {
-                log::debug!("analog: port {}: playback: {e}", self.port);
+                self.fail(&format!("playback: {e}"));
             }
         }
+    }
+
+    /// The device failed past recovery: close it; it is opened again after
+    /// `REOPEN_AFTER` (the port's calls go on, silent meanwhile).
+    fn fail(&mut self, what: &str) {
+        log::warn!("analog: port {}: sound device failed ({what}); opening it again", self.port);
+        self.dev = None;
+        self.failed_at = Some(Instant::now());
     }
 
     /// What the port hears: digits, caller ID and tones to the engine; audio to RTP.
