@@ -263,3 +263,29 @@ fn a_call_out_of_the_alsa_fxo_line_dials_its_digits_in_dtmf_once_the_line_gives_
     }
     assert_eq!(digits, "05551234");
 }
+
+#[test]
+fn the_pstn_ringing_the_alsa_fxo_port_sends_the_caller_id_heard_on_the_line_to_the_inbound_phone() {
+    use ctibox::codec::callerid::{encode_mdmf, modulate, CallerId, Field, Fsk, Preamble};
+    let dir = TempDir::new("alsa-audio");
+    // What the line carries once the port listens (from the first ring): 2.5 s of
+    // ringing's silence, then Bell 202 MDMF at -13 dBm0 (the exchange's caller ID,
+    // made by the project's own modulator), then silence.
+    let m = CallerId { when: None, number: Field::Value("5551234".into()), name: Field::Value("PSTN Caller".into()) };
+    let mut line = vec![0i16; 8 * 2500];
+    modulate(Fsk::Bell202, Preamble::ON_HOOK, &encode_mdmf(&m).unwrap(), 5000, &mut line);
+    line.extend(vec![0i16; 8 * 1000]);
+    let capture = dir.file("line.raw");
+    std::fs::write(&capture, line.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let (mut tb, _played) = start_port(FXO_BOARD, FXO_EXTRA, "fxo1", "fxo-1", &capture);
+    let callee = callee(&tb, "callee_answer_box.xml", "1002");
+    assert!(control(&tb, "analog ring fxo1").starts_with("ok:"));
+    log_line(&mut tb, "analog: port fxo1: sound device open");
+    log_line(&mut tb, "analog: port fxo1: caller ID from the line: Value(\"5551234\") Value(\"PSTN Caller\")");
+    log_line(&mut tb, "analog: port fxo1 (fxo-1) rings: a call from 5551234 to 1002");
+    log_line(&mut tb, "analog: port fxo1: line seized");
+    log_line(&mut tb, "analog: port fxo1 joined to RTP");
+    assert!(control(&tb, "analog hangup fxo1").starts_with("ok:"));
+    log_line(&mut tb, "analog: port fxo1: line released");
+    expect_success(&tb, callee, "the callee 1002 (the PSTN call, BYE when the PSTN caller hung up)");
+}

@@ -7,7 +7,8 @@
 //! of the capture would report them), `analog dial PORT DIGITS` (rotary: hook pulses
 //! at 10 pps), `analog status`; for an FXO port the PSTN's part: `analog ring PORT
 //! [NUMBER [NAME]]` (rings with the US cadence, caller ID after the first ring, as the
-//! line's FSK receiver would report it) and `analog hangup PORT` (the PSTN caller
+//! line's FSK receiver would report it, or, for a port with a real sound device, as
+//! its capture carries it) and `analog hangup PORT` (the PSTN caller
 //! goes: the ringing stops, or the loop current drops on a seized line). Caller ID is modulated into samples as the port's
 //! playback would carry them and decoded again by the box's own FSK receiver, so the
 //! status shows what a set on the line would display.
@@ -324,10 +325,17 @@ impl AnalogShell {
     fn pstn_ring(&mut self, port: &str, number: Option<String>, name: Option<String>) {
         let Some(level) = self.ports.get(port).map(|p| p.ring_level) else { return };
         let (inbox, clock, port_name) = (self.inbox.clone(), self.clock, port.to_string());
+        // A port with a real sound device hears the caller ID in its capture; the
+        // twin only rings it.
+        let sound = self.audio.get(port).cloned();
+        let number = if sound.is_some() { None } else { number };
         let task = tokio::task::spawn_local(async move {
             let edge = |active: bool, at| Event::Input(Input::Analog(AnalogInput::Edge { port: port_name.clone(), signal: InSignal::RingDetect, active, at }));
             let mut at = clock.now();
             for ring in 0..10 {
+                if let Some(a) = &sound {
+                    a.send(AudioCmd::Ringing);
+                }
                 if level {
                     for (active, hold) in [(true, 2000), (false, 0)] {
                         tokio::time::sleep_until(clock.instant(at)).await;
